@@ -1,0 +1,238 @@
+"""One validated configuration object, loaded from ``params.yaml``.
+
+Every knob of the loop lives in ``params.yaml``, one section per stage. This module turns that
+file into a typed, frozen :class:`Params` object and rejects anything it does not know: an unknown
+key, a value out of range or of the wrong type all raise :class:`ConfigError`, whose message names
+the offending parameter by its dotted path (``train.alpha=1.5: ...``).
+
+Importing this module has no side effects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "CategoricalField",
+    "ConfigError",
+    "FeaturesConfig",
+    "ModelConfig",
+    "NumericField",
+    "Params",
+    "TrainConfig",
+    "load_params",
+    "params_from_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, or out of range. The message names it."""
+
+
+class _Section(BaseModel):
+    """Base for every config section: frozen, and unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------------------------
+
+
+class CategoricalField(_Section):
+    """A categorical column, hashed into ``buckets`` indices (index 0 is reserved for null)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["categorical"] = "categorical"
+    buckets: int = Field(ge=2, le=2**31 - 1)
+
+
+class NumericField(_Section):
+    """A numeric column, either bucketised by ``boundaries`` or normalised by ``mean``/``std``."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["numeric"] = "numeric"
+    transform: Literal["bucketize", "normalize"]
+    boundaries: tuple[float, ...] | None = None
+    mean: float | None = None
+    std: float | None = Field(default=None, gt=0)
+    clip: float = Field(default=5.0, gt=0, description="normalised values are clipped to ±clip")
+
+    @model_validator(mode="after")
+    def _check_transform(self) -> NumericField:
+        if self.transform == "bucketize":
+            if not self.boundaries:
+                raise ValueError(f"field {self.name!r}: transform='bucketize' needs 'boundaries'")
+            if list(self.boundaries) != sorted(set(self.boundaries)):
+                raise ValueError(
+                    f"field {self.name!r}: boundaries={list(self.boundaries)} must be strictly "
+                    "increasing"
+                )
+        else:
+            if self.mean is None or self.std is None:
+                raise ValueError(f"field {self.name!r}: transform='normalize' needs 'mean' and 'std'")
+        return self
+
+
+def _field_kind(value: Any) -> str:
+    """``kind`` of a field spec; a spec without one is categorical."""
+    if isinstance(value, dict):
+        return value.get("kind", "categorical")
+    return getattr(value, "kind", "categorical")
+
+
+FieldSpec = Annotated[
+    Annotated[CategoricalField, Tag("categorical")] | Annotated[NumericField, Tag("numeric")],
+    Discriminator(_field_kind),
+]
+
+
+class FeaturesConfig(_Section):
+    """The model's input fields, in order. ``user_field`` groups rows for gAUC."""
+
+    fields: tuple[FieldSpec, ...] = Field(min_length=1)
+    user_field: str = "user_id"
+    label: str = "y"
+    y_last: str = "y_last"
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_names(cls, fields: tuple[FieldSpec, ...]) -> tuple[FieldSpec, ...]:
+        names = [f.name for f in fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field names must be unique; repeated: {dupes}")
+        return fields
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+
+# --------------------------------------------------------------------------------------------
+# model
+# --------------------------------------------------------------------------------------------
+
+
+class ModelConfig(_Section):
+    """Backbone choice and sizes. ``backbone`` is looked up in :data:`reloop.models.BACKBONES`."""
+
+    backbone: str = "deepfm"
+    embedding_dim: int = Field(default=10, ge=1, le=4096)
+    mlp_hidden: tuple[int, ...] = (400, 400, 400)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    batch_norm: bool = False
+    cross_layers: int = Field(default=3, ge=1, le=16)
+    dcnv2_structure: Literal["parallel", "stacked"] = "parallel"
+    embedding_init_std: float = Field(default=1e-4, gt=0.0)
+
+    @field_validator("mlp_hidden")
+    @classmethod
+    def _positive_units(cls, units: tuple[int, ...]) -> tuple[int, ...]:
+        if any(u < 1 for u in units):
+            raise ValueError(f"every hidden size must be >= 1, got {list(units)}")
+        return units
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        from reloop.models import BACKBONES  # local: keeps config importable on its own
+
+        if name not in BACKBONES:
+            raise ValueError(f"backbone={name!r} is not supported; expected one of {sorted(BACKBONES)}")
+        return name
+
+
+# --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+
+
+class TrainConfig(_Section):
+    """How one period's model is trained (loss, optimiser, early stopping)."""
+
+    loss: str = "reloop"
+    alpha: float = Field(default=0.5, ge=0.0, le=1.0)
+    batch_size: int = Field(default=4096, ge=1)
+    eval_batch_size: int = Field(default=65536, ge=1)
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    max_epochs: int = Field(default=10, ge=1)
+    patience: int = Field(default=1, ge=1, description="epochs without val-AUC gain before stopping")
+    min_delta: float = Field(default=1e-4, ge=0.0)
+    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    warm_start: bool = True
+    num_threads: int | None = Field(default=None, ge=1)
+    seed: int = 2022
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        from reloop.losses import LOSSES
+
+        if name not in LOSSES:
+            raise ValueError(f"loss={name!r} is not supported; expected one of {sorted(LOSSES)}")
+        return name
+
+
+# --------------------------------------------------------------------------------------------
+# root
+# --------------------------------------------------------------------------------------------
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    features: FeaturesConfig
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors(include_url=False):
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown parameter")
+        elif e["type"] == "missing":
+            lines.append(f"  {loc}: required parameter is missing")
+        else:
+            lines.append(f"  {loc}={e.get('input')!r}: {msg}")
+    return "\n".join(lines)
+
+
+def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
+    """Validate a raw mapping (as read from YAML) into :class:`Params`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file {str(path)!r} does not exist")
+    with path.open() as fh:
+        try:
+            raw = yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return params_from_dict(raw or {}, source=str(path))
