@@ -11,9 +11,10 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train lock clean help
+.PHONY: install install-bench test test-slow lint bench bench-train demo lock clean help
 
 help:
+	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
@@ -33,6 +34,21 @@ install-bench: $(BENCH_STAMP)
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
+
+# The main job: the real Airflow DAG (dag.test, in-process) over DEMO_DAYS simulated days of the
+# built-in world, from an empty registry, in $(DEMO_DIR) (every relative path of params.yaml
+# resolves there), with a project-local AIRFLOW_HOME; then the per-day table.
+DEMO_DIR   ?= build/demo
+DEMO_START ?= 2026-01-01
+DEMO_END   ?= 2026-01-07
+ROOT       := $(CURDIR)
+
+demo: install
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	cd $(DEMO_DIR) && time $(ROOT)/$(BIN)/reloop backfill --start $(DEMO_START) --end $(DEMO_END) \
+		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
+	cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) --end $(DEMO_END) \
+		--params $(ROOT)/params.yaml
 
 test: install
 	$(BIN)/python -m pytest

@@ -8,6 +8,8 @@ import sys
 #: Every benchmark module; each has a ``main(argv) -> int``.
 BENCHMARKS = [
     "benchmarks.train_throughput",
+    "benchmarks.simulator",
+    "benchmarks.join",
 ]
 
 

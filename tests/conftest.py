@@ -15,13 +15,21 @@ def small_params(**overrides: dict) -> Params:
     """A fast configuration over the fields of :func:`small_table`."""
     raw = {
         "features": {
-            "fields": [{"name": f"f{i}", "buckets": 4 * c + 1}
-                       for i, c in enumerate(SMALL_CARDINALITIES)],
+            "fields": [
+                {"name": f"f{i}", "buckets": 4 * c + 1} for i, c in enumerate(SMALL_CARDINALITIES)
+            ],
             "user_field": "f0",
         },
         "model": {"backbone": "deepfm", "embedding_dim": 8, "mlp_hidden": [64, 32]},
-        "train": {"loss": "reloop", "alpha": 0.5, "batch_size": 512, "learning_rate": 3e-3,
-                  "max_epochs": 3, "seed": 7, "num_threads": 2},
+        "train": {
+            "loss": "reloop",
+            "alpha": 0.5,
+            "batch_size": 512,
+            "learning_rate": 3e-3,
+            "max_epochs": 3,
+            "seed": 7,
+            "num_threads": 2,
+        },
     }
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)

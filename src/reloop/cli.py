@@ -10,6 +10,9 @@ from typing import Annotated
 
 import typer
 
+from reloop.data_cli import register as _register_data_commands
+from reloop.memory.cli import register as _register_memory_commands
+
 app = typer.Typer(
     name="reloop",
     help="Keep a CTR model learning from its own mistakes: ReLoop training and ReLoop2 memory.",
@@ -87,7 +90,10 @@ def train_cmd(
             incumbent = load_checkpoint(init_from, cfg.features)
         trained = train_model(cfg, train_df, val_df, init_from=incumbent)
         ckpt = save_checkpoint(
-            out, trained.model, cfg.model, trained.encoder,
+            out,
+            trained.model,
+            cfg.model,
+            trained.encoder,
             parent_id=trained.parent_id,
             info={
                 "train": cfg.train.model_dump(mode="json"),
@@ -100,10 +106,15 @@ def train_cmd(
         )
     except (ConfigError, CheckpointError, ValueError, FileNotFoundError) as err:
         raise _fail(err) from None
-    _echo_json({
-        "checkpoint": str(ckpt.path), "model_id": ckpt.model_id, "parent_id": ckpt.parent_id,
-        "best_epoch": trained.result.best_epoch, "best_val_auc": trained.result.best_val_auc,
-    })
+    _echo_json(
+        {
+            "checkpoint": str(ckpt.path),
+            "model_id": ckpt.model_id,
+            "parent_id": ckpt.parent_id,
+            "best_epoch": trained.result.best_epoch,
+            "best_val_auc": trained.result.best_val_auc,
+        }
+    )
 
 
 @app.command("predict")
@@ -147,6 +158,169 @@ def backbones_cmd() -> None:
 
     for name, cls in BACKBONES.items():
         typer.echo(f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+
+
+# data half (issue 5): simulate, ingest, validate, join, drift, prepare, oracle, logs, replay
+_register_data_commands(app)
+# ReLoop2 error memory (issue 4): stream-eval
+_register_memory_commands(app)
+
+
+# ---- the retraining loop ---------------------------------------------------------------------
+
+DateOpt = Annotated[str, typer.Option("--date", help="Start date of the period (YYYY-MM-DD).")]
+
+
+@app.command("stage")
+def stage_cmd(
+    name: Annotated[str, typer.Argument(help="ingest, validate, join, drift, train, memory, "
+                                             "evaluate or promote.")],
+    date: DateOpt,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Run one stage of the retraining loop for one period (what DVC and Airflow call)."""
+    from reloop.config import load_params
+    from reloop.logs.store import as_date
+    from reloop.pipeline import run_stage
+
+    try:
+        out = run_stage(name, load_params(params), as_date(date, "--date"))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise _fail(err) from None
+    _echo_json(out)
+
+
+@app.command("run")
+def run_cmd(date: DateOpt, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Run every stage of one period in order, without Airflow."""
+    from reloop.config import load_params
+    from reloop.logs.store import as_date
+    from reloop.pipeline import run_period
+
+    try:
+        out = run_period(load_params(params), as_date(date, "--date"))
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise _fail(err) from None
+    _echo_json(out)
+
+
+registry_app = typer.Typer(help="Inspect the model registry and roll production back.",
+                           no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
+
+
+@registry_app.command("show")
+def registry_show(
+    params: ParamsOpt = Path("params.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the registered versions and which one is in production."""
+    from reloop.config import load_params
+    from reloop.registry import Registry, RegistryError
+
+    try:
+        reg = Registry(load_params(params).pipeline.registry_root)
+        current = reg.production()
+        versions = reg.versions()
+    except RegistryError as err:
+        raise _fail(err) from None
+    current_id = None if current is None else current.model_id
+    if as_json:
+        _echo_json({
+            "production": current_id,
+            "versions": [
+                {k: v.lineage.get(k) for k in ("period", "parent_id")}
+                | {"model_id": v.model_id, "promoted": bool(v.lineage.get("decision", {})
+                                                             .get("promote")),
+                   "path": str(v.path)}
+                for v in versions
+            ],
+            "history": reg.history(),
+        })
+        return
+    typer.echo(f"{'':2}{'model_id':18}{'period':12}{'parent':18}decision")
+    for v in versions:
+        mark = "* " if v.model_id == current_id else "  "
+        decision = v.lineage.get("decision", {})
+        verdict = "promoted" if decision.get("promote") else "rejected"
+        typer.echo(f"{mark}{v.model_id:18}{str(v.lineage.get('period')):12}"
+                   f"{str(v.lineage.get('parent_id')):18}{verdict}")
+    typer.echo(f"production: {current_id}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(
+    to: Annotated[str, typer.Option("--to", help="model_id of the version to restore.")],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Point production back at an earlier version (its memory snapshot comes with it)."""
+    from reloop.config import load_params
+    from reloop.registry import Registry, RegistryError
+
+    try:
+        reg = Registry(load_params(params).pipeline.registry_root)
+        with reg.lock():
+            record = reg.rollback(to)
+    except RegistryError as err:
+        raise _fail(err) from None
+    _echo_json({"production": record.model_id, "checkpoint": str(record.checkpoint_dir),
+                "memory": None if record.memory_dir is None else str(record.memory_dir)})
+
+
+@app.command("backfill")
+def backfill_cmd(
+    start: Annotated[str, typer.Option("--start", help="First period start (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last period start (YYYY-MM-DD).")],
+    params: ParamsOpt = Path("params.yaml"),
+    airflow_home: Annotated[Path, typer.Option(help="Project-local AIRFLOW_HOME.")] = Path(
+        ".airflow"),
+    dags_folder: Annotated[Path, typer.Option(help="Folder holding reloop_retrain.py.")] = Path(
+        "dags"),
+) -> None:
+    """Run the Airflow DAG in-process (dag.test) for each period of a date range, in order."""
+    from reloop.pipeline.airflow import backfill
+
+    try:
+        out = backfill(start, end, params_file=params, airflow_home=airflow_home,
+                       dags_folder=dags_folder)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        raise _fail(err) from None
+    _echo_json(out)
+
+
+@app.command("report")
+def report_cmd(
+    start: Annotated[str, typer.Option("--start", help="First period start (YYYY-MM-DD).")],
+    end: Annotated[str, typer.Option("--end", help="Last period start (YYYY-MM-DD).")],
+    params: ParamsOpt = Path("params.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift."""
+    from reloop.config import load_params
+    from reloop.pipeline.airflow import period_starts, period_table
+
+    try:
+        cfg = load_params(params)
+        rows = period_table(cfg, period_starts(start, end, cfg.logs.period_days))
+    except ValueError as err:
+        raise _fail(err) from None
+    if as_json:
+        _echo_json(rows)
+        return
+
+    def f(v: object) -> str:
+        return "   -  " if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+
+    head = ("period", "inc base", "inc +mem", "cand base", "cand +mem", "oracle", "promoted",
+            "drift")
+    typer.echo(" | ".join(f"{h:>10}" for h in head))
+    for r in rows:
+        cells = (r["period"], r.get("incumbent_base"), r.get("incumbent_memory"),
+                 r.get("candidate_base"), r.get("candidate_memory"), r.get("oracle"),
+                 r.get("promoted"), r.get("drift_share"))
+        typer.echo(" | ".join(f"{f(c):>10}" for c in cells))
+    typer.echo(f"reports: {cfg.pipeline.evaluation_root}, {cfg.pipeline.decisions_root}, "
+               f"{cfg.drift.out_root}, {cfg.validation.out_root}")
 
 
 if __name__ == "__main__":  # pragma: no cover

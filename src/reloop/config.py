@@ -25,6 +25,15 @@ from pydantic import (
     model_validator,
 )
 
+from reloop.drift.config import DriftConfig
+from reloop.ingest.config import ReplayConfig, SimulatorConfig
+from reloop.join.config import JoinConfig
+from reloop.logs.config import LogsConfig
+from reloop.memory.config import MemoryConfig
+from reloop.pipeline.config import EvaluateConfig, PipelineConfig, PromoteConfig
+from reloop.serving.config import ServingConfig
+from reloop.validate.config import ValidationConfig
+
 __all__ = [
     "CategoricalField",
     "ConfigError",
@@ -84,7 +93,9 @@ class NumericField(_Section):
                 )
         else:
             if self.mean is None or self.std is None:
-                raise ValueError(f"field {self.name!r}: transform='normalize' needs 'mean' and 'std'")
+                raise ValueError(
+                    f"field {self.name!r}: transform='normalize' needs 'mean' and 'std'"
+                )
         return self
 
 
@@ -153,7 +164,9 @@ class ModelConfig(_Section):
         from reloop.models import BACKBONES  # local: keeps config importable on its own
 
         if name not in BACKBONES:
-            raise ValueError(f"backbone={name!r} is not supported; expected one of {sorted(BACKBONES)}")
+            raise ValueError(
+                f"backbone={name!r} is not supported; expected one of {sorted(BACKBONES)}"
+            )
         return name
 
 
@@ -171,7 +184,9 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(default=65536, ge=1)
     learning_rate: float = Field(default=1e-3, gt=0.0)
     max_epochs: int = Field(default=10, ge=1)
-    patience: int = Field(default=1, ge=1, description="epochs without val-AUC gain before stopping")
+    patience: int = Field(
+        default=1, ge=1, description="epochs without val-AUC gain before stopping"
+    )
     min_delta: float = Field(default=1e-4, ge=0.0)
     val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
     warm_start: bool = True
@@ -199,6 +214,19 @@ class Params(_Section):
     features: FeaturesConfig
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    # data half (issue 5): raw logs, the built-in world, serving, join, validation, drift, replay
+    logs: LogsConfig = LogsConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    serving: ServingConfig = ServingConfig()
+    join: JoinConfig = JoinConfig()
+    validation: ValidationConfig = ValidationConfig()
+    drift: DriftConfig = DriftConfig()
+    replay: ReplayConfig = ReplayConfig()
+    memory: MemoryConfig = MemoryConfig()  # ReLoop2 error memory (issue 4)
+    # the retraining loop (issue 6): artefact locations, evaluation, promotion gate
+    pipeline: PipelineConfig = PipelineConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -218,7 +246,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
 def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
     """Validate a raw mapping (as read from YAML) into :class:`Params`."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     try:
         return Params.model_validate(raw)
     except ValidationError as err:

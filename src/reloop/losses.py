@@ -81,7 +81,7 @@ def reloop_loss(y_hat: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tenso
 
 
 def kd_loss(y_hat: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tensor:
-    """Mean knowledge-distillation baseline: ``alpha * CE(y_hat, y_last) + (1 - alpha) * CE(y_hat, y)``."""
+    """Mean KD baseline: ``alpha * CE(y_hat, y_last) + (1 - alpha) * CE(y_hat, y)``."""
     alpha = check_alpha(alpha)
     soft = F.binary_cross_entropy(y_hat, y_last)
     return _mix(alpha, soft, F.binary_cross_entropy(y_hat, y))
@@ -133,4 +133,6 @@ def get_loss(name: str) -> LossFn:
     try:
         return LOSSES[name]
     except KeyError:
-        raise ValueError(f"loss={name!r} is not supported; expected one of {sorted(LOSSES)}") from None
+        raise ValueError(
+            f"loss={name!r} is not supported; expected one of {sorted(LOSSES)}"
+        ) from None

@@ -35,7 +35,8 @@ def _as_arrays(y_true: ArrayLike, y_score: ArrayLike) -> tuple[np.ndarray, np.nd
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
         raise ValueError(
-            f"labels must be 0 or 1; found {int(bad.sum())} other values, e.g. {y[bad][:3].tolist()}"
+            f"labels must be 0 or 1; found {int(bad.sum())} other values, "
+            f"e.g. {y[bad][:3].tolist()}"
         )
     return y, p
 
@@ -66,7 +67,7 @@ def gauc(y_true: ArrayLike, y_score: ArrayLike, groups: ArrayLike) -> float:
     df = pl.DataFrame({"g": g, "y": y, "p": p})
     per_group = (
         df.with_columns(pl.col("p").rank("average").over("g").alias("r"))
-        .group_by("g")
+        .group_by("g", maintain_order=True)  # fixed order: a reproducible float sum
         .agg(
             n=pl.len(),
             pos=pl.col("y").sum(),

@@ -27,20 +27,45 @@ def test_train_then_predict(tmp_path, small_table):
     data = tmp_path / "day.parquet"
     small_table.head(4000).write_parquet(data)
     out = tmp_path / "model"
-    result = runner.invoke(app, ["train", "--data", str(data), "--out", str(out),
-                                 "--params", str(params)])
+    result = runner.invoke(
+        app, ["train", "--data", str(data), "--out", str(out), "--params", str(params)]
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (out / "model.safetensors").is_file() and summary["parent_id"] is None
 
-    warm = runner.invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "model2"),
-                               "--init-from", str(out), "--params", str(params)])
+    warm = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "model2"),
+            "--init-from",
+            str(out),
+            "--params",
+            str(params),
+        ],
+    )
     assert warm.exit_code == 0, warm.output
     assert json.loads(warm.stdout)["parent_id"] == summary["model_id"]
 
     scored = tmp_path / "scored.parquet"
-    pred = runner.invoke(app, ["predict", "--checkpoint", str(out), "--data", str(data),
-                               "--out", str(scored), "--params", str(params)])
+    pred = runner.invoke(
+        app,
+        [
+            "predict",
+            "--checkpoint",
+            str(out),
+            "--data",
+            str(data),
+            "--out",
+            str(scored),
+            "--params",
+            str(params),
+        ],
+    )
     assert pred.exit_code == 0, pred.output
     report = json.loads(pred.stdout)
     assert report["rows"] == 4000 and 0.5 < report["auc"] <= 1.0 and "gauc" in report
@@ -58,7 +83,8 @@ def test_bad_config_and_bad_data_exit_2_with_a_named_error(tmp_path, small_table
     good = _write_params(tmp_path / "..", train={"max_epochs": 1})
     bad = tmp_path / "bad.parquet"
     small_table.head(100).drop("y_last").write_parquet(bad)
-    result = runner.invoke(app, ["train", "--data", str(bad), "--out", str(tmp_path / "m"),
-                                 "--params", str(good)])
+    result = runner.invoke(
+        app, ["train", "--data", str(bad), "--out", str(tmp_path / "m"), "--params", str(good)]
+    )
     assert result.exit_code == 2 and "column 'y_last' is missing" in result.output
     assert not (tmp_path / "m").exists()

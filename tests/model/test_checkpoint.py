@@ -12,15 +12,25 @@ from tests.conftest import small_params
 
 @pytest.fixture(scope="module")
 def trained(small_table):
-    return train_model(small_params(train={"max_epochs": 1}), small_table.head(3000), progress=False)
+    return train_model(
+        small_params(train={"max_epochs": 1}), small_table.head(3000), progress=False
+    )
 
 
 def test_round_trip_without_unpickling(tmp_path, trained, small_table, monkeypatch):
     params = small_params()
-    saved = save_checkpoint(tmp_path / "ckpt", trained.model, params.model, trained.encoder,
-                            parent_id="abc", info={"note": "test"})
+    saved = save_checkpoint(
+        tmp_path / "ckpt",
+        trained.model,
+        params.model,
+        trained.encoder,
+        parent_id="abc",
+        info={"note": "test"},
+    )
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
-        "checkpoint.json", "model.safetensors"]
+        "checkpoint.json",
+        "model.safetensors",
+    ]
 
     def forbidden(*_a, **_k):
         raise AssertionError("checkpoints must load without unpickling")
@@ -79,8 +89,9 @@ def test_existing_checkpoint_is_not_overwritten_by_accident(tmp_path, trained):
     first = save_checkpoint(tmp_path / "ckpt", trained.model, params.model, trained.encoder)
     with pytest.raises(CheckpointError, match="already exists"):
         save_checkpoint(tmp_path / "ckpt", trained.model, params.model, trained.encoder)
-    again = save_checkpoint(tmp_path / "ckpt", trained.model, params.model, trained.encoder,
-                            overwrite=True)
+    again = save_checkpoint(
+        tmp_path / "ckpt", trained.model, params.model, trained.encoder, overwrite=True
+    )
     assert again.model_id == first.model_id
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary leftovers
     meta = json.loads((tmp_path / "ckpt" / "checkpoint.json").read_text())

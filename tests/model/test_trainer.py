@@ -38,12 +38,16 @@ def test_training_is_deterministic_given_a_seed(small_table):
 def test_reloop_loss_falls_on_a_fixed_batch(small_table):
     params = small_params(train={"max_epochs": 10})
     trained = train_model(params, small_table.head(2000), progress=False)
-    data = to_training_data(small_table.head(2000), trained.encoder, params.features,
-                            need_y_last=True)
+    data = to_training_data(
+        small_table.head(2000), trained.encoder, params.features, need_y_last=True
+    )
     logits, _ = trained.model(data.features.indices)
     after = reloop_loss_with_logits(logits, data.y, data.y_last, 0.5).item()
-    fresh = train_model(small_params(train={"max_epochs": 1, "learning_rate": 1e-9}),
-                        small_table.head(2000), progress=False)
+    fresh = train_model(
+        small_params(train={"max_epochs": 1, "learning_rate": 1e-9}),
+        small_table.head(2000),
+        progress=False,
+    )
     logits0, _ = fresh.model(data.features.indices)
     before = reloop_loss_with_logits(logits0, data.y, data.y_last, 0.5).item()
     assert after < before - 0.05
@@ -71,8 +75,12 @@ def test_warm_start_continues_from_the_incumbent(tmp_path, small_table):
     incumbent = load_checkpoint(tmp_path / "v1", params.features)
 
     # with a vanishing learning rate the warm-started model is the incumbent
-    frozen = train_model(small_params(train={"max_epochs": 1, "learning_rate": 1e-12}), day2,
-                         init_from=incumbent, progress=False)
+    frozen = train_model(
+        small_params(train={"max_epochs": 1, "learning_rate": 1e-12}),
+        day2,
+        init_from=incumbent,
+        progress=False,
+    )
     enc = first.encoder.encode(day2)
     assert torch.allclose(predict(frozen.model, enc)[0], predict(first.model, enc)[0], atol=1e-6)
     assert frozen.parent_id == ckpt.model_id
@@ -101,11 +109,19 @@ def test_bad_training_tables_are_named(small_table):
     with pytest.raises(TrainingDataError, match=r"column 'y_last' is missing; loss='reloop'"):
         train_model(params, base.drop("y_last"))
     with pytest.raises(TrainingDataError, match=r"column 'y_last' holds 1 null or NaN"):
-        train_model(params, base.with_columns(
-            y_last=pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise("y_last")))
+        train_model(
+            params,
+            base.with_columns(
+                y_last=pl.when(pl.int_range(pl.len()) == 3).then(float("nan")).otherwise("y_last")
+            ),
+        )
     with pytest.raises(TrainingDataError, match=r"label column 'y' must hold only 0 and 1; 2 rows"):
-        train_model(params, base.with_columns(
-            y=pl.when(pl.int_range(pl.len()) < 2).then(pl.lit(2, pl.Int8)).otherwise("y")))
+        train_model(
+            params,
+            base.with_columns(
+                y=pl.when(pl.int_range(pl.len()) < 2).then(pl.lit(2, pl.Int8)).otherwise("y")
+            ),
+        )
     with pytest.raises(TrainingDataError, match="label column 'y' is missing"):
         train_model(params, base.drop("y"))
     with pytest.raises(TrainingDataError, match="empty"):

@@ -18,11 +18,24 @@ def test_fields_default_to_categorical_and_numeric_needs_its_parameters():
     p = params_from_dict({"features": FIELDS})
     assert p.features.fields[0].kind == "categorical"
     with pytest.raises(ConfigError, match="field 'age': transform='bucketize' needs 'boundaries'"):
-        params_from_dict({"features": {"fields": [
-            {"name": "age", "kind": "numeric", "transform": "bucketize"}]}})
+        params_from_dict(
+            {"features": {"fields": [{"name": "age", "kind": "numeric", "transform": "bucketize"}]}}
+        )
     with pytest.raises(ConfigError, match="must be strictly increasing"):
-        params_from_dict({"features": {"fields": [
-            {"name": "age", "kind": "numeric", "transform": "bucketize", "boundaries": [3, 1]}]}})
+        params_from_dict(
+            {
+                "features": {
+                    "fields": [
+                        {
+                            "name": "age",
+                            "kind": "numeric",
+                            "transform": "bucketize",
+                            "boundaries": [3, 1],
+                        }
+                    ]
+                }
+            }
+        )
 
 
 @pytest.mark.parametrize(
@@ -31,7 +44,11 @@ def test_fields_default_to_categorical_and_numeric_needs_its_parameters():
         ("train", {"alpha": 1.5}, r"train\.alpha=1\.5: Input should be less than or equal to 1"),
         ("train", {"alpha": -0.1}, r"train\.alpha=-0\.1"),
         ("train", {"alphaa": 0.5}, r"train\.alphaa: unknown parameter"),
-        ("train", {"loss": "focal"}, r"loss='focal' is not supported; expected one of \['ce', 'kd'"),
+        (
+            "train",
+            {"loss": "focal"},
+            r"loss='focal' is not supported; expected one of \['ce', 'kd'",
+        ),
         ("model", {"backbone": "dcnx"}, r"backbone='dcnx' is not supported; expected one of"),
         ("model", {"mlp_hidden": [64, 0]}, r"model\.mlp_hidden=\[64, 0\]"),
     ],

@@ -57,16 +57,26 @@ def test_null_maps_to_reserved_zero_and_ints_equal_their_strings():
 def test_bucketize_hand_case():
     x = np.array([0.0, 1.0, 1.5, 4.0, 10.0, np.nan])
     assert bucketize(x, [1, 2, 4]).tolist() == [1, 2, 2, 4, 4, 0]
-    enc = _encoder({"name": "age", "kind": "numeric", "transform": "bucketize",
-                    "boundaries": [1, 2, 4]})
+    enc = _encoder(
+        {"name": "age", "kind": "numeric", "transform": "bucketize", "boundaries": [1, 2, 4]}
+    )
     assert enc.cardinalities == [5]
     out = enc.encode(pl.DataFrame({"age": [0.0, 1.0, None, 9.0]}))
     assert out.indices[:, 0].tolist() == [1, 2, 0, 4] and out.values is None
 
 
 def test_normalize_hand_case():
-    enc = _encoder(USER, {"name": "price", "kind": "numeric", "transform": "normalize",
-                          "mean": 10.0, "std": 2.0, "clip": 3.0})
+    enc = _encoder(
+        USER,
+        {
+            "name": "price",
+            "kind": "numeric",
+            "transform": "normalize",
+            "mean": 10.0,
+            "std": 2.0,
+            "clip": 3.0,
+        },
+    )
     out = enc.encode(pl.DataFrame({"user_id": ["a"] * 4, "price": [10.0, 12.0, 100.0, None]}))
     assert out.indices[:, 1].tolist() == [0, 0, 0, 0]
     assert out.values[:, 1].tolist() == [0.0, 1.0, 3.0, 0.0]

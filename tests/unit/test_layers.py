@@ -65,10 +65,18 @@ def test_shallow_models_logit_is_hidden_sum_plus_bias(name):
 def test_hidden_sizes():
     card = [7, 5, 3]
     cfg = ModelConfig(embedding_dim=4, mlp_hidden=(16, 8))
-    size = {n: build_model(cfg.model_copy(update={"backbone": n}), card).hidden_dim
-            for n in BACKBONES}
-    assert size == {"lr": 3, "fm": 3 + 4, "dnn": 8, "wide_deep": 8, "deepfm": 8,
-                    "dcn": 12 + 8, "dcnv2": 12 + 8}
+    size = {
+        n: build_model(cfg.model_copy(update={"backbone": n}), card).hidden_dim for n in BACKBONES
+    }
+    assert size == {
+        "lr": 3,
+        "fm": 3 + 4,
+        "dnn": 8,
+        "wide_deep": 8,
+        "deepfm": 8,
+        "dcn": 12 + 8,
+        "dcnv2": 12 + 8,
+    }
     stacked = cfg.model_copy(update={"backbone": "dcnv2", "dcnv2_structure": "stacked"})
     assert build_model(stacked, card).hidden_dim == 8
 

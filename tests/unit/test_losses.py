@@ -26,11 +26,15 @@ def test_self_correction_is_zero_exactly_where_new_prediction_beats_y_last():
     sc = self_correction(Y_HAT, Y, Y_LAST)
     assert torch.allclose(sc, torch.tensor([0.0, 0.1, 0.0, 0.1]), atol=1e-7)
     # a tie is not a shortfall
-    assert self_correction(torch.tensor([0.6]), torch.tensor([1.0]), torch.tensor([0.6])).item() == 0
+    assert (
+        self_correction(torch.tensor([0.6]), torch.tensor([1.0]), torch.tensor([0.6])).item() == 0
+    )
 
 
 def test_reloop_loss_hand_computed():
-    expected = 0.5 * (0.1 + 0.1) / 4 + 0.5 * sum(CE) / 4  # alpha * mean(L_sc) + (1-alpha) * mean(L_ce)
+    expected = (
+        0.5 * (0.1 + 0.1) / 4 + 0.5 * sum(CE) / 4
+    )  # alpha * mean(L_sc) + (1-alpha) * mean(L_ce)
     assert reloop_loss(Y_HAT, Y, Y_LAST, alpha=0.5).item() == pytest.approx(expected, rel=1e-6)
     assert reloop_loss(Y_HAT, Y, Y_LAST, alpha=1.0).item() == pytest.approx(0.05, rel=1e-6)
 
@@ -42,8 +46,12 @@ def test_alpha_zero_is_cross_entropy():
 
 
 def test_kd_loss_hand_computed():
-    soft = [-(0.6 * math.log(0.7) + 0.4 * math.log(0.3)), -(0.6 * math.log(0.5) + 0.4 * math.log(0.5)),
-            -(0.3 * math.log(0.2) + 0.7 * math.log(0.8)), -(0.3 * math.log(0.4) + 0.7 * math.log(0.6))]
+    soft = [
+        -(0.6 * math.log(0.7) + 0.4 * math.log(0.3)),
+        -(0.6 * math.log(0.5) + 0.4 * math.log(0.5)),
+        -(0.3 * math.log(0.2) + 0.7 * math.log(0.8)),
+        -(0.3 * math.log(0.4) + 0.7 * math.log(0.6)),
+    ]
     expected = 0.25 * sum(soft) / 4 + 0.75 * sum(CE) / 4
     assert kd_loss(Y_HAT, Y, Y_LAST, 0.25).item() == pytest.approx(expected, rel=1e-6)
 
@@ -76,9 +84,11 @@ def test_logit_forms_match_probability_forms():
     logits = torch.logit(Y_HAT)
     for alpha in (0.0, 0.3, 1.0):
         assert reloop_loss_with_logits(logits, Y, Y_LAST, alpha).item() == pytest.approx(
-            reloop_loss(Y_HAT, Y, Y_LAST, alpha).item(), rel=1e-5)
+            reloop_loss(Y_HAT, Y, Y_LAST, alpha).item(), rel=1e-5
+        )
         assert kd_loss_with_logits(logits, Y, Y_LAST, alpha).item() == pytest.approx(
-            kd_loss(Y_HAT, Y, Y_LAST, alpha).item(), rel=1e-5)
+            kd_loss(Y_HAT, Y, Y_LAST, alpha).item(), rel=1e-5
+        )
     # stable at extreme logits where sigmoid saturates
     big = torch.tensor([200.0, -200.0, 50.0, -50.0])
     assert torch.isfinite(reloop_loss_with_logits(big, Y, Y_LAST, 0.5))

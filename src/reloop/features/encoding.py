@@ -121,7 +121,8 @@ class FeatureEncoder:
         """Rebuild from :meth:`spec` output (as stored in a checkpoint)."""
         if spec.get("hash_scheme") != HASH_SCHEME:
             raise EncodingMismatchError(
-                f"hash_scheme={spec.get('hash_scheme')!r} is not supported; expected {HASH_SCHEME!r}"
+                f"hash_scheme={spec.get('hash_scheme')!r} is not supported; "
+                f"expected {HASH_SCHEME!r}"
             )
         cfg = FeaturesConfig.model_validate({"fields": spec["fields"]})
         return cls(tuple(cfg.fields))

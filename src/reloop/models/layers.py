@@ -58,7 +58,7 @@ def fm_interaction(emb: Tensor) -> Tensor:
 
 
 class MLP(nn.Module):
-    """Linear -> [BatchNorm] -> ReLU -> [Dropout] blocks. With no hidden sizes it is the identity."""
+    """Linear -> [BatchNorm] -> ReLU -> [Dropout] blocks; with no hidden sizes, the identity."""
 
     def __init__(
         self, in_dim: int, hidden: tuple[int, ...], dropout: float = 0.0, batch_norm: bool = False

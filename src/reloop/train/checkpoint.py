@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from reloop.config import FeaturesConfig, ModelConfig
 from reloop.features.encoding import EncodingMismatchError, FeatureEncoder
+from reloop.logs.atomic import replace_dir
 from reloop.models import build_model
 from reloop.models.base import Backbone
 
@@ -95,16 +93,16 @@ def save_checkpoint(
     path = Path(path)
     if path.exists() and not overwrite:
         raise CheckpointError(f"checkpoint {str(path)!r} already exists (pass overwrite=True)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    ids: list[str] = []
+
+    def build(tmp: Path) -> None:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "reloop-checkpoint"})
         weights = (tmp / WEIGHTS).read_bytes()
-        model_id = _model_id(weights, model_cfg, encoder)
+        ids.append(_model_id(weights, model_cfg, encoder))
         meta = {
             "format_version": FORMAT_VERSION,
-            "model_id": model_id,
+            "model_id": ids[0],
             "parent_id": parent_id,
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "model": model_cfg.model_dump(mode="json"),
@@ -113,16 +111,9 @@ def save_checkpoint(
             "info": info or {},
         }
         (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    replace_dir(path, build)
+    model_id = ids[0]
     return Checkpoint(model, model_cfg, encoder, model_id, path, parent_id, info or {})
 
 
@@ -133,7 +124,9 @@ def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint {str(path)!r}: {META} is not valid JSON: {err}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: {META} is not valid JSON: {err}"
+        ) from None
     version = meta.get("format_version") if isinstance(meta, dict) else None
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -190,12 +183,17 @@ def load_checkpoint(path: str | Path, features: FeaturesConfig | None = None) ->
 
 #: Model-config keys that change the shape of the weights; the others (dropout, init) do not.
 ARCHITECTURE_KEYS = (
-    "backbone", "embedding_dim", "mlp_hidden", "batch_norm", "cross_layers", "dcnv2_structure",
+    "backbone",
+    "embedding_dim",
+    "mlp_hidden",
+    "batch_norm",
+    "cross_layers",
+    "dcnv2_structure",
 )
 
 
 def copy_weights(dst: Backbone, src: Checkpoint, dst_cfg: ModelConfig) -> None:
-    """Warm-start ``dst`` from ``src``; the architectures must match, and any difference is named."""
+    """Warm-start ``dst`` from ``src``; the architectures must match, any difference is named."""
     theirs, mine = src.model_cfg.model_dump(), dst_cfg.model_dump()
     diffs = [
         f"model.{k}: checkpoint {theirs[k]!r} vs config {mine[k]!r}"

@@ -48,7 +48,9 @@ class TrainingData:
 
 def _labels(df: pl.DataFrame, column: str) -> torch.Tensor:
     if column not in df.columns:
-        raise TrainingDataError(f"label column {column!r} is missing; columns present: {df.columns}")
+        raise TrainingDataError(
+            f"label column {column!r} is missing; columns present: {df.columns}"
+        )
     col = df.get_column(column)
     if not (col.dtype.is_numeric() or col.dtype == pl.Boolean):
         raise TrainingDataError(f"label column {column!r} must be numeric 0/1, got {col.dtype}")

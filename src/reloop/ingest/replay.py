@@ -1,0 +1,409 @@
+"""Public-dataset replay: converters to time-ordered events, and the replay of one day.
+
+**Convert** (once): :func:`convert` reads a dataset in its exact raw format and writes
+time-ordered *events* (request id, event time, user id, item id, the dataset's features, the
+label) to ``<replay.root>/<dataset>/events/date=YYYY-MM-DD/``, plus ``features.yaml``: a
+``features`` section for ``params.yaml`` that fits the converted columns.
+
+* **MovieLens 100K** (``u.data``, ``u.user``, ``u.item``) and **1M** (``ratings.dat``,
+  ``users.dat``, ``movies.dat``): each rating is an impression at its timestamp; a rating
+  ``>= replay.min_rating`` (4) is a click. User features (gender, age band, occupation, first zip
+  digit) and item features (first genre, release year) are joined in; 100K's exact ages are
+  mapped to 1M's age bands. Sparse: use ``logs.period_days: 7``.
+* **Avazu** (``train``, CSV with header; ``.gz`` is decompressed first): ``hour`` (YYMMDDHH) gives
+  the day and hour; rows of one hour are spread evenly over it in file order. ``user_id`` is
+  ``device_id``, ``item_id`` is ``site_id/app_id``; the other categorical columns are features.
+* **Criteo** (Kaggle ``train.txt``, tab-separated label, I1-I13, C1-C26, no header): file order
+  gives pseudo-days of ``replay.criteo_rows_per_day`` rows from ``replay.start``, rows spread
+  evenly over each day. Criteo has no user or item ids: both are the constant ``"anonymous"``
+  (so gAUC is undefined); I1-I13 are bucketised, C1-C26 hashed.
+
+Feedback in all four has no delay of its own: the label arrives with the impression.
+
+**Replay** (per day, like the simulator): :func:`replay_day` scores day D's events with the
+loop's own production scorer (:mod:`reloop.serving.scorer`), slot by slot, logs ``score``,
+``score_base`` and ``model_version`` into the impressions log, writes the clicks to the feedback
+log, and writes each label into the error memory once its slot is over.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from reloop.logs.atomic import replace_dir
+from reloop.logs.schema import FEEDBACK, conform, impression_columns
+from reloop.logs.store import as_date, write_part
+from reloop.serving.online import PendingLabels
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import Params
+    from reloop.serving.scorer import Scorer
+
+__all__ = [
+    "CONVERTERS",
+    "EVENT_CORE",
+    "convert",
+    "events_dir",
+    "read_events",
+    "replay_day",
+    "suggested_features",
+]
+
+log = logging.getLogger(__name__)
+
+#: Columns every converted event has, besides its features.
+EVENT_CORE = ("request_id", "event_time", "user_id", "item_id", "label")
+
+_ML_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
+    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
+    "Sci-Fi", "Thriller", "War", "Western",
+)
+# MovieLens 1M age bands; 100K's exact ages are mapped onto them
+_AGE_BANDS = (1, 18, 25, 35, 45, 50, 56)
+_AVAZU_CATEGORICAL = (
+    "C1", "banner_pos", "site_id", "site_domain", "site_category", "app_id", "app_domain",
+    "app_category", "device_model", "device_type", "device_conn_type",
+    "C14", "C15", "C16", "C17", "C18", "C19", "C20", "C21",
+)
+_CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
+_CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
+_CRITEO_BOUNDARIES = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 1000, 10000)
+
+
+def _require(source: Path, *names: str) -> list[Path]:
+    paths = [source / n for n in names]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"raw dataset file(s) missing: {missing}")
+    return paths
+
+
+def _utc_seconds(col: str) -> pl.Expr:
+    return (pl.col(col).cast(pl.Int64) * 1_000_000).cast(pl.Datetime("us")).dt.replace_time_zone(
+        "UTC")
+
+
+def _age_band(age: pl.Expr) -> pl.Expr:
+    band = pl.lit(_AGE_BANDS[0])
+    for lo in _AGE_BANDS[1:]:
+        band = pl.when(age >= lo).then(pl.lit(lo)).otherwise(band)
+    return band.cast(pl.Int32)
+
+
+def _finish_ml(ratings: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame, tag: str,
+               min_rating: int) -> pl.LazyFrame:
+    df = (
+        ratings.lazy()
+        .join(users.lazy(), on="user_id", how="left")
+        .join(items.lazy(), on="item_id", how="left")
+        .with_columns(event_time=_utc_seconds("timestamp"))
+        .sort("event_time", "user_id", "item_id", maintain_order=True)
+        .with_row_index("_row")
+        .with_columns(
+            request_id=pl.format("{}-{}", pl.lit(tag), pl.col("_row")),
+            label=(pl.col("rating") >= min_rating).cast(pl.Int8),
+            hour=pl.col("event_time").dt.hour().cast(pl.Int8),
+        )
+    )
+    return df.select(*EVENT_CORE, "gender", "age", "occupation", "zip_prefix", "genre",
+                     "release_year", "hour")
+
+
+def convert_movielens_100k(source: Path, cfg: Any) -> pl.LazyFrame:
+    data, user, item = _require(source, "u.data", "u.user", "u.item")
+    ratings = pl.read_csv(data, separator="\t", has_header=False,
+                          new_columns=["user_id", "item_id", "rating", "timestamp"],
+                          schema_overrides={"user_id": pl.Int64, "item_id": pl.Int64,
+                                            "rating": pl.Int32, "timestamp": pl.Int64})
+    users = pl.read_csv(user, separator="|", has_header=False,
+                        new_columns=["user_id", "age", "gender", "occupation", "zip"],
+                        schema_overrides={"user_id": pl.Int64, "age": pl.Int32,
+                                          "zip": pl.String})
+    users = users.select(
+        "user_id", "gender", "occupation",
+        age=_age_band(pl.col("age")),
+        zip_prefix=pl.col("zip").str.slice(0, 1),
+    )
+    raw_items = pl.read_csv(item, separator="|", has_header=False, encoding="latin1",
+                            quote_char=None,
+                            new_columns=["item_id", "title", "release_date", "video_date", "url",
+                                         *(f"g_{g}" for g in _ML_GENRES)],
+                            schema_overrides={"item_id": pl.Int64, "release_date": pl.String})
+    first_genre = pl.lit(None, dtype=pl.String)
+    for g in reversed(_ML_GENRES):
+        first_genre = pl.when(pl.col(f"g_{g}") == 1).then(pl.lit(g)).otherwise(first_genre)
+    items = raw_items.select(
+        "item_id",
+        genre=first_genre,
+        release_year=pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False),
+    )
+    return _finish_ml(ratings, users, items, "ml100k", cfg.min_rating)
+
+
+def _split_double_colon(path: Path, names: list[str]) -> pl.DataFrame:
+    rows = [line.rstrip("\n").split("::", len(names) - 1)
+            for line in path.read_text(encoding="latin1").splitlines() if line.strip()]
+    bad = [i for i, r in enumerate(rows) if len(r) != len(names)]
+    if bad:
+        raise ValueError(f"{path}: line {bad[0] + 1} does not have {len(names)} '::' fields")
+    return pl.DataFrame(rows, schema=names, orient="row")
+
+
+def convert_movielens_1m(source: Path, cfg: Any) -> pl.LazyFrame:
+    ratings_p, users_p, movies_p = _require(source, "ratings.dat", "users.dat", "movies.dat")
+    ratings = pl.read_csv(ratings_p, separator=":", has_header=False,
+                          new_columns=["user_id", "_a", "item_id", "_b", "rating", "_c",
+                                       "timestamp"],
+                          schema_overrides={"user_id": pl.Int64, "item_id": pl.Int64,
+                                            "rating": pl.Int32, "timestamp": pl.Int64})
+    ratings = ratings.select("user_id", "item_id", "rating", "timestamp")
+    users = _split_double_colon(users_p, ["user_id", "gender", "age", "occupation", "zip"])
+    users = users.select(
+        pl.col("user_id").cast(pl.Int64), "gender",
+        age=pl.col("age").cast(pl.Int32),
+        occupation=pl.col("occupation"),
+        zip_prefix=pl.col("zip").str.slice(0, 1),
+    )
+    movies = _split_double_colon(movies_p, ["item_id", "title", "genres"])
+    items = movies.select(
+        pl.col("item_id").cast(pl.Int64),
+        genre=pl.col("genres").str.split("|").list.first(),
+        release_year=pl.col("title").str.extract(r"\((\d{4})\)\s*$").cast(pl.Int32,
+                                                                           strict=False),
+    )
+    return _finish_ml(ratings, users, items, "ml1m", cfg.min_rating)
+
+
+def _plain(path: Path) -> Path:
+    """``path``, decompressed beside itself first when it is gzip."""
+    if path.suffix != ".gz":
+        return path
+    out = path.with_suffix("")
+    if not out.exists():
+        tmp = out.with_name(f".{out.name}.tmp")
+        with gzip.open(path, "rb") as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, length=1 << 22)
+        tmp.replace(out)
+    return out
+
+
+def convert_avazu(source: Path, cfg: Any) -> pl.LazyFrame:
+    candidates = [source / n for n in ("train", "train.csv", "train.gz", "train.csv.gz")]
+    found = [p for p in candidates if p.is_file()]
+    if not found:
+        raise FileNotFoundError(f"raw dataset file missing: none of {[str(p) for p in candidates]}")
+    lf = pl.scan_csv(_plain(found[0]), infer_schema=False)  # every column as a string
+    hour = (pl.col("hour") + "00").str.to_datetime("%y%m%d%H%M", time_unit="us",
+                                                     time_zone="UTC")
+    lf = (
+        lf.with_row_index("_row")
+        .with_columns(_hour=hour)
+        .with_columns(
+            _rank=pl.col("_row").rank("ordinal").over("_hour") - 1,
+            _n=pl.len().over("_hour"),
+        )
+        .with_columns(
+            event_time=pl.col("_hour")
+            + pl.duration(microseconds=(pl.col("_rank") * 3_600_000_000 // pl.col("_n"))),
+            request_id=pl.col("id"),
+            user_id=pl.col("device_id"),
+            item_id=pl.format("{}/{}", pl.col("site_id"), pl.col("app_id")),
+            label=pl.col("click").cast(pl.Int8),
+            hour_of_day=pl.col("_hour").dt.hour().cast(pl.Int8),
+        )
+    )
+    return lf.select(*EVENT_CORE, *_AVAZU_CATEGORICAL, "hour_of_day")
+
+
+def convert_criteo(source: Path, cfg: Any) -> pl.LazyFrame:
+    (path,) = _require(source, "train.txt")
+    names = ["label", *_CRITEO_INT, *_CRITEO_CAT]
+    lf = pl.scan_csv(path, separator="\t", has_header=False, new_columns=names,
+                     schema_overrides={**{c: pl.Int64 for c in _CRITEO_INT},
+                                       **{c: pl.String for c in _CRITEO_CAT},
+                                       "label": pl.Int8},
+                     quote_char=None)
+    per_day = cfg.criteo_rows_per_day
+    start_us = int(dt.datetime(cfg.start.year, cfg.start.month, cfg.start.day,
+                               tzinfo=dt.UTC).timestamp() * 1_000_000)
+    day_us = 86_400_000_000
+    lf = lf.with_row_index("_row").with_columns(
+        event_time=(
+            pl.lit(start_us)
+            + (pl.col("_row") // per_day).cast(pl.Int64) * day_us
+            + (pl.col("_row") % per_day).cast(pl.Int64) * (day_us // per_day)
+        ).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        request_id=pl.format("criteo-{}", pl.col("_row")),
+        user_id=pl.lit("anonymous"),
+        item_id=pl.lit("anonymous"),
+    )
+    return lf.select(*EVENT_CORE, *_CRITEO_INT, *_CRITEO_CAT)
+
+
+CONVERTERS: dict[str, Callable[[Path, Any], pl.LazyFrame]] = {
+    "movielens-100k": convert_movielens_100k,
+    "movielens-1m": convert_movielens_1m,
+    "avazu": convert_avazu,
+    "criteo": convert_criteo,
+}
+
+
+def suggested_features(dataset: str) -> dict[str, Any]:
+    """A ``features`` section for ``params.yaml`` matching the converted columns of ``dataset``."""
+    if dataset.startswith("movielens"):
+        fields = [
+            {"name": "user_id", "kind": "categorical", "buckets": 16384},
+            {"name": "item_id", "kind": "categorical", "buckets": 16384},
+            {"name": "gender", "kind": "categorical", "buckets": 8},
+            {"name": "age", "kind": "categorical", "buckets": 16},
+            {"name": "occupation", "kind": "categorical", "buckets": 64},
+            {"name": "zip_prefix", "kind": "categorical", "buckets": 16},
+            {"name": "genre", "kind": "categorical", "buckets": 32},
+            {"name": "release_year", "kind": "numeric", "transform": "bucketize",
+             "boundaries": [1950, 1970, 1980, 1990, 1995, 1998]},
+            {"name": "hour", "kind": "categorical", "buckets": 32},
+        ]
+    elif dataset == "avazu":
+        fields = [{"name": "user_id", "kind": "categorical", "buckets": 1 << 20},
+                  {"name": "item_id", "kind": "categorical", "buckets": 1 << 18}]
+        fields += [{"name": c, "kind": "categorical", "buckets": 1 << 16}
+                   for c in _AVAZU_CATEGORICAL]
+        fields.append({"name": "hour_of_day", "kind": "categorical", "buckets": 32})
+    elif dataset == "criteo":
+        fields = [{"name": c, "kind": "numeric", "transform": "bucketize",
+                   "boundaries": list(_CRITEO_BOUNDARIES)} for c in _CRITEO_INT]
+        fields += [{"name": c, "kind": "categorical", "buckets": 1 << 18} for c in _CRITEO_CAT]
+    else:
+        raise ValueError(f"dataset={dataset!r} is not supported; expected one of "
+                         f"{sorted(CONVERTERS)}")
+    return {"fields": fields, "user_field": "user_id", "label": "y", "y_last": "y_last"}
+
+
+def events_dir(params: Params, dataset: str | None = None) -> Path:
+    return Path(params.replay.root) / (dataset or params.replay.dataset) / "events"
+
+
+def convert(params: Params, dataset: str, source: str | Path) -> dict[str, Any]:
+    """Convert a raw dataset under ``source`` into daily event partitions (replacing any earlier
+    conversion of it atomically); returns a summary with the dates written."""
+    import yaml
+
+    if dataset not in CONVERTERS:
+        raise ValueError(f"dataset={dataset!r} is not supported; expected one of "
+                         f"{sorted(CONVERTERS)}")
+    source = Path(source)
+    if not source.is_dir():
+        raise FileNotFoundError(f"source directory {str(source)!r} does not exist")
+    t0 = time.perf_counter()
+    lf = CONVERTERS[dataset](source, params.replay).with_columns(
+        date=pl.col("event_time").dt.date().cast(pl.String)
+    )
+    out = events_dir(params, dataset)
+
+    def build(tmp: Path) -> None:
+        lf.sink_parquet(pl.PartitionBy(tmp, key="date", include_key=False), mkdir=True)
+
+    replace_dir(out, build)
+    (out.parent / "features.yaml").write_text(
+        "# features section for params.yaml matching the converted columns\n"
+        + yaml.safe_dump({"features": suggested_features(dataset)}, sort_keys=False)
+    )
+    dates = sorted(p.name.removeprefix("date=") for p in out.glob("date=*"))
+    rows = pl.scan_parquet(str(out / "**" / "*.parquet"), hive_partitioning=False).select(
+        pl.len(), pl.col("label").mean()).collect()
+    summary = {"dataset": dataset, "events": str(out), "rows": int(rows[0, 0]),
+               "ctr": float(rows[0, 1]) if rows[0, 0] else None,
+               "first_date": dates[0] if dates else None,
+               "last_date": dates[-1] if dates else None, "days": len(dates),
+               "features_yaml": str(out.parent / "features.yaml"),
+               "seconds": time.perf_counter() - t0}
+    log.info("converted %s: %d events over %d days (%s .. %s)", dataset, summary["rows"],
+             len(dates), summary["first_date"], summary["last_date"])
+    return summary
+
+
+def read_events(params: Params, day: str | dt.date) -> pl.DataFrame:
+    """Converted events of one day, in time order."""
+    from reloop.logs.store import MissingPartitionError
+
+    day = as_date(day)
+    pdir = events_dir(params) / f"date={day.isoformat()}"
+    files = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
+    if not files:
+        raise MissingPartitionError(
+            f"replay events for {day.isoformat()} are missing under {events_dir(params)}; run "
+            f"`reloop replay convert {params.replay.dataset} --source DIR` first"
+        )
+    return pl.read_parquet(files).sort("event_time", "request_id", maintain_order=True)
+
+
+def replay_day(params: Params, day: str | dt.date, scorer: Scorer) -> dict[str, Any]:
+    """Serve day ``day`` of the converted dataset with ``scorer`` and write its logs."""
+    t0 = time.perf_counter()
+    day = as_date(day)
+    events = read_events(params, day)
+    spec = impression_columns(params.features)
+    missing = [c.name for c in spec if c.name not in events.columns
+               and c.name not in ("model_version", "score", "score_base")]
+    if missing:
+        raise ValueError(
+            f"features.fields {missing} are not columns of the converted "
+            f"{params.replay.dataset} events; see {events_dir(params).parent / 'features.yaml'}"
+        )
+    n = events.height
+    score = np.empty(n, dtype=np.float64)
+    score_base = np.empty(n, dtype=np.float64)
+    midnight_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
+                      * 1_000_000)
+    seconds = (events["event_time"].dt.cast_time_unit("us").dt.epoch("us").to_numpy()
+               - midnight_us) / 1e6
+    slot_s = params.replay.slot_minutes * 60.0
+    bounds = np.searchsorted(seconds, np.arange(0.0, 86400.0 + slot_s, slot_s))
+    labels = events["label"].to_numpy()
+    pending = PendingLabels()
+    for s_idx in range(len(bounds) - 1):
+        a, b = int(bounds[s_idx]), int(bounds[s_idx + 1])
+        if b > a:
+            batch = scorer.score_frame(events.slice(a, b - a))
+            score[a:b], score_base[a:b] = batch.score, batch.score_base
+            # the label arrives with the impression: known once the slot is over
+            pending.add(seconds[a:b], batch.hidden, labels[a:b], batch.score_base)
+        pending.release(scorer, until=(s_idx + 1) * slot_s)
+    pending.release(scorer)
+    impressions = conform(
+        events.with_columns(model_version=pl.lit(scorer.model_version),
+                            score=pl.Series(score), score_base=pl.Series(score_base)),
+        spec, f"replayed {params.replay.dataset} impressions",
+    )
+    feedback = conform(
+        events.filter(pl.col("label") == 1).select("request_id", "event_time",
+                                                   click=pl.col("label")),
+        FEEDBACK, f"replayed {params.replay.dataset} feedback",
+    )
+    producer = f"replay-{day.isoformat()}"
+    root = params.logs.root
+    nxt = day + dt.timedelta(days=1)
+    files = {
+        "feedback_next": write_part(root, "feedback", nxt, feedback.clear(), producer),
+        "feedback": write_part(root, "feedback", day, feedback, producer),
+        "impressions": write_part(root, "impressions", day, impressions, producer),
+    }
+    summary = {"date": day.isoformat(), "dataset": params.replay.dataset, "impressions": n,
+               "clicks": feedback.height, "ctr": feedback.height / n if n else None,
+               "model_version": scorer.model_version, "memory_written": pending.written,
+               "files": {k: str(v) for k, v in files.items()},
+               "seconds": time.perf_counter() - t0}
+    log.info("replayed %s %s: %d impressions served by %s", params.replay.dataset, day, n,
+             scorer.model_version)
+    return summary

@@ -1,0 +1,243 @@
+"""Hive-partitioned parquet storage of the raw logs, append-only.
+
+Layout (``table`` is ``impressions``, ``feedback`` or ``oracle``)::
+
+    <root>/<table>/date=YYYY-MM-DD/part-<producer>.parquet
+
+* A partition may hold several part files (e.g. the feedback of day D+1 receives the clicks of
+  day D's late-evening impressions from day D's producer, and day D+1's own clicks from day D+1's).
+* :func:`write_part` is the only writer. It refuses a row whose ``event_time`` is not on the
+  partition's date, writes under a temporary name and links the file into place, so an existing
+  part is never replaced: re-writing identical content is a no-op (idempotent reruns), different
+  content raises :class:`RawPartitionExistsError`.
+* Readers report a missing partition, a partition without part files, and an unreadable (e.g.
+  truncated) parquet file with errors that name the partition and the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+__all__ = [
+    "TABLES",
+    "CorruptPartitionError",
+    "LogError",
+    "MissingPartitionError",
+    "RawPartitionExistsError",
+    "as_date",
+    "check_readable",
+    "list_dates",
+    "part_files",
+    "partition_dir",
+    "period_dates",
+    "read_partition",
+    "scan_partitions",
+    "write_part",
+]
+
+log = logging.getLogger(__name__)
+
+TABLES = ("impressions", "feedback", "oracle")
+_PRODUCER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+
+
+class LogError(ValueError):
+    """A raw-log partition is missing, unreadable, or would be overwritten. Names it."""
+
+
+class MissingPartitionError(LogError):
+    """The partition directory does not exist or holds no part files."""
+
+
+class CorruptPartitionError(LogError):
+    """A part file cannot be read as parquet (truncated, corrupt, or not parquet)."""
+
+
+class RawPartitionExistsError(LogError):
+    """A part file already exists with different content; raw logs are never rewritten."""
+
+
+def as_date(value: str | dt.date, what: str = "date") -> dt.date:
+    """``value`` as a :class:`datetime.date`; strings must be ISO ``YYYY-MM-DD``."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
+
+
+def period_dates(start: str | dt.date, days: int) -> list[dt.date]:
+    """The ``days`` consecutive dates from ``start``."""
+    if days < 1:
+        raise ValueError(f"days={days} must be >= 1")
+    first = as_date(start)
+    return [first + dt.timedelta(days=i) for i in range(days)]
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise ValueError(f"table={table!r} is not a log; expected one of {list(TABLES)}")
+
+
+def partition_dir(root: str | Path, table: str, day: str | dt.date) -> Path:
+    """``<root>/<table>/date=YYYY-MM-DD``."""
+    _check_table(table)
+    return Path(root) / table / f"date={as_date(day).isoformat()}"
+
+
+def _name(table: str, day: dt.date) -> str:
+    return f"{table}/date={day.isoformat()}"
+
+
+def list_dates(root: str | Path, table: str) -> list[dt.date]:
+    """Dates that have a partition directory, sorted."""
+    _check_table(table)
+    base = Path(root) / table
+    if not base.is_dir():
+        return []
+    out = []
+    for child in base.iterdir():
+        m = _DATE_DIR.match(child.name)
+        if m and child.is_dir():
+            out.append(dt.date.fromisoformat(m.group(1)))
+    return sorted(out)
+
+
+def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
+    """The part files of one partition, sorted by name.
+
+    Raises :class:`MissingPartitionError` when the directory does not exist or holds no
+    ``part-*.parquet`` file.
+    """
+    day = as_date(day)
+    pdir = partition_dir(root, table, day)
+    if not pdir.is_dir():
+        raise MissingPartitionError(f"partition {_name(table, day)} is missing under {root}")
+    files = sorted(p for p in pdir.glob("part-*.parquet") if p.is_file())
+    if not files:
+        raise MissingPartitionError(
+            f"partition {_name(table, day)} under {root} holds no part-*.parquet files"
+        )
+    return files
+
+
+def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:
+    """Read each file's parquet footer; :class:`CorruptPartitionError` names an unreadable one."""
+    out = {}
+    for f in files:
+        try:
+            out[f] = pl.read_parquet_schema(f)
+        except Exception as err:  # polars/pyarrow raise several types for a bad footer
+            raise CorruptPartitionError(
+                f"{f} is not a readable parquet file (truncated or corrupt): "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+    return out
+
+
+def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataFrame:
+    """All rows of one partition (eager), its part files concatenated in name order."""
+    files = part_files(root, table, day)
+    schemas = check_readable(files)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(f))
+        except Exception as err:
+            raise CorruptPartitionError(
+                f"{f} is not a readable parquet file (truncated or corrupt): "
+                f"{type(err).__name__}: {err}"
+            ) from None
+    first = schemas[files[0]]
+    for f in files[1:]:
+        if schemas[f] != first:
+            raise CorruptPartitionError(
+                f"partition {_name(table, as_date(day))} under {root}: {f.name} has schema "
+                f"{dict(schemas[f])}, but {files[0].name} has {dict(first)}"
+            )
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def scan_partitions(
+    root: str | Path, table: str, days: Sequence[str | dt.date]
+) -> pl.LazyFrame:
+    """A lazy scan over the part files of ``days`` (each must exist and be readable).
+
+    Every file's footer is read first, so a truncated file fails here, naming it, rather than in
+    the middle of a query.
+    """
+    files: list[Path] = []
+    for day in days:
+        files.extend(part_files(root, table, day))
+    schemas = check_readable(files)
+    first = schemas[files[0]]
+    for f in files[1:]:
+        if schemas[f] != first:
+            raise CorruptPartitionError(
+                f"{table} part files disagree on the schema: {f} has {dict(schemas[f])}, "
+                f"{files[0]} has {dict(first)}"
+            )
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+
+
+def write_part(
+    root: str | Path,
+    table: str,
+    day: str | dt.date,
+    df: pl.DataFrame,
+    producer: str,
+) -> Path:
+    """Append ``df`` to partition ``day`` of ``table`` as ``part-<producer>.parquet``.
+
+    Every row's ``event_time`` (when the table has one) must fall on ``day`` (UTC). The file is
+    written under a temporary name and hard-linked into place, which fails if the name exists, so
+    two writers can never both win and an existing file is never replaced. If the file exists with
+    the same content the call is a no-op; with different content it raises
+    :class:`RawPartitionExistsError`.
+    """
+    day = as_date(day)
+    if not _PRODUCER.match(producer):
+        raise ValueError(f"producer={producer!r} must match {_PRODUCER.pattern}")
+    if "event_time" in df.columns and df.height:
+        dates = df.get_column("event_time").dt.date()
+        bad = int((dates != day).sum())
+        if bad:
+            raise ValueError(
+                f"{bad} of {df.height} rows written to {_name(table, day)} have an event_time on "
+                f"another date (e.g. {dates.filter(dates != day).head(1).to_list()})"
+            )
+    pdir = partition_dir(root, table, day)
+    pdir.mkdir(parents=True, exist_ok=True)
+    final = pdir / f"part-{producer}.parquet"
+    fd, tmp = tempfile.mkstemp(prefix=f".part-{producer}.", suffix=".tmp", dir=pdir)
+    os.close(fd)
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            try:
+                same = pl.read_parquet(final).equals(df)
+            except Exception:  # an unreadable existing file is certainly not the same
+                same = False
+            if not same:
+                raise RawPartitionExistsError(
+                    f"{final} already exists with different content; raw logs are append-only "
+                    "and are never rewritten"
+                ) from None
+            log.info("%s already exists with identical content; kept", final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return final

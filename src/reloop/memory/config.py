@@ -1,0 +1,82 @@
+"""The ``memory`` section of ``params.yaml``: ReLoop2's error memory and its compensation.
+
+Kept in its own module (no torch, no import of :mod:`reloop.config`) so that the root config can
+import it cheaply and without an import cycle. The defaults are the measured choices documented
+in ``docs/error_memory.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["MAX_L", "MemoryConfig", "Normalize", "Similarity"]
+
+#: Bucket ids are int64: L sign bits must fit below the sign bit.
+MAX_L = 62
+
+#: How a bucket's similarity ``s_k`` to the query is derived (see ``docs/error_memory.md``).
+Similarity = Literal["uniform", "count", "centroid"]
+
+#: How hidden vectors are normalised before hashing (see ``docs/error_memory.md``).
+Normalize = Literal["none", "center", "standardize", "whiten"]
+
+
+class MemoryConfig(BaseModel):
+    """ReLoop2 error memory: sketch shape, attention, compensation, write filter, forgetting.
+
+    * ``K`` arrays of ``2**L`` buckets (``K`` is also the paper's top-k: one readout per array).
+    * ``tau``: attention temperature (Eq. 12); ``gamma``: error-estimate mix (Eq. 13);
+      ``lam`` (YAML key ``lambda``): compensation weight (Eq. 9).
+    * ``sigma``: write filter; only samples with ``|y - y_base| > sigma`` are stored (0 keeps all).
+    * ``normalize``: how hidden vectors are transformed before hashing, with statistics of the
+      first written batch, then frozen: ``none``; ``center`` (``h - mean``); ``standardize``
+      (``(h - mean) / std`` per coordinate); ``whiten`` (PCA whitening, shrunk). ReLU hidden
+      vectors lie in one orthant, often along very few directions, where hyperplanes through
+      the origin split them poorly. The transform is folded into the hash planes, so it costs
+      nothing per query.
+    * ``similarity``: how ``s_k`` is derived for a bucket; ``min_count``: buckets holding fewer
+      samples are masked out of the attention.
+    * ``decay``: factor the sums are multiplied by at each slot/period boundary (1 keeps
+      everything, 0 resets). The memory is always reset when the base model is replaced.
+    * ``exact_window``: how many raw samples :class:`reloop.memory.ExactMemory` keeps.
+    * ``max_state_bytes``: refuse a sketch whose state would exceed this size.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    K: int = Field(default=16, description="number of hash arrays (and of retrieved readouts)")
+    L: int = Field(default=12, description="sign-random-projection bits per array")
+    tau: float = Field(default=0.1, gt=0.0, description="attention temperature")
+    gamma: float = Field(default=1.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
+    lam: float = Field(default=0.5, ge=0.0, le=1.0, alias="lambda", description="Eq. 9 weight")
+    sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
+    normalize: Normalize = "standardize"
+    similarity: Similarity = "uniform"
+    min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")
+    decay: float = Field(default=1.0, ge=0.0, le=1.0, description="forgetting per slot")
+    exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")
+    max_state_bytes: int = Field(default=1 << 30, ge=1)
+    seed: int = 0
+
+    @field_validator("K")
+    @classmethod
+    def _check_k(cls, k: int) -> int:
+        if not 1 <= k <= 4096:
+            raise ValueError(f"K={k} is out of range; expected 1..4096 hash arrays")
+        return k
+
+    @field_validator("L")
+    @classmethod
+    def _check_l(cls, bits: int) -> int:
+        if not 1 <= bits <= MAX_L:
+            raise ValueError(
+                f"L={bits} is out of range; expected 1..{MAX_L} for int64 bucket ids"
+            )
+        return bits
+
+    @property
+    def n_buckets(self) -> int:
+        """Buckets per array, ``2**L``."""
+        return 1 << self.L

@@ -1,0 +1,527 @@
+"""ReLoop2's error memory as an LSH sketch: constant size, O(K) writes and reads.
+
+See :class:`ErrorMemory` and ``docs/error_memory.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reloop.memory._inputs import check_hidden, check_labels, check_probs
+from reloop.memory.config import MemoryConfig
+from reloop.memory.estimator import compensate as compensate_eq
+from reloop.memory.estimator import compensate_from_sums, make_planes, pack_matrix
+from reloop.memory.snapshot import SnapshotError, read_snapshot, write_snapshot
+
+__all__ = ["BucketSums", "ErrorMemory"]
+
+log = logging.getLogger(__name__)
+
+#: Rows processed at once by write/compensate; bounds the temporaries of very large batches.
+CHUNK_ROWS = 16384
+#: PCA whitening adds this multiple of the mean eigenvalue to every eigenvalue before scaling.
+WHITEN_SHRINK = 1.0
+#: Columns of the state table.
+COUNT, SUM_Y, SUM_Y_BASE = 0, 1, 2
+#: With ``similarity="count"`` the fast path stores ``count ** (1 / tau)`` in float32, which could
+#: overflow below this temperature; such configs use the general (log-space softmax) read path.
+MIN_COUNT_TAU = 0.5
+
+
+@dataclass(frozen=True)
+class BucketSums:
+    """The query's bucket in every array: ``(B, K)`` float64 running sums."""
+
+    count: Tensor
+    sum_y: Tensor
+    sum_y_base: Tensor
+
+
+class ErrorMemory:
+    """LSH error memory (ReLoop2, Sec. 3.2.2): K sign-random-projection arrays of 2^L buckets.
+
+    **Write** ``write(h, y, y_base)``: each sample's hidden vector ``h`` is hashed by every array
+    ``k`` with its own ``L`` hyperplanes (bit ``l`` is ``w_{k,l} . h > 0``) into one of ``2**L``
+    buckets, and the bucket's running sums are increased. **Read** ``compensate(h, y_base)``:
+    the query's bucket in each of the ``K`` arrays gives one readout, the ``K`` readouts are the
+    paper's top-k neighbours, and Eq. 11-13 and 9 turn them into ``y_pred`` (see
+    :mod:`reloop.memory.estimator`). The state has a constant size whatever the stream length.
+
+    Decisions on the points the paper leaves open (measured in ``benchmarks/error_memory.py``;
+    the figures are in ``docs/error_memory.md``):
+
+    * **What a bucket stores**: three running sums, ``count``, ``sum y`` and ``sum y_base``
+      (float64, exact counts up to 2**53), matching the paper's size formula
+      ``2**L x K x 3``. Its readouts are the means ``sum_y / count`` and
+      ``sum_y_base / count``. With ``similarity="centroid"`` a bucket also keeps the sum of the
+      ``L`` projections of the unit-normalised hidden vectors (a centroid in the array's own
+      projected space).
+    * **Similarity** ``s_k`` of a bucket (``config.similarity``): ``"uniform"`` (every non-empty
+      bucket weighs the same), ``"count"`` (``s_k = log count``, so with ``tau = 1`` the readouts
+      are pooled by sample count) or ``"centroid"`` (cosine between the query's projection and
+      the bucket's projected centroid).
+    * **Empty buckets** (count < ``config.min_count``) are masked out of the softmax; a query whose
+      buckets are all empty is returned unchanged (``y_err = 0``).
+    * **Write filter** ``config.sigma``: only samples with ``|y - y_base| > sigma`` are written.
+    * **Reset**: the memory belongs to one model version (``model_id``); a snapshot is refused next
+      to any other, so replacing the base model always starts a fresh memory. Within a model's
+      life, :meth:`decay` multiplies the sums by ``config.decay`` at each slot/period boundary
+      (1 keeps all, 0 resets).
+
+    **Thread safety**: safe to share between threads. Writes, :meth:`reset` and :meth:`decay`
+    apply their change under one lock; a read hashes outside the lock and gathers its buckets
+    under it, so every read sees the state after a whole number of write batches (never half a
+    batch, never a count without its sums). Hashing, the bincounts of a write and the estimator
+    run outside the lock and in parallel (torch releases the GIL).
+
+    Following scikit-learn's habits the constructor only stores its arguments and derives the
+    fixed parts from them (the hash planes, from ``config.seed``); the learned state is the
+    ``table_`` (and ``centroid_``) tensor plus the ``n_written_``/``n_filtered_`` counters.
+
+    Args:
+        hidden_dim: dimension of the hidden vectors (the backbone's ``hidden_dim``).
+        config: the ``memory`` section; defaults to :class:`MemoryConfig()`.
+        model_id: the model version whose hidden vectors are written (a checkpoint's
+            ``model_id``); recorded in snapshots, required to save one.
+    """
+
+    kind = "sketch"
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        config: MemoryConfig | None = None,
+        *,
+        model_id: str | None = None,
+    ) -> None:
+        self.hidden_dim = hidden_dim
+        self.config = config if config is not None else MemoryConfig()
+        self.model_id = model_id
+        if not isinstance(hidden_dim, int) or hidden_dim < 1:
+            raise ValueError(f"hidden_dim={hidden_dim!r} must be a positive integer")
+        cfg = self.config
+        n_rows = cfg.K * cfg.n_buckets
+        per_row = 3 * 8 + 3 * 4 + (cfg.L * 4 if cfg.similarity == "centroid" else 0)
+        need = n_rows * per_row
+        if need > cfg.max_state_bytes:
+            raise ValueError(
+                f"K={cfg.K}, L={cfg.L} needs {need:,} bytes of bucket state "
+                f"({cfg.K} x 2**{cfg.L} buckets), more than max_state_bytes="
+                f"{cfg.max_state_bytes:,}; lower L or K, or raise memory.max_state_bytes"
+            )
+        self.planes_ = make_planes(hidden_dim, cfg.K, cfg.L, cfg.seed)
+        # normalisation (config.normalize): the hash is sign(((h - offset_) @ transform_) @
+        # planes_), with offset_ and transform_ fitted on the first written batch and frozen;
+        # it is computed as addmm(-offset_ @ transform_ @ planes_, h, transform_ @ planes_).
+        # _hash_state holds that (projection, shift) pair, or None while not fitted.
+        self.offset_ = torch.zeros(hidden_dim, dtype=torch.float32)
+        self.transform_ = torch.eye(hidden_dim, dtype=torch.float32)
+        self._hash_state: tuple[Tensor, Tensor | None] | None = None
+        # bucket ids are computed as (bits @ pack + offsets) in floating point, exact while
+        # K * 2**L fits the mantissa (float32 up to 2**24, float64 beyond)
+        self._id_dtype = torch.float32 if n_rows <= (1 << 24) else torch.float64
+        self._pack = pack_matrix(cfg.K, cfg.L, self._id_dtype)
+        self._array_base = torch.arange(cfg.K, dtype=self._id_dtype) * cfg.n_buckets
+        self._n_rows = n_rows
+        # bucket weights that do not depend on the query: keep weighted readouts per bucket
+        self._fast = cfg.similarity == "uniform" or (
+            cfg.similarity == "count" and cfg.tau >= MIN_COUNT_TAU
+        )
+        # count similarity with tau = 1 and no extra masking: attention weights are the counts
+        # and the weighted readouts are the raw sums (empty buckets add nothing)
+        self._pooled = cfg.similarity == "count" and cfg.tau == 1.0 and cfg.min_count == 1
+        self._lock = threading.Lock()
+        self.table_ = torch.zeros(n_rows, 3, dtype=torch.float64)
+        self.centroid_: Tensor | None = (
+            torch.zeros(n_rows, cfg.L, dtype=torch.float32)
+            if cfg.similarity == "centroid"
+            else None
+        )
+        # derived from table_ after every change: per bucket [w, w * mean_y, w * mean_y_base]
+        # in float32, the layout the read path sums with one embedding_bag call
+        self._readout = torch.zeros(n_rows, 3, dtype=torch.float32) if self._fast else None
+        self.n_written_ = 0
+        self.n_filtered_ = 0
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the state in bytes: bucket sums, derived readouts, centroids, hash planes.
+
+        Constant: it depends on K, L, the hidden dimension and the similarity only.
+        """
+        tensors = [
+            self.table_, self.planes_, self.offset_, self.transform_, self.centroid_, self._readout
+        ]
+        return sum(t.nbytes for t in tensors if t is not None)
+
+    def __len__(self) -> int:
+        """Samples written since the last reset (after the write filter)."""
+        return self.n_written_
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"ErrorMemory(hidden_dim={self.hidden_dim}, K={c.K}, L={c.L}, tau={c.tau}, "
+            f"gamma={c.gamma}, lam={c.lam}, sigma={c.sigma}, similarity={c.similarity!r}, "
+            f"model_id={self.model_id!r}, written={self.n_written_})"
+        )
+
+    # ------------------------------------------------------------------ hashing
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the hash is fixed: always with ``normalize="none"``, else after a write."""
+        return self._state() is not None
+
+    def _state(self) -> tuple[Tensor, Tensor | None] | None:
+        """The (projection, shift) pair the hash uses now, read once per call; None: unfitted."""
+        if self.config.normalize == "none":
+            return self.planes_, None
+        return self._hash_state
+
+    def _fit_normalization(self, h: Tensor) -> None:
+        """Fit ``offset_`` and ``transform_`` on the first written batch, once."""
+        with self._lock:
+            if self._hash_state is not None or h.shape[0] == 0:
+                return
+            mode = self.config.normalize
+            offset = h.mean(dim=0)
+            transform = torch.eye(self.hidden_dim, dtype=torch.float32)
+            if mode in ("standardize", "whiten") and h.shape[0] > 1:
+                x = (h - offset).to(torch.float64)
+                if mode == "standardize":
+                    std = x.std(dim=0)
+                    # constant coordinates (dead units) keep scale 1 instead of dividing by 0
+                    floor = 1e-6 * float(std.max()) if float(std.max()) > 0 else 1.0
+                    scale = torch.where(std > floor, 1.0 / std, torch.ones_like(std))
+                    transform = torch.diag(scale).to(torch.float32)
+                else:  # PCA whitening, eigenvalues shrunk by their mean (no blow-up of noise)
+                    ev, vecs = torch.linalg.eigh(torch.cov(x.T))
+                    ev = ev.clamp_min(0.0)
+                    shrunk = ev + max(float(ev.mean()), 1e-12) * WHITEN_SHRINK
+                    transform = (vecs / shrunk.sqrt()).to(torch.float32)
+            self.offset_ = offset
+            self.transform_ = transform
+            proj = transform @ self.planes_
+            self._hash_state = (proj, -(offset @ proj))
+
+    def _hash(
+        self, h: Tensor, state: tuple[Tensor, Tensor | None], keep_projection: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Flat row of the query's bucket in every array ``(B, K)`` (array offsets added).
+
+        Bit ``l`` of array ``k`` is ``x . planes[:, k*L + l] > 0`` for the normalised
+        ``x = (h - offset_) @ transform_`` (see :func:`reloop.memory.estimator.srp_bucket_ids`).
+        ``state`` is a ``_hash_state`` read once by the caller. Returns the projection if asked.
+        """
+        proj, neg_shift = state
+        z = h @ proj if neg_shift is None else torch.addmm(neg_shift, h, proj)
+        if keep_projection:
+            bits = (z > 0).to(self._id_dtype)
+        else:  # in place: the projection is not needed afterwards
+            bits = z.gt_(0.0) if self._id_dtype == torch.float32 else (z > 0).double()
+        rows = torch.addmm(self._array_base, bits, self._pack).to(torch.int64)
+        return rows, (z if keep_projection else None)
+
+    def _normalized_norm(self, h: Tensor) -> Tensor:
+        """``||(h - offset_) @ transform_||`` per row, ``(B, 1)``: the centroid's normaliser."""
+        if self.config.normalize == "none":
+            x = h
+        elif self.config.normalize == "center":
+            x = h - self.offset_
+        else:
+            x = (h - self.offset_) @ self.transform_
+        return x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def bucket_ids(self, h: Tensor) -> Tensor:
+        """The bucket of every row of ``h`` in every array: ``(B, K)`` int64 in ``[0, 2**L)``.
+
+        Before the first write fits the normalisation, ``h`` is hashed as it is.
+        """
+        h = check_hidden(h, self.hidden_dim)
+        state = self._state() or (self.planes_, None)
+        rows, _ = self._hash(h, state)
+        return rows - self._array_base.to(torch.int64)
+
+    # ------------------------------------------------------------------ write
+
+    def write(self, h: Tensor, y: Tensor, y_base: Tensor) -> int:
+        """Add a batch of labelled samples; returns how many passed the write filter.
+
+        ``h`` ``(B, hidden_dim)`` hidden vectors, ``y`` ``(B,)`` 0/1 labels, ``y_base`` ``(B,)``
+        the base model's probabilities for the same samples. O(K) per sample.
+        """
+        h = check_hidden(h, self.hidden_dim)
+        y = check_labels(y, h.shape[0])
+        y_base = check_probs(y_base, h.shape[0])
+        n_drop = 0
+        if self.config.sigma > 0.0:
+            keep = (y - y_base).abs() > self.config.sigma
+            n_drop = int((~keep).sum())
+            if n_drop:
+                h, y, y_base = h[keep], y[keep], y_base[keep]
+        if self._state() is None:
+            self._fit_normalization(h)
+        for start in range(0, h.shape[0], CHUNK_ROWS):
+            stop = start + CHUNK_ROWS
+            self._write_chunk(h[start:stop], y[start:stop], y_base[start:stop])
+        if n_drop:
+            with self._lock:
+                self.n_filtered_ += n_drop
+        return h.shape[0]
+
+    def _weighted_readouts(self, sums: np.ndarray, out: np.ndarray) -> None:
+        """Per bucket ``[w, w * mean_y, w * mean_y_base]`` from ``[count, sum_y, sum_y_base]``.
+
+        ``w`` is the bucket's unnormalised attention weight ``exp(s_k / tau)``, 0 when masked:
+        1 for ``uniform``, ``count ** (1 / tau)`` for ``count``. Written into ``out`` (float32;
+        numpy, single-threaded: this runs under the lock).
+        """
+        if self._pooled:  # w = count: the weighted readouts are the sums themselves
+            out[...] = sums
+            return
+        count = sums[:, COUNT]
+        valid = count >= self.config.min_count
+        if self.config.similarity == "uniform":  # w = 1 for valid buckets: w / count
+            scale = np.divide(valid, np.maximum(count, 1e-300))
+        else:  # count: w = count ** (1 / tau), so w / count = count ** (1 / tau - 1)
+            scale = np.power(np.maximum(count, 1e-300), 1.0 / self.config.tau - 1.0)
+            scale *= valid
+        # one pass for all three columns, then the weights themselves exactly
+        np.multiply(sums, scale[:, None], out=out, casting="same_kind")
+        if self.config.similarity == "uniform":
+            out[:, 0] = valid
+        else:
+            out[:, 0] = scale * count
+
+    def _write_chunk(self, h: Tensor, y: Tensor, y_base: Tensor) -> None:
+        B, K = h.shape[0], self.config.K
+        if B == 0:
+            return
+        rows, z = self._hash(h, self._state(), keep_projection=self.centroid_ is not None)
+        flat = rows.view(-1)
+        cz = None
+        if z is not None:
+            cz = (z / self._normalized_norm(h)).view(B * K, self.config.L)
+        if self._n_rows <= B * K * 4:
+            # large batch: bincounts over the whole table (numpy's are the fastest here, and
+            # single-threaded); labels are 0/1, so count and sum_y come from one bincount of
+            # 2*row + y
+            fi = flat.numpy()
+            syb = np.bincount(
+                fi, weights=np.repeat(y_base.numpy(), K), minlength=self._n_rows
+            )
+            labelled = (rows * 2).add_(y.to(torch.int64).unsqueeze(1)).view(-1).numpy()
+            c01 = np.bincount(labelled, minlength=2 * self._n_rows).reshape(-1, 2)
+            with self._lock:
+                table = self.table_.numpy()
+                table[:, COUNT] += c01[:, 0]
+                table[:, COUNT] += c01[:, 1]
+                table[:, SUM_Y] += c01[:, 1]
+                table[:, SUM_Y_BASE] += syb
+                if self._readout is not None:
+                    self._weighted_readouts(table, self._readout.numpy())
+                if cz is not None:
+                    self.centroid_.index_add_(0, flat, cz)
+                self.n_written_ += B
+        else:
+            # small batch (serving): touch only the B*K buckets
+            src = torch.stack([torch.ones_like(y), y, y_base], dim=1).repeat_interleave(K, dim=0)
+            with self._lock:
+                self.table_.index_add_(0, flat, src)
+                if self._readout is not None:
+                    touched = torch.unique(flat)
+                    fresh = np.empty((touched.shape[0], 3), dtype=np.float32)
+                    self._weighted_readouts(self.table_[touched].numpy(), fresh)
+                    self._readout[touched] = torch.from_numpy(fresh)
+                if cz is not None:
+                    self.centroid_.index_add_(0, flat, cz)
+                self.n_written_ += B
+
+    # ------------------------------------------------------------------ read
+
+    def lookup(self, h: Tensor) -> BucketSums:
+        """The running sums of the query's bucket in every array (no side effects)."""
+        h = check_hidden(h, self.hidden_dim)
+        B, K = h.shape[0], self.config.K
+        state = self._state()
+        if state is None:  # nothing written yet
+            zeros = torch.zeros(B, K, dtype=torch.float64)
+            return BucketSums(zeros, zeros.clone(), zeros.clone())
+        rows, _ = self._hash(h, state)
+        with self._lock:
+            g = self.table_.index_select(0, rows.view(-1))
+        g = g.view(B, K, 3)
+        return BucketSums(g[..., COUNT], g[..., SUM_Y], g[..., SUM_Y_BASE])
+
+    def compensate(self, h: Tensor, y_base: Tensor) -> Tensor:
+        """Compensated predictions ``y_pred`` ``(B,)`` in [0, 1] (Eq. 9, 11-13). No side effects.
+
+        Returned in ``y_base``'s floating dtype (float32 unless given float64).
+        """
+        h = check_hidden(h, self.hidden_dim)
+        yb = check_probs(y_base, h.shape[0])
+        out_dtype = (
+            y_base.dtype
+            if isinstance(y_base, Tensor) and y_base.is_floating_point()
+            else torch.float32
+        )
+        if h.shape[0] == 0:
+            return torch.empty(0, dtype=out_dtype)
+        state = self._state()
+        if state is None:  # nothing written yet
+            return yb.to(out_dtype, copy=True)
+        step = CHUNK_ROWS
+        chunk = self._compensate_fast if self._fast else self._compensate_general
+        parts = [
+            chunk(h[s : s + step], yb[s : s + step], state) for s in range(0, h.shape[0], step)
+        ]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.to(out_dtype)
+
+    def _compensate_fast(
+        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor | None]
+    ) -> Tensor:
+        """Query-independent bucket weights: sum the K weighted readouts (no softmax needed)."""
+        rows, _ = self._hash(h, state)
+        with self._lock:  # gather and sum the K weighted readouts of every query in one call
+            sums = F.embedding_bag(rows, self._readout, mode="sum")
+        sums = sums.to(torch.float64)
+        return compensate_from_sums(
+            sums[:, 0], sums[:, 1], sums[:, 2], y_base,
+            gamma=self.config.gamma, lam=self.config.lam,
+        )
+
+    def _compensate_general(
+        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor | None]
+    ) -> Tensor:
+        """Query-dependent similarities (or a tiny tau): per-neighbour softmax, Eq. 11-13."""
+        cfg = self.config
+        B, K = h.shape[0], cfg.K
+        rows, z = self._hash(h, state, keep_projection=cfg.similarity == "centroid")
+        flat = rows.view(-1)
+        with self._lock:
+            g = self.table_.index_select(0, flat)
+            cent = None if self.centroid_ is None else self.centroid_.index_select(0, flat)
+        g = g.view(B, K, 3)
+        count = g[..., COUNT]
+        valid = count >= cfg.min_count
+        inv = 1.0 / count.clamp_min(1e-300)
+        y_nb = g[..., SUM_Y] * inv
+        yb_nb = g[..., SUM_Y_BASE] * inv
+        if cfg.similarity == "centroid":  # cosine in each array's own L-dim projected space
+            s = torch.nn.functional.cosine_similarity(
+                z.view(B, K, cfg.L), cent.view(B, K, cfg.L), dim=-1, eps=1e-12
+            ).to(torch.float64)
+        elif cfg.similarity == "count":
+            s = torch.log(count.clamp_min(1e-300))
+        else:
+            s = torch.zeros_like(count)
+        return compensate_eq(
+            s, valid, y_nb, yb_nb, y_base, tau=cfg.tau, gamma=cfg.gamma, lam=cfg.lam
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def reset(self) -> None:
+        """Forget everything written (the hash planes stay)."""
+        with self._lock:
+            self.table_.zero_()
+            if self._readout is not None:
+                self._readout.zero_()
+            if self.centroid_ is not None:
+                self.centroid_.zero_()
+            self.n_written_ = 0
+            self.n_filtered_ = 0
+
+    def decay(self, factor: float | None = None) -> None:
+        """Multiply every running sum by ``factor`` (default ``config.decay``); 0 resets.
+
+        Called at a slot or period boundary it down-weights older samples geometrically while
+        keeping each bucket's readouts (means) unchanged.
+        """
+        f = self.config.decay if factor is None else float(factor)
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"decay factor={f} is out of range; expected 0..1")
+        if f == 1.0:
+            return
+        if f == 0.0:
+            self.reset()
+            return
+        with self._lock:
+            self.table_.mul_(f)
+            if self._readout is not None:
+                self._weighted_readouts(self.table_.numpy(), self._readout.numpy())
+            if self.centroid_ is not None:
+                self.centroid_.mul_(f)
+
+    # ------------------------------------------------------------------ snapshots
+
+    def save(self, path: str | Path) -> Path:
+        """Write a snapshot (safetensors, no pickle) holding planes, sums, config and model_id."""
+        with self._lock:
+            tensors = {
+                "planes": self.planes_.clone(),
+                "offset": self.offset_.clone(),
+                "transform": self.transform_.clone(),
+                "table": self.table_.clone(),
+            }
+            if self.centroid_ is not None:
+                tensors["centroid"] = self.centroid_.clone()
+            meta = {
+                "config": self.config.model_dump(mode="json", by_alias=True),
+                "hidden_dim": self.hidden_dim,
+                "fitted": self.fitted,
+                "n_written": self.n_written_,
+                "n_filtered": self.n_filtered_,
+            }
+        return write_snapshot(path, self.kind, tensors, meta, self.model_id)
+
+    @classmethod
+    def load(cls, path: str | Path, *, model_id: str) -> ErrorMemory:
+        """Load a snapshot built for ``model_id``; refuses one built for another model."""
+        tensors, meta = read_snapshot(path, cls.kind, model_id)
+        try:
+            cfg = MemoryConfig.model_validate(meta["config"])
+            mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
+            expected = {
+                "planes": mem.planes_, "offset": mem.offset_, "transform": mem.transform_,
+                "table": mem.table_,
+            }
+            if mem.centroid_ is not None:
+                expected["centroid"] = mem.centroid_
+            if set(tensors) != set(expected):
+                raise ValueError(f"tensors {sorted(tensors)}, expected {sorted(expected)}")
+            for name, ref in expected.items():
+                t = tensors[name]
+                if t.shape != ref.shape or t.dtype != ref.dtype:
+                    raise ValueError(
+                        f"tensor {name!r} has shape {tuple(t.shape)} {t.dtype}, expected "
+                        f"{tuple(ref.shape)} {ref.dtype}"
+                    )
+            mem.planes_ = tensors["planes"].contiguous()
+            mem.offset_ = tensors["offset"].contiguous()
+            mem.transform_ = tensors["transform"].contiguous()
+            if meta.get("fitted") and cfg.normalize != "none":
+                proj = mem.transform_ @ mem.planes_
+                mem._hash_state = (proj, -(mem.offset_ @ proj))
+            mem.table_ = tensors["table"].contiguous()
+            if mem._readout is not None:
+                mem._weighted_readouts(mem.table_.numpy(), mem._readout.numpy())
+            if mem.centroid_ is not None:
+                mem.centroid_ = tensors["centroid"].contiguous()
+            mem.n_written_ = int(meta.get("n_written", 0))
+            mem.n_filtered_ = int(meta.get("n_filtered", 0))
+        except (KeyError, TypeError, ValueError) as err:
+            raise SnapshotError(f"memory snapshot {str(path)!r} is inconsistent: {err}") from None
+        return mem

@@ -1,0 +1,116 @@
+"""The retraining loop: one function per stage, and the order they run in for a period.
+
+The same functions back the ``reloop stage`` / ``reloop run`` commands, the ``dvc.yaml`` stages
+and the Airflow tasks; there is no second copy of any stage's logic. Each takes the validated
+:class:`~reloop.config.Params` and the period's start date, reads and writes only that period's
+partitions, and returns a small JSON-ready dict (what Airflow passes through XCom).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import Params
+
+__all__ = ["STAGES", "run_ingest", "run_join", "run_period", "run_stage", "run_validate"]
+
+log = logging.getLogger(__name__)
+
+
+def run_ingest(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Make the period's raw logs exist, served by the model promoted before the period."""
+    from reloop.ingest.stage import ingest_period
+    from reloop.logs.store import as_date
+    from reloop.memory.stage import SNAPSHOT_FILE
+    from reloop.registry import Registry
+
+    start = as_date(start)
+    production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
+    checkpoint = memory = None
+    if production is not None:
+        checkpoint = production.checkpoint_dir
+        if production.memory_dir is not None and (production.memory_dir / SNAPSHOT_FILE).is_file():
+            memory = production.memory_dir / SNAPSHOT_FILE
+    out = ingest_period(params, start, checkpoint=checkpoint, memory=memory)
+    return {"source": out["source"], "period_start": out["period_start"],
+            "served_by": None if production is None else production.model_id}
+
+
+def run_validate(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Validate the period's raw impressions and feedback; raises if any expectation fails."""
+    from reloop.validate.run import validate_period
+
+    result = validate_period(params, start)
+    return {"success": result["success"], "partitions": len(result["partitions"])}
+
+
+def run_join(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Join scores with labels, then validate the joined table."""
+    from reloop.join.join import join_period
+    from reloop.validate.run import validate_joined
+
+    stats = join_period(params, start)
+    validate_joined(params, start)
+    return {"rows": stats.get("rows"), "ctr": stats.get("ctr")}
+
+
+def _drift(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.drift.report import drift_report
+
+    return drift_report(params, start)
+
+
+def _train(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.train.stage import run_train
+
+    return run_train(params, start)
+
+
+def _memory(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.memory.stage import run_memory
+
+    return run_memory(params, start)
+
+
+def _evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.evaluate.stage import run_evaluate
+
+    return run_evaluate(params, start)
+
+
+def _promote(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.promote.stage import run_promote
+
+    return run_promote(params, start)
+
+
+#: Every stage, in the order a period runs them.
+STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
+    "ingest": run_ingest,
+    "validate": run_validate,
+    "join": run_join,
+    "drift": _drift,
+    "train": _train,
+    "memory": _memory,
+    "evaluate": _evaluate,
+    "promote": _promote,
+}
+
+
+def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Run one stage by name."""
+    try:
+        fn = STAGES[name]
+    except KeyError:
+        raise ValueError(f"stage={name!r} is not a stage; expected one of {list(STAGES)}") from None
+    log.info("stage %s, period %s", name, start)
+    return fn(params, start)
+
+
+def run_period(params: Params, start: str | dt.date) -> dict[str, dict[str, Any]]:
+    """Run every stage of one period in order; stops at the first failure."""
+    return {name: run_stage(name, params, start) for name in STAGES}

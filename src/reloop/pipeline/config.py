@@ -1,0 +1,57 @@
+"""The ``pipeline``, ``evaluate`` and ``promote`` sections of ``params.yaml``.
+
+Kept free of heavy imports and of :mod:`reloop.config` so the root config can import it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EvaluateConfig", "PipelineConfig", "PromoteConfig"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PipelineConfig(_Section):
+    """Where each stage writes its per-period artefacts, and which period ``dvc repro`` runs.
+
+    Every stage writes ``<root>/date=YYYY-MM-DD/`` for the period starting on that date.
+    """
+
+    date: dt.date = Field(default=dt.date(2026, 1, 1), description="period `dvc repro` runs")
+    models_root: str = "data/models"
+    memory_root: str = "data/memory"
+    evaluation_root: str = "reports/evaluation"
+    decisions_root: str = "reports/decisions"
+    registry_root: str = "data/registry"
+    holdout_fraction: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="time-ordered tail of the period for evaluate"
+    )
+    memory_window_rows: int = Field(
+        default=50_000, ge=1, description="most recent labelled rows the snapshot is built from"
+    )
+
+
+class EvaluateConfig(_Section):
+    """Candidate vs incumbent on the held-out tail."""
+
+    slots: int = Field(default=10, ge=1, description="streaming slots; labels enter the memory")
+    bootstrap: int = Field(default=200, ge=1, description="paired bootstrap replicates")
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+    seed: int = 0
+
+
+class PromoteConfig(_Section):
+    """The gate a candidate must pass to replace the incumbent."""
+
+    compare: Literal["memory", "base"] = Field(
+        default="memory", description="compare models as served (with memory) or base alone"
+    )
+    min_auc_gain: float = -1.0e-3
+    max_logloss_regression: float = Field(default=5.0e-3, ge=0.0)
+    require_ci_excludes_zero: bool = False

@@ -1,0 +1,66 @@
+"""The promotion gate: a pure decision from evaluation figures and the thresholds in params.yaml."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Decision", "decide"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to promote, and every reason, passed or failed, in plain words."""
+
+    promote: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"promote": self.promote, "reasons": list(self.reasons)}
+
+
+def decide(
+    candidate: dict[str, float],
+    incumbent: dict[str, float] | None,
+    auc_diff_ci: dict[str, float] | None,
+    *,
+    min_auc_gain: float,
+    max_logloss_regression: float,
+    require_ci_excludes_zero: bool,
+) -> Decision:
+    """Apply the gate.
+
+    ``candidate``/``incumbent`` hold ``auc`` and ``logloss`` on the same held-out rows;
+    ``auc_diff_ci`` is the paired-bootstrap result (``diff``, ``low``, ``high``). With no
+    incumbent (the first period) a candidate with a finite AUC is promoted.
+    """
+    if not math.isfinite(candidate.get("auc", math.nan)):
+        return Decision(False, ["candidate AUC is not finite (single-class or empty holdout)"])
+    if incumbent is None:
+        return Decision(True, ["no incumbent in production: the first model is promoted"])
+    reasons, ok = [], True
+    gain = candidate["auc"] - incumbent["auc"]
+    if gain >= min_auc_gain:
+        reasons.append(f"AUC gain {gain:+.5f} >= min_auc_gain {min_auc_gain}")
+    else:
+        ok = False
+        reasons.append(f"AUC gain {gain:+.5f} < min_auc_gain {min_auc_gain}")
+    regression = candidate["logloss"] - incumbent["logloss"]
+    if regression <= max_logloss_regression:
+        reasons.append(
+            f"logloss change {regression:+.5f} <= max_logloss_regression {max_logloss_regression}"
+        )
+    else:
+        ok = False
+        reasons.append(
+            f"logloss change {regression:+.5f} > max_logloss_regression {max_logloss_regression}"
+        )
+    if require_ci_excludes_zero:
+        low = (auc_diff_ci or {}).get("low", math.nan)
+        if math.isfinite(low) and low > 0.0:
+            reasons.append(f"AUC-difference CI low {low:+.5f} > 0")
+        else:
+            ok = False
+            reasons.append(f"AUC-difference CI does not exclude zero (low {low:+.5f})")
+    return Decision(ok, reasons)

@@ -1,0 +1,21 @@
+"""The ``serving`` section of ``params.yaml``: how the production scorer serves."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ServingConfig"]
+
+
+class ServingConfig(BaseModel):
+    """* ``use_memory``: compensate base scores with the ReLoop2 error memory and write arriving
+      labels into it (``false`` serves the base model alone).
+    * ``batch_size``: rows per forward pass when scoring.
+    * ``bootstrap_score``: the probability the bootstrap policy logs while no model exists yet.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    use_memory: bool = True
+    batch_size: int = Field(default=65536, ge=1)
+    bootstrap_score: float = Field(default=0.05, gt=0.0, lt=1.0)

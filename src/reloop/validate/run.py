@@ -1,0 +1,338 @@
+"""Run the expectation suites with Great Expectations 1.x; record results; quarantine failures.
+
+For each validated partition (raw ``impressions`` / ``feedback`` of a day) or joined period:
+
+* ``<validation.out_root>/date=D/<table>.json``: success, every failed check with its observed
+  value, and GX's full validation result;
+* ``<validation.out_root>/date=D/<table>_docs/index.html``: GX Data Docs for that run;
+* on failure, a quarantine record (:mod:`reloop.logs.quarantine`) and :class:`ValidationFailed`
+  whose message lists each failed expectation and its observed value. Raw data are only read.
+
+A partition that cannot be read (e.g. a truncated parquet file, or part files that disagree on
+the schema) fails validation with that reason; a partition that does not exist is an error
+(:class:`reloop.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to judge.
+
+GX runs in an ephemeral context (nothing written outside the two paths above) with analytics off
+and a run id fixed by the period, so reruns produce the same paths, and the JSON result is
+stripped of GX's random ids and load time, so a rerun writes identical JSON (the Data Docs HTML
+still carries them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from reloop.logs.atomic import replace_dir, write_json
+from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
+from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
+from reloop.logs.store import CorruptPartitionError, as_date, period_dates, read_partition
+from reloop.validate.suites import (
+    Expectation,
+    feedback_suite,
+    impressions_suite,
+    joined_columns,
+    joined_suite,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import Params
+
+__all__ = [
+    "ValidationFailed",
+    "describe_failure",
+    "recent_ctrs",
+    "stable_result",
+    "run_expectations",
+    "validate_joined",
+    "validate_partition",
+    "validate_period",
+]
+
+log = logging.getLogger(__name__)
+
+RAW_TABLES = ("impressions", "feedback")
+
+
+class ValidationFailed(ValueError):
+    """One or more partitions failed validation; ``summaries`` holds each one's record."""
+
+    def __init__(self, message: str, summaries: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.summaries = summaries
+
+
+def _utc(day: dt.date) -> dt.datetime:
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
+
+
+def run_expectations(
+    df: pl.DataFrame,
+    name: str,
+    expectations: list[Expectation],
+    *,
+    run_time: dt.datetime,
+    docs_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Validate ``df`` against ``expectations`` with GX; returns GX's result as a JSON dict.
+
+    With ``docs_dir``, GX Data Docs for this run are rendered there.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    actions = []
+    if docs_dir is not None:
+        ctx.add_data_docs_site(site_name="reloop", site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                              "base_directory": str(Path(docs_dir).resolve())},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["reloop"]))
+    batch = (
+        ctx.data_sources.add_pandas("reloop")
+        .add_dataframe_asset(name)
+        .add_batch_definition_whole_dataframe("period")
+    )
+    suite = ctx.suites.add(gx.ExpectationSuite(name=name))
+    for cls_name, kwargs in expectations:
+        suite.add_expectation(getattr(gxe, cls_name)(**kwargs))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
+                                                                suite=suite))
+    checkpoint = ctx.checkpoints.add(gx.Checkpoint(
+        name=f"{name}-checkpoint", validation_definitions=[vd], actions=actions,
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+    ))
+    result = checkpoint.run(batch_parameters={"dataframe": df.to_pandas()},
+                            run_id=RunIdentifier(run_name=name, run_time=run_time))
+    (validation,) = result.run_results.values()
+    return validation.to_json_dict()
+
+
+#: Keys GX fills with random ids or the wall clock; dropped so a rerun writes identical JSON.
+VOLATILE_KEYS = frozenset({"id", "checkpoint_id", "validation_id", "ge_load_time"})
+
+
+def stable_result(obj: Any) -> Any:
+    """GX's result without :data:`VOLATILE_KEYS`, recursively."""
+    if isinstance(obj, dict):
+        return {k: stable_result(v) for k, v in obj.items() if k not in VOLATILE_KEYS}
+    if isinstance(obj, list):
+        return [stable_result(v) for v in obj]
+    return obj
+
+
+def describe_failure(res: dict[str, Any]) -> dict[str, Any]:
+    """One failed GX expectation as ``{expectation, column, expected, observed}``."""
+    cfg = res.get("expectation_config", {})
+    kwargs = {k: v for k, v in cfg.get("kwargs", {}).items() if k not in ("batch_id",)}
+    column = kwargs.pop("column", None)
+    result = res.get("result") or {}
+    exc = res.get("exception_info") or {}
+    messages = []
+    if isinstance(exc, dict):
+        if exc.get("raised_exception"):
+            messages.append(exc.get("exception_message"))
+        for v in exc.values():
+            if isinstance(v, dict) and v.get("raised_exception"):
+                messages.append(v.get("exception_message"))
+    if messages:
+        observed = "error: " + "; ".join(str(m) for m in messages if m)
+    elif "details" in result and isinstance(result["details"], dict) and \
+            "mismatched" in result["details"]:
+        observed = result["details"]["mismatched"]
+    elif result.get("unexpected_count") is not None:
+        pct = result.get("unexpected_percent") or 0.0
+        observed = (f"{result['unexpected_count']} unexpected rows ({pct:.3g}%), e.g. "
+                    f"{result.get('partial_unexpected_list', [])[:5]}")
+    else:
+        observed = result.get("observed_value")
+    return {"expectation": cfg.get("type"), "column": column, "expected": kwargs,
+            "observed": observed}
+
+
+def _fmt(f: dict[str, Any]) -> str:
+    col = f" {f['column']!r}" if f.get("column") else ""
+    exp = {k: v for k, v in (f.get("expected") or {}).items() if k not in ("column_set",)}
+    exp_s = f" {exp}" if exp else ""
+    return f"{f['expectation']}{col}{exp_s}: observed {f['observed']}"
+
+
+def _paths(params: Params, table: str, day: dt.date) -> tuple[Path, Path]:
+    base = Path(params.validation.out_root) / f"date={day.isoformat()}"
+    return base / f"{table}.json", base / f"{table}_docs"
+
+
+def _record(
+    params: Params,
+    table: str,
+    day: dt.date,
+    *,
+    rows: int | None,
+    failures: list[dict[str, Any]],
+    evaluated: int,
+    gx_result: dict[str, Any] | None,
+    docs: Path | None,
+    quarantine_table: str | None,
+) -> dict[str, Any]:
+    """Write the result JSON and the quarantine record (or clear it); return the summary."""
+    result_path, _ = _paths(params, table, day)
+    summary = {
+        "table": table,
+        "date": day.isoformat(),
+        "success": not failures,
+        "rows": rows,
+        "evaluated": evaluated,
+        "failed": failures,
+        "result": str(result_path),
+        "data_docs": None if docs is None else str(docs / "index.html"),
+    }
+    write_json(result_path, {**summary, "gx_result": stable_result(gx_result)})
+    if quarantine_table is not None:
+        if failures:
+            record_quarantine(params.logs.quarantine_root, quarantine_table, day, {
+                "reason": "validation failed",
+                "failed": failures,
+                "validation_result": str(result_path),
+            })
+            summary["quarantine"] = str(quarantine_path(params.logs.quarantine_root,
+                                                        quarantine_table, day))
+        else:
+            clear_quarantine(params.logs.quarantine_root, quarantine_table, day)
+    return summary
+
+
+def _validate_frame(
+    params: Params,
+    table: str,
+    day: dt.date,
+    df: pl.DataFrame,
+    specs: tuple,
+    expectations: list[Expectation],
+    *,
+    quarantine_table: str | None,
+) -> dict[str, Any]:
+    failures = []
+    problems = check_schema(df.schema, specs, allow_extra=params.validation.allow_extra_columns)
+    if problems:
+        failures.append({"expectation": "schema (polars dtypes)", "column": None,
+                         "expected": {}, "observed": problems})
+    name = f"{table}-{day.isoformat()}"
+    _, docs = _paths(params, table, day)
+    gx_result: dict[str, Any] = {}
+
+    def run(docs_dir: Path | None) -> None:
+        gx_result.update(run_expectations(df, name, expectations, run_time=_utc(day),
+                                          docs_dir=docs_dir))
+
+    if params.validation.data_docs:
+        replace_dir(docs, run)
+    else:
+        run(None)
+    failures += [describe_failure(r) for r in gx_result.get("results", [])
+                 if not r.get("success")]
+    return _record(
+        params, table, day, rows=df.height, failures=failures,
+        evaluated=len(expectations) + 1, gx_result=gx_result,
+        docs=docs if params.validation.data_docs else None,
+        quarantine_table=quarantine_table,
+    )
+
+
+def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[str, Any]:
+    """Validate one raw partition (``impressions`` or ``feedback``); returns its summary.
+
+    Does not raise on failure (the summary says ``success: false`` and the partition is
+    quarantined); raises :class:`~reloop.logs.store.MissingPartitionError` if it does not exist.
+    """
+    if table not in RAW_TABLES:
+        raise ValueError(f"table={table!r} is not a raw log; expected one of {list(RAW_TABLES)}")
+    day = as_date(day)
+    if table == "impressions":
+        specs, suite = impression_columns(params.features), impressions_suite(params, day)
+    else:
+        specs, suite = FEEDBACK, feedback_suite(params, day)
+    try:
+        df = read_partition(params.logs.root, table, day)
+    except CorruptPartitionError as err:
+        failure = {"expectation": "readable parquet", "column": None, "expected": {},
+                   "observed": str(err)}
+        return _record(params, table, day, rows=None, failures=[failure], evaluated=1,
+                       gx_result=None, docs=None, quarantine_table=table)
+    return _validate_frame(params, table, day, df, specs, suite, quarantine_table=table)
+
+
+def _raise_if_failed(summaries: list[dict[str, Any]], what: str) -> None:
+    failed = [s for s in summaries if not s["success"]]
+    if not failed:
+        return
+    lines = [f"validation failed for {what}:"]
+    for s in failed:
+        lines.append(f"  {s['table']}/date={s['date']} ({len(s['failed'])} failed checks; "
+                     f"result {s['result']}" + (f"; quarantined: {s['quarantine']}"
+                                                if s.get("quarantine") else "") + "):")
+        lines += [f"    - {_fmt(f)}" for f in s["failed"]]
+    raise ValidationFailed("\n".join(lines), summaries)
+
+
+def validate_period(
+    params: Params, start: str | dt.date, tables: tuple[str, ...] = RAW_TABLES
+) -> dict[str, Any]:
+    """Validate every raw partition of the period starting ``start``.
+
+    All partitions are validated (and recorded) before :class:`ValidationFailed` is raised for
+    the ones that failed. Returns ``{"success": True, "partitions": [...]}`` otherwise.
+    """
+    days = period_dates(start, params.logs.period_days)
+    summaries = [validate_partition(params, t, d) for d in days for t in tables]
+    _raise_if_failed(summaries, f"the period starting {days[0].isoformat()}")
+    log.info("validated %d raw partitions of the period starting %s", len(summaries), days[0])
+    return {"success": True, "period_start": days[0].isoformat(), "partitions": summaries}
+
+
+def recent_ctrs(params: Params, start: dt.date) -> list[float]:
+    """CTRs of up to ``validation.ctr_history`` joined periods before ``start`` (newest last)."""
+    n = params.validation.ctr_history
+    root = Path(params.join.out_root)
+    if n == 0 or not root.is_dir():
+        return []
+    found = []
+    for child in root.glob("date=*"):
+        try:
+            day = dt.date.fromisoformat(child.name.removeprefix("date="))
+        except ValueError:
+            continue
+        stats = child / "stats.json"
+        if day < start and stats.is_file():
+            ctr = json.loads(stats.read_text()).get("ctr")
+            if ctr is not None:
+                found.append((day, float(ctr)))
+    return [c for _, c in sorted(found)[-n:]]
+
+
+def validate_joined(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Validate the joined table of the period starting ``start``; raises
+    :class:`ValidationFailed` (after recording and quarantining it) when it fails."""
+    from reloop.join.join import read_joined
+
+    start = as_date(start)
+    df = read_joined(params, start)
+    summary = _validate_frame(params, "joined", start, df, joined_columns(params),
+                              joined_suite(params, start, recent_ctrs(params, start)),
+                              quarantine_table="joined")
+    _raise_if_failed([summary], f"the joined table of the period starting {start}")
+    return summary
+

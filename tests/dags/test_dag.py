@@ -1,0 +1,102 @@
+"""The retraining DAG: import, structure, schedule, and a real in-process run of two periods."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from reloop.registry import Registry
+from tests.data.conftest import DAY1, DAY2
+from tests.pipeline.test_loop import loop_params
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+STAGES = ["ingest", "validate", "join", "drift", "train", "memory", "evaluate", "promote"]
+
+
+def _load_dag(monkeypatch, params_file: Path):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("RELOOP_PARAMS", str(params_file))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag.dags["reloop_retrain"]
+
+
+def _write_params(path: Path, params) -> Path:
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    return path
+
+
+def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", loop_params(tmp_path)))
+    assert sorted(dag.task_ids) == sorted(STAGES)
+    chain = ["ingest", "validate", "join", "train", "memory", "evaluate", "promote"]
+    for up, down in zip(chain, chain[1:], strict=False):
+        assert dag.get_task(up).downstream_task_ids >= {down}
+    assert dag.get_task("drift").upstream_task_ids == {"join"}
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert all(t.depends_on_past for t in dag.tasks)
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression == "0 0 * * *"
+
+
+def test_weekly_periods_schedule_weekly(monkeypatch, tmp_path):
+    params = loop_params(tmp_path, logs={"period_days": 7})
+    dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", params))
+    assert dag.timetable.expression == "0 0 * * 1"
+    assert dag.start_date.weekday() == 0  # periods start on Mondays
+
+
+def test_dag_file_is_cheap_to_import():
+    code = ("import sys, time; t = time.time(); import runpy; "
+            f"runpy.run_path({str(DAGS / 'reloop_retrain.py')!r}); "
+            "heavy = [m for m in ('torch', 'great_expectations', 'evidently', 'polars') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "RELOOP_PARAMS": str(ROOT / "params.yaml")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"  # heavy imports stay inside the tasks
+
+
+def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
+    params = loop_params(tmp_path)
+    cfg = _write_params(tmp_path / "params.yaml", params)
+    cmd = [sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY1, "--end", DAY2,
+           "--params", str(cfg), "--airflow-home", str(tmp_path / "airflow"),
+           "--dags-folder", str(DAGS)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout[done.stdout.rindex("[\n  {"):])  # Airflow logs to stdout too
+    assert [r["period"] for r in runs] == [DAY1, DAY2]
+    assert {r["state"] for r in runs} == {"success"}
+    registry = Registry(params.pipeline.registry_root)
+    versions = registry.versions()
+    assert [v.lineage["period"] for v in versions] == [DAY1, DAY2]
+    assert versions[1].lineage["parent_id"] == versions[0].model_id
+    assert registry.production() is not None
+    assert (tmp_path / "airflow" / "airflow.db").is_file()  # project-local metadata DB
+
+
+def test_backfill_refuses_a_reversed_range(tmp_path):
+    cfg = _write_params(tmp_path / "params.yaml", loop_params(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY2,
+                           "--end", DAY1, "--params", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 2 and "is before --start" in done.stderr
+    assert not (tmp_path / ".airflow").exists()
+
+
+@pytest.mark.parametrize("bad", ["2026-13-01", "yesterday"])
+def test_invalid_date_is_named(tmp_path, bad):
+    cfg = _write_params(tmp_path / "params.yaml", loop_params(tmp_path))
+    done = subprocess.run([sys.executable, "-m", "reloop.cli", "stage", "train", "--date", bad,
+                           "--params", str(cfg)], capture_output=True, text=True)
+    assert done.returncode == 2 and "not a valid ISO date" in done.stderr

@@ -1,0 +1,42 @@
+"""The ingest stage function: one entry point for the simulator, the replay and external logs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from reloop.ingest.stage import ingest_period
+from reloop.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
+from tests.data.conftest import DAY1, copy_world, tiny_params
+
+
+def test_external_logs_are_only_checked(world_root, tmp_path):
+    params = copy_world(world_root, tmp_path, logs={"source": "external"})
+    out = ingest_period(params, DAY1)
+    assert out["source"] == "external" and len(out["days"][0]["files"]) == 2
+    (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
+    part.write_bytes(b"not parquet")
+    with pytest.raises(CorruptPartitionError, match="not a readable parquet file"):
+        ingest_period(params, DAY1)
+    shutil.rmtree(partition_dir(params.logs.root, "feedback", "2026-01-06"))
+    with pytest.raises(MissingPartitionError, match="feedback/date=2026-01-06 is missing"):
+        ingest_period(params, "2026-01-06")
+
+
+def test_simulator_source_weekly_period_and_memory_out(tmp_path):
+    from reloop.features.encoding import FeatureEncoder
+    from reloop.memory.sketch import ErrorMemory
+    from reloop.models import build_model
+    from reloop.train import save_checkpoint
+
+    params = tiny_params(tmp_path, logs={"period_days": 2},
+                         simulator={"impressions_per_day": 500})
+    enc = FeatureEncoder.from_config(params.features)
+    ckpt = save_checkpoint(tmp_path / "m", build_model(params.model, enc.cardinalities),
+                           params.model, enc)
+    out = ingest_period(params, DAY1, checkpoint=ckpt.path, memory_out=tmp_path / "mem.st")
+    assert [d["date"] for d in out["days"]] == ["2026-01-05", "2026-01-06"]
+    assert out["model_version"] == ckpt.model_id
+    mem = ErrorMemory.load(out["memory_out"], model_id=ckpt.model_id)
+    assert len(mem) == sum(d["impressions"] for d in out["days"])

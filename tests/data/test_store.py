@@ -1,0 +1,124 @@
+"""Raw-log storage: schemas, append-only writes, readers' errors on bad partitions."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from reloop.logs.schema import FEEDBACK, check_schema, conform, dtype_ok, impression_columns
+from reloop.logs.store import (
+    CorruptPartitionError,
+    MissingPartitionError,
+    RawPartitionExistsError,
+    as_date,
+    list_dates,
+    part_files,
+    read_partition,
+    scan_partitions,
+    write_part,
+)
+from tests.data.conftest import tiny_params, tree_digest
+
+
+def _feedback(day: str, n: int = 3) -> pl.DataFrame:
+    t0 = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+    return pl.DataFrame({
+        "request_id": [f"r{i}" for i in range(n)],
+        "event_time": [t0 + dt.timedelta(hours=i) for i in range(n)],
+        "click": [1] * n,
+    }).with_columns(pl.col("event_time").dt.cast_time_unit("us"), pl.col("click").cast(pl.Int8))
+
+
+def test_check_schema_names_missing_extra_and_mistyped_columns():
+    schema = {"request_id": pl.String, "event_time": pl.Datetime("us"), "clicks": pl.Int8}
+    problems = check_schema(schema, FEEDBACK)
+    assert problems == [
+        "missing columns ['click']",
+        "unexpected columns ['clicks']",
+        "column 'event_time' has type Datetime(time_unit='us', time_zone=None), expected time",
+    ]
+    assert check_schema(schema, FEEDBACK, allow_extra=True)[0] == "missing columns ['click']"
+
+
+def test_dtype_rules():
+    assert dtype_ok("id", pl.Int64) and dtype_ok("id", pl.String) and not dtype_ok("id", pl.Float64)
+    assert dtype_ok("time", pl.Datetime("ns", "UTC")) and not dtype_ok("time", pl.Datetime("us"))
+    assert dtype_ok("label", pl.Int8) and not dtype_ok("label", pl.Float32)
+    assert dtype_ok("probability", pl.Float32) and not dtype_ok("probability", pl.String)
+
+
+def test_impression_schema_puts_features_between_ids_and_scores(tmp_path):
+    names = [c.name for c in impression_columns(tiny_params(tmp_path).features)]
+    assert names[:4] == ["request_id", "event_time", "user_id", "item_id"]
+    assert names[-3:] == ["model_version", "score", "score_base"]
+    assert set(names[4:-3]) == {"item_category", "user_segment", "device", "hour",
+                                "item_age_days"}
+
+
+def test_conform_casts_to_canonical_types_and_refuses_missing_columns():
+    df = _feedback("2026-01-05").with_columns(pl.col("click").cast(pl.Int64),
+                                              extra=pl.lit(1))
+    out = conform(df, FEEDBACK, "feedback")
+    assert out.columns == ["request_id", "event_time", "click"]
+    assert out.schema["click"] == pl.Int8
+    with pytest.raises(ValueError, match=r"feedback does not fit the log schema: missing "
+                                         r"columns \['click'\]"):
+        conform(df.drop("click"), FEEDBACK, "feedback")
+
+
+def test_as_date_rejects_bad_dates():
+    assert as_date("2026-02-03") == dt.date(2026, 2, 3)
+    with pytest.raises(ValueError, match=r"date='2026-13-01' is not a valid ISO date"):
+        as_date("2026-13-01")
+
+
+def test_write_part_is_append_only_and_idempotent(tmp_path):
+    df = _feedback("2026-01-05")
+    path = write_part(tmp_path, "feedback", "2026-01-05", df, "sim-a")
+    assert path == tmp_path / "feedback" / "date=2026-01-05" / "part-sim-a.parquet"
+    before = tree_digest(tmp_path)
+    # identical rewrite: a no-op, the file is not touched
+    assert write_part(tmp_path, "feedback", "2026-01-05", df, "sim-a") == path
+    assert tree_digest(tmp_path) == before
+    # different content under the same name: refused, nothing modified
+    with pytest.raises(RawPartitionExistsError, match="append-only"):
+        write_part(tmp_path, "feedback", "2026-01-05", df.head(2), "sim-a")
+    assert tree_digest(tmp_path) == before
+    # another producer appends a second part
+    write_part(tmp_path, "feedback", "2026-01-05", df.head(1), "sim-b")
+    assert len(part_files(tmp_path, "feedback", "2026-01-05")) == 2
+    assert read_partition(tmp_path, "feedback", "2026-01-05").height == 4
+    assert list_dates(tmp_path, "feedback") == [dt.date(2026, 1, 5)]
+    assert not list((tmp_path / "feedback" / "date=2026-01-05").glob(".*"))  # no temp files
+
+
+def test_write_part_refuses_rows_of_another_date(tmp_path):
+    with pytest.raises(ValueError, match=r"1 of 3 rows written to feedback/date=2026-01-05 have "
+                                         r"an event_time on another date"):
+        write_part(tmp_path, "feedback", "2026-01-05",
+                   _feedback("2026-01-05").with_columns(
+                       pl.when(pl.int_range(3) == 2).then(pl.col("event_time") + dt.timedelta(
+                           days=1)).otherwise(pl.col("event_time")).alias("event_time")),
+                   "x")
+    assert not (tmp_path / "feedback" / "date=2026-01-05" / "part-x.parquet").exists()
+
+
+def test_missing_and_empty_partitions_are_named(tmp_path):
+    with pytest.raises(MissingPartitionError,
+                       match=r"partition impressions/date=2026-01-05 is missing under"):
+        part_files(tmp_path, "impressions", "2026-01-05")
+    (tmp_path / "impressions" / "date=2026-01-05").mkdir(parents=True)
+    with pytest.raises(MissingPartitionError, match=r"holds no part-\*.parquet files"):
+        scan_partitions(tmp_path, "impressions", ["2026-01-05"])
+
+
+def test_truncated_parquet_is_reported_with_its_path(tmp_path):
+    path = write_part(tmp_path, "feedback", "2026-01-05", _feedback("2026-01-05"), "a")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptPartitionError, match=rf"{path} is not a readable parquet file"):
+        read_partition(tmp_path, "feedback", "2026-01-05")
+    with pytest.raises(CorruptPartitionError, match="truncated or corrupt"):
+        scan_partitions(tmp_path, "feedback", ["2026-01-05"])

@@ -1,0 +1,136 @@
+"""The retraining loop, stage by stage, over two periods of a tiny built-in world."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from reloop.cli import app
+from reloop.config import Params
+from reloop.memory.sketch import ErrorMemory
+from reloop.memory.snapshot import ModelMismatchError
+from reloop.pipeline import run_period
+from reloop.registry import Registry
+from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
+
+ARTEFACT_ROOTS = ("models", "memory", "evaluation", "decisions")
+
+
+def loop_params(root: Path, **overrides) -> Params:
+    pipeline = {f"{name}_root": str(root / name) for name in ARTEFACT_ROOTS}
+    pipeline["registry_root"] = str(root / "registry")
+    return tiny_params(root, pipeline=pipeline, evaluate={"bootstrap": 20, "slots": 4},
+                       **overrides)
+
+
+def period_digest(root: Path, day: str) -> dict[str, str]:
+    out = {}
+    for name in ARTEFACT_ROOTS:
+        for p in sorted((root / name / f"date={day}").rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_periods(tmp_path_factory):
+    root = tmp_path_factory.mktemp("loop")
+    params = loop_params(root)
+    return root, params, run_period(params, DAY1), run_period(params, DAY2)
+
+
+def test_two_periods_chain_through_the_registry(two_periods):
+    root, params, day1, day2 = two_periods
+    registry = Registry(params.pipeline.registry_root)
+    first = day1["train"]["model_id"]
+    # period 1: bootstrap policy served, cold start, promoted with no incumbent
+    assert day1["ingest"]["served_by"] is None and day1["train"]["parent_id"] is None
+    assert day1["promote"]["promoted"]
+    decision1 = json.loads(Path(day1["promote"]["decision"]).read_text())
+    assert decision1["reasons"] == ["no incumbent in production: the first model is promoted"]
+    # period 2: served by period 1's model, warm-started from it, judged against it
+    assert day2["ingest"]["served_by"] == first
+    assert day2["train"]["parent_id"] == first
+    decision2 = json.loads(Path(day2["promote"]["decision"]).read_text())
+    assert decision2["incumbent"] == first and decision2["candidate"] == day2["train"]["model_id"]
+    assert decision2["promote"] == day2["promote"]["promoted"] and decision2["reasons"]
+    expected_production = day2["train"]["model_id"] if day2["promote"]["promoted"] else first
+    assert registry.production().model_id == expected_production
+    lineage = registry.get(day2["train"]["model_id"]).lineage
+    assert lineage["period"] == DAY2 and lineage["parent_id"] == first
+    assert len(lineage["data"]["joined_sha256"]) == 64
+
+
+def test_evaluation_reports_both_models_with_and_without_memory(two_periods):
+    root, params, _, day2 = two_periods
+    ev = json.loads(Path(day2["evaluate"]["evaluation"]).read_text())
+    for role in ("candidate", "incumbent"):
+        for kind in ("base", "memory"):
+            assert set(ev[role][kind]) == {"auc", "gauc", "logloss"}
+            assert 0.0 <= ev[role][kind]["auc"] <= 1.0
+    for kind in ("base", "memory"):
+        ci = ev["auc_diff"][kind]
+        assert ci["low"] <= ci["diff"] <= ci["high"]
+    assert ev["oracle"]  # the built-in world reports the best attainable AUC
+    assert ev["holdout_rows"] > 0 and ev["window_rows"] > 0
+
+
+def test_snapshot_is_bound_to_its_candidate(two_periods):
+    root, params, day1, day2 = two_periods
+    snap = Path(day2["memory"]["snapshot"])
+    ErrorMemory.load(snap, model_id=day2["train"]["model_id"])
+    with pytest.raises(ModelMismatchError):
+        ErrorMemory.load(snap, model_id=day1["train"]["model_id"])
+
+
+def test_rerunning_a_period_gives_identical_artefacts(two_periods):
+    root, params, _, day2 = two_periods
+    before = period_digest(root, DAY2)
+    history = Registry(params.pipeline.registry_root).history()
+    assert len(before) >= 4
+    again = run_period(params, DAY2)
+    assert again["train"]["model_id"] == day2["train"]["model_id"]
+    assert period_digest(root, DAY2) == before
+    assert Registry(params.pipeline.registry_root).history() == history
+
+
+def test_registry_cli_show_and_rollback(two_periods, tmp_path):
+    root, params, day1, day2 = two_periods
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["registry", "show", "--json", "--params", str(cfg)])
+    assert shown.exit_code == 0, shown.output
+    listing = json.loads(shown.stdout)
+    assert {v["model_id"] for v in listing["versions"]} == {
+        day1["train"]["model_id"], day2["train"]["model_id"]}
+    back = runner.invoke(app, ["registry", "rollback", "--to", day1["train"]["model_id"],
+                               "--params", str(cfg)])
+    assert back.exit_code == 0, back.output
+    assert Registry(params.pipeline.registry_root).production().model_id == day1["train"][
+        "model_id"]
+    bad = runner.invoke(app, ["registry", "rollback", "--to", "nope", "--params", str(cfg)])
+    assert bad.exit_code == 2 and "'nope' is not in the registry" in bad.output
+
+
+def test_validation_failure_stops_before_training_and_keeps_production(two_periods, tmp_path):
+    root, params, _, _ = two_periods
+    registry = Registry(params.pipeline.registry_root)
+    production, history = registry.production().model_id, registry.history()
+    # a bad feedback file (click = 2) lands in DAY3's partition before the period runs
+    bad_dir = Path(params.logs.root) / "feedback" / f"date={DAY3}"
+    bad_dir.mkdir(parents=True, exist_ok=True)
+    good = pl.read_parquet(next((Path(params.logs.root) / "feedback" / f"date={DAY2}").glob(
+        "*.parquet")))
+    good.head(5).with_columns(click=pl.lit(2, good["click"].dtype)).write_parquet(
+        bad_dir / "part-bad.parquet")
+    with pytest.raises(Exception, match="click"):
+        run_period(params, DAY3)
+    assert not (root / "models" / f"date={DAY3}").exists()
+    assert registry.production().model_id == production and registry.history() == history

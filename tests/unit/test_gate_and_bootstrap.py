@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+import pytest
+
+from reloop.evaluate.bootstrap import paired_bootstrap_auc_diff
+from reloop.promote.gate import decide
+
+GATE = dict(min_auc_gain=0.001, max_logloss_regression=0.002, require_ci_excludes_zero=False)
+
+
+def test_first_period_promotes_and_nan_auc_never_does():
+    assert decide({"auc": 0.7, "logloss": 0.5}, None, None, **GATE).promote
+    assert not decide({"auc": math.nan, "logloss": 0.5}, None, None, **GATE).promote
+
+
+def test_gate_thresholds_hand_cases():
+    inc = {"auc": 0.700, "logloss": 0.500}
+    ok = decide({"auc": 0.702, "logloss": 0.501}, inc, None, **GATE)
+    assert ok.promote and "AUC gain +0.00200 >= min_auc_gain 0.001" in ok.reasons[0]
+    small = decide({"auc": 0.7005, "logloss": 0.49}, inc, None, **GATE)
+    assert not small.promote and "< min_auc_gain" in small.reasons[0]
+    worse_ll = decide({"auc": 0.71, "logloss": 0.503}, inc, None, **GATE)
+    assert not worse_ll.promote and "> max_logloss_regression" in worse_ll.reasons[1]
+    strict = dict(GATE, require_ci_excludes_zero=True)
+    assert not decide({"auc": 0.71, "logloss": 0.5}, inc, {"low": -0.001}, **strict).promote
+    assert decide({"auc": 0.71, "logloss": 0.5}, inc, {"low": 0.002}, **strict).promote
+
+
+def test_paired_bootstrap_detects_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = rng.integers(0, 2, n)
+    signal = y + rng.normal(0, 1.0, n)
+    better = y + rng.normal(0, 0.6, n)
+    out = paired_bootstrap_auc_diff(y, better, signal, n_boot=100, seed=1)
+    assert out["diff"] > 0 and 0 < out["low"] <= out["diff"] <= out["high"]
+    same = paired_bootstrap_auc_diff(y, signal, signal, n_boot=20, seed=1)
+    assert same["diff"] == 0 and same["low"] == 0 and same["high"] == 0
+    # identical scorers up to a monotone map have the same AUC in every replicate
+    mono = paired_bootstrap_auc_diff(y, np.exp(signal), signal, n_boot=20, seed=1)
+    assert mono["low"] == pytest.approx(0) and mono["high"] == pytest.approx(0)
+
+
+def test_bootstrap_bad_input():
+    with pytest.raises(ValueError, match="shapes differ"):
+        paired_bootstrap_auc_diff(np.array([0, 1]), np.array([0.1]), np.array([0.1, 0.2]))
+    assert math.isnan(paired_bootstrap_auc_diff(np.ones(3), np.ones(3), np.ones(3))["diff"])
