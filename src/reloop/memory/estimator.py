@@ -25,7 +25,6 @@ __all__ = [
     "compensate",
     "compensate_from_sums",
     "make_planes",
-    "pack_matrix",
     "srp_bits",
     "srp_bucket_ids",
 ]
@@ -46,26 +45,13 @@ def srp_bits(h: Tensor, planes: Tensor) -> Tensor:
     return (h @ planes) > 0
 
 
-def pack_matrix(K: int, L: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Block-diagonal ``(K*L, K)`` matrix with ``2**l`` at ``(k*L + l, k)``.
-
-    ``bits.float() @ pack_matrix(K, L)`` turns the ``K*L`` sign bits into ``K`` bucket ids in one
-    matrix product, exact while ``2**L`` fits the float mantissa (L <= 24 in float32, L <= 53 in
-    float64).
-    """
-    out = torch.zeros(K * L, K, dtype=dtype)
-    weights = torch.pow(2.0, torch.arange(L, dtype=torch.float64)).to(dtype)
-    for k in range(K):
-        out[k * L : (k + 1) * L, k] = weights
-    return out
-
-
 def srp_bucket_ids(h: Tensor, planes: Tensor, L: int) -> Tensor:
     """Bucket id of every row of ``h`` in every array: ``(B, K)`` int64 in ``[0, 2**L)``.
 
     Bit ``l`` of array ``k``'s id is ``1`` when ``h . planes[:, k*L + l] > 0`` (a zero projection
     counts as ``0``). Reference implementation with integer shifts, valid for every ``L <= 62``;
-    the memories use the faster :func:`pack_matrix` product, tested equal to this.
+    :class:`~reloop.memory.ErrorMemory` computes the same ids as the product of the bits with
+    ``2**l`` in floating point (one matrix-vector product), tested equal to this.
     """
     bits = srp_bits(h, planes)
     B = bits.shape[0]

@@ -46,13 +46,25 @@ def _index(rows: np.ndarray):
 
 
 @dataclass
-class PendingLabels:
-    """Served rows waiting for their labels to become known."""
+class _Chunk:
+    """Rows served together; ``done`` marks the ones already released."""
 
-    _known: list[np.ndarray] = field(default_factory=list)
-    _hidden: list[torch.Tensor | None] = field(default_factory=list)
-    _y: list[np.ndarray] = field(default_factory=list)
-    _base: list[np.ndarray] = field(default_factory=list)
+    known: np.ndarray
+    hidden: torch.Tensor | None
+    y: np.ndarray
+    base: np.ndarray
+    done: np.ndarray
+
+
+@dataclass
+class PendingLabels:
+    """Served rows waiting for their labels to become known.
+
+    Rows stay in the chunk they were served in until all of its labels are released; each row's
+    hidden vector is gathered once, when it is released.
+    """
+
+    _chunks: list[_Chunk] = field(default_factory=list)
     written: int = 0
 
     def add(
@@ -62,34 +74,29 @@ class PendingLabels:
         y: np.ndarray,
         score_base: np.ndarray,
     ) -> None:
-        if len(known_at):
-            self._known.append(np.asarray(known_at, dtype=np.float64))
-            self._hidden.append(hidden)
-            self._y.append(np.asarray(y))
-            self._base.append(np.asarray(score_base, dtype=np.float64))
+        known = np.asarray(known_at, dtype=np.float64)
+        if known.shape[0]:
+            self._chunks.append(_Chunk(known, hidden, np.asarray(y),
+                                       np.asarray(score_base, dtype=np.float64),
+                                       np.zeros(known.shape[0], dtype=bool)))
 
     def __len__(self) -> int:
-        return int(sum(k.shape[0] for k in self._known))
+        return int(sum((~c.done).sum() for c in self._chunks))
 
     def release(self, scorer: Scorer, until: float | None = None) -> int:
         """Write every row known at or before ``until`` (all rows when ``None``) into the
         scorer's memory; returns how many rows were released."""
         released = 0
-        keep: tuple[list, list, list, list] = ([], [], [], [])
-        for known, hidden, y, base in zip(self._known, self._hidden, self._y, self._base,
-                                          strict=True):
-            due = np.ones(known.shape[0], bool) if until is None else known <= until
-            n_due = int(due.sum())
-            if n_due:
-                idx = np.flatnonzero(due)
-                h = None if hidden is None else hidden[_index(idx)]
-                self.written += scorer.observe(h, y[idx], base[idx])
-                released += n_due
-            if n_due < known.shape[0]:
-                rest = np.flatnonzero(~due)
-                keep[0].append(known[rest])
-                keep[1].append(None if hidden is None else hidden[_index(rest)])
-                keep[2].append(y[rest])
-                keep[3].append(base[rest])
-        self._known, self._hidden, self._y, self._base = keep
+        keep = []
+        for c in self._chunks:
+            due = ~c.done if until is None else (~c.done) & (c.known <= until)
+            idx = np.flatnonzero(due)
+            if idx.size:
+                h = None if c.hidden is None else c.hidden[_index(idx)]
+                self.written += scorer.observe(h, c.y[idx], c.base[idx])
+                c.done[idx] = True
+                released += idx.size
+            if not c.done.all():
+                keep.append(c)
+        self._chunks = keep
         return released

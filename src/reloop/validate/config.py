@@ -34,7 +34,7 @@ class ValidationConfig(BaseModel):
     ctr_min: float = Field(default=0.0001, ge=0.0, le=1.0)
     ctr_max: float = Field(default=0.5, ge=0.0, le=1.0)
     ctr_history: int = Field(default=7, ge=0)
-    ctr_tolerance: float = Field(default=0.5, gt=0.0)
+    ctr_tolerance: float = Field(default=0.8, gt=0.0)  # model-served days beat bootstrap CTR ~60%
     data_docs: bool = True
 
     @model_validator(mode="after")
