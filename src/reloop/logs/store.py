@@ -147,6 +147,17 @@ def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:
     return out
 
 
+def _check_same_schema(schemas: dict[Path, pl.Schema], what: str) -> None:
+    """Raise :class:`CorruptPartitionError` naming the first part file whose schema differs."""
+    files = list(schemas)
+    first = schemas[files[0]]
+    for f in files[1:]:
+        if schemas[f] != first:
+            raise CorruptPartitionError(
+                f"{what}: {f} has schema {dict(schemas[f])}, but {files[0]} has {dict(first)}"
+            )
+
+
 def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataFrame:
     """All rows of one partition (eager), its part files concatenated in name order."""
     files = part_files(root, table, day)
@@ -160,13 +171,7 @@ def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataF
                 f"{f} is not a readable parquet file (truncated or corrupt): "
                 f"{type(err).__name__}: {err}"
             ) from None
-    first = schemas[files[0]]
-    for f in files[1:]:
-        if schemas[f] != first:
-            raise CorruptPartitionError(
-                f"partition {_name(table, as_date(day))} under {root}: {f.name} has schema "
-                f"{dict(schemas[f])}, but {files[0].name} has {dict(first)}"
-            )
+    _check_same_schema(schemas, f"partition {_name(table, as_date(day))} under {root}")
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 
 
@@ -181,14 +186,7 @@ def scan_partitions(
     files: list[Path] = []
     for day in days:
         files.extend(part_files(root, table, day))
-    schemas = check_readable(files)
-    first = schemas[files[0]]
-    for f in files[1:]:
-        if schemas[f] != first:
-            raise CorruptPartitionError(
-                f"{table} part files disagree on the schema: {f} has {dict(schemas[f])}, "
-                f"{files[0]} has {dict(first)}"
-            )
+    _check_same_schema(check_readable(files), f"{table} part files")
     return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
 
 
