@@ -11,10 +11,11 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train demo lock clean help
+.PHONY: install install-bench test test-slow lint bench bench-train demo repro lock clean help
 
 help:
 	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
+	@echo "make repro        install if needed, then \`dvc repro\`: one period (params.yaml pipeline.date)"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
@@ -49,6 +50,10 @@ demo: install
 		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
 	cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) --end $(DEMO_END) \
 		--params $(ROOT)/params.yaml
+
+# `dvc repro` of dvc.yaml: one period of the loop in this checkout (its stages call `reloop`).
+repro: install
+	PATH="$(ROOT)/$(BIN):$$PATH" $(BIN)/dvc repro
 
 test: install
 	$(BIN)/python -m pytest

@@ -11,6 +11,8 @@ the stages return.
   alone (Airflow 3's plain cron schedules have zero-width intervals).
 * Runs are sequential (``max_active_runs=1``, ``depends_on_past``): each period starts from the
   model the previous one promoted.
+* After ``promote``, ``archive`` commits every artefact of the period to the DVC archive
+  repository (``archive.root``), so any past period can be listed and restored.
 * ``RELOOP_PARAMS`` points at the params file (default: the repository's ``params.yaml``).
 """
 
@@ -102,10 +104,15 @@ def reloop_retrain():
     def promote() -> dict:
         return _run("promote")
 
-    joined = join()
+    @task
+    def archive() -> dict:
+        return _run("archive")
+
+    joined, decided = join(), promote()
     ingest() >> validate() >> joined
-    joined >> drift()
-    joined >> train() >> memory() >> evaluate() >> promote()
+    joined >> drift() >> decided
+    joined >> train() >> memory() >> evaluate() >> decided
+    decided >> archive()
 
 
 reloop_retrain()

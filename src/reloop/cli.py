@@ -267,6 +267,51 @@ def registry_rollback(
                 "memory": None if record.memory_dir is None else str(record.memory_dir)})
 
 
+periods_app = typer.Typer(help="List archived periods and restore their artefacts (DVC).",
+                          no_args_is_help=True)
+app.add_typer(periods_app, name="periods")
+
+
+@periods_app.command("list")
+def periods_list(
+    params: ParamsOpt = Path("params.yaml"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every archived version of every period (tag, commit, what the period decided)."""
+    from reloop.archive import ArchiveError, list_periods
+    from reloop.config import load_params
+
+    try:
+        rows = list_periods(load_params(params))
+    except ArchiveError as err:
+        raise _fail(err) from None
+    if as_json:
+        _echo_json(rows)
+        return
+    typer.echo(f"{'period':12}{'tag':22}{'commit':12}message")
+    for r in rows:
+        typer.echo(f"{r['period']:12}{r['tag']:22}{r['commit'][:10]:12}{r['message']}")
+
+
+@periods_app.command("restore")
+def periods_restore(
+    out: Annotated[Path, typer.Option("--out", help="New directory to restore into.")],
+    date: Annotated[str | None, typer.Option("--date", help="Period start (YYYY-MM-DD).")] = None,
+    rev: Annotated[str | None, typer.Option(
+        "--rev", help="An archived version (tag from `reloop periods list`); default latest.")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Restore a past period's artefacts exactly (checked against their sha256) into --out."""
+    from reloop.archive import ArchiveError, restore_period
+    from reloop.config import load_params
+
+    try:
+        _echo_json(restore_period(load_params(params), date, out, rev=rev))
+    except (ArchiveError, ValueError, FileExistsError) as err:
+        raise _fail(err) from None
+
+
 @app.command("backfill")
 def backfill_cmd(
     start: Annotated[str, typer.Option("--start", help="First period start (YYYY-MM-DD).")],
@@ -297,7 +342,8 @@ def report_cmd(
 ) -> None:
     """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift."""
     from reloop.config import load_params
-    from reloop.pipeline.airflow import period_starts, period_table
+    from reloop.pipeline.airflow import period_starts
+    from reloop.pipeline.report import period_table
 
     try:
         cfg = load_params(params)
@@ -320,7 +366,11 @@ def report_cmd(
                  r.get("promoted"), r.get("drift_share"))
         typer.echo(" | ".join(f"{f(c):>10}" for c in cells))
     typer.echo(f"reports: {cfg.pipeline.evaluation_root}, {cfg.pipeline.decisions_root}, "
-               f"{cfg.drift.out_root}, {cfg.validation.out_root}")
+               f"{cfg.drift.out_root}, {cfg.validation.out_root}; per-period curves: "
+               f"{cfg.pipeline.plots_file}")
+    if cfg.archive.enabled:
+        typer.echo(f"every period is versioned in the DVC archive {cfg.archive.root} "
+                   "(`reloop periods list`, `reloop periods restore --date D --out DIR`)")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ from reloop.ingest.config import ReplayConfig, SimulatorConfig
 from reloop.join.config import JoinConfig
 from reloop.logs.config import LogsConfig
 from reloop.memory.config import MemoryConfig
-from reloop.pipeline.config import EvaluateConfig, PipelineConfig, PromoteConfig
+from reloop.pipeline.config import ArchiveConfig, EvaluateConfig, PipelineConfig, PromoteConfig
 from reloop.serving.config import ServingConfig
 from reloop.validate.config import ValidationConfig
 
@@ -227,6 +227,7 @@ class Params(_Section):
     pipeline: PipelineConfig = PipelineConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    archive: ArchiveConfig = ArchiveConfig()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

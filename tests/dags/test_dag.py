@@ -17,7 +17,8 @@ from tests.pipeline.test_loop import loop_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
-STAGES = ["ingest", "validate", "join", "drift", "train", "memory", "evaluate", "promote"]
+STAGES = ["ingest", "validate", "join", "drift", "train", "memory", "evaluate", "promote",
+          "archive"]
 
 
 def _load_dag(monkeypatch, params_file: Path):
@@ -39,10 +40,12 @@ def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
 
     dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", loop_params(tmp_path)))
     assert sorted(dag.task_ids) == sorted(STAGES)
-    chain = ["ingest", "validate", "join", "train", "memory", "evaluate", "promote"]
+    chain = ["ingest", "validate", "join", "train", "memory", "evaluate", "promote", "archive"]
     for up, down in zip(chain, chain[1:], strict=False):
-        assert dag.get_task(up).downstream_task_ids >= {down}
+        extra = {"drift"} if up == "join" else set()
+        assert dag.get_task(up).downstream_task_ids == {down} | extra
     assert dag.get_task("drift").upstream_task_ids == {"join"}
+    assert dag.get_task("drift").downstream_task_ids == {"promote"}  # plots carry drift share
     assert dag.max_active_runs == 1 and dag.catchup is False
     assert all(t.depends_on_past for t in dag.tasks)
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
@@ -68,7 +71,9 @@ def test_dag_file_is_cheap_to_import():
 
 
 def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
-    params = loop_params(tmp_path)
+    from reloop.archive import list_periods
+
+    params = loop_params(tmp_path, archive={"enabled": True})
     cfg = _write_params(tmp_path / "params.yaml", params)
     cmd = [sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY1, "--end", DAY2,
            "--params", str(cfg), "--airflow-home", str(tmp_path / "airflow"),
@@ -84,6 +89,14 @@ def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
     assert versions[1].lineage["parent_id"] == versions[0].model_id
     assert registry.production() is not None
     assert (tmp_path / "airflow" / "airflow.db").is_file()  # project-local metadata DB
+    # the archive task versioned both periods, in their own repository
+    archived = list_periods(params)
+    assert [(a["period"], a["tag"]) for a in archived] == [
+        (DAY1, f"period-{DAY1}"), (DAY2, f"period-{DAY2}")]
+    assert Path(params.archive.root, ".git").is_dir() and not (tmp_path / ".git").exists()
+    plots = json.loads(Path(params.pipeline.plots_file).read_text())
+    assert [row["period"] for row in plots] == [DAY1, DAY2]
+    assert all(row["drift_share"] is not None for row in plots[1:])
 
 
 def test_backfill_refuses_a_reversed_range(tmp_path):

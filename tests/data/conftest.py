@@ -52,6 +52,10 @@ def tiny_params(root: Path, **overrides: dict) -> Params:
                        "data_docs": False},
         "drift": {"out_root": str(root / "reports" / "drift"), "sample_rows": 0},
         "replay": {"root": str(root / "replay"), "downloads": str(root / "downloads")},
+        "pipeline": {"lock_file": str(root / "reloop.lock"),
+                     "plots_file": str(root / "reports" / "plots" / "periods.json")},
+        "archive": {"enabled": False, "root": str(root / "archive"),
+                    "remote": str(root / "archive-remote")},
     }
     for section, values in overrides.items():
         raw.setdefault(section, {}).update(values)

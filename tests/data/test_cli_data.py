@@ -41,7 +41,7 @@ def test_simulate_then_prepare_a_day(tmp_path):
     assert out["join"]["rows"] == days[0]["impressions"]
     assert out["drift"]["reference"] is None  # the first day has nothing to compare with
     assert (tmp_path / "joined" / "date=2026-01-05" / "train.parquet").is_file()
-    assert (tmp_path / "reports" / "validation" / "date=2026-01-05" / "joined.json").is_file()
+    assert (tmp_path / "joined" / "date=2026-01-05" / "validation.json").is_file()
     assert tree_digest(tmp_path / "logs") == before
 
     oracle = runner.invoke(app, ["oracle", "--date", "2026-01-05", "-p", params])

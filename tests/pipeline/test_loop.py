@@ -25,6 +25,9 @@ ARTEFACT_ROOTS = ("models", "memory", "evaluation", "decisions")
 def loop_params(root: Path, **overrides) -> Params:
     pipeline = {f"{name}_root": str(root / name) for name in ARTEFACT_ROOTS}
     pipeline["registry_root"] = str(root / "registry")
+    pipeline["lock_file"] = str(root / "reloop.lock")
+    pipeline["plots_file"] = str(root / "reports" / "plots" / "periods.json")
+    pipeline |= overrides.pop("pipeline", {})
     return tiny_params(root, pipeline=pipeline, evaluate={"bootstrap": 20, "slots": 4},
                        **overrides)
 
@@ -134,3 +137,18 @@ def test_validation_failure_stops_before_training_and_keeps_production(two_perio
         run_period(params, DAY3)
     assert not (root / "models" / f"date={DAY3}").exists()
     assert registry.production().model_id == production and registry.history() == history
+
+
+def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
+    from reloop.pipeline import run_stage
+
+    params = loop_params(tmp_path)
+    for stage in ("ingest", "validate", "join"):  # DAY1 started, not decided
+        run_stage(stage, params, DAY1)
+    with pytest.raises(RuntimeError, match=f"previous period {DAY1} has started but has no "
+                                           "decision"):
+        run_stage("ingest", params, DAY2)
+    assert not (tmp_path / "logs" / "impressions" / f"date={DAY2}").exists()  # nothing written
+    # skipping a period on purpose
+    out = run_stage("ingest", loop_params(tmp_path, pipeline={"sequential": False}), DAY2)
+    assert out["period_start"] == DAY2

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.logs.atomic import json_ready, replace_dir
-from reloop.logs.store import as_date
+from reloop.logs.store import as_date, dated_dirs
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -47,16 +47,7 @@ def drift_dir(params: Params, start: str | dt.date) -> Path:
 
 
 def _joined_starts(params: Params) -> list[dt.date]:
-    root = Path(params.join.out_root)
-    out = []
-    for child in root.glob("date=*") if root.is_dir() else []:
-        try:
-            day = dt.date.fromisoformat(child.name.removeprefix("date="))
-        except ValueError:
-            continue
-        if (child / "train.parquet").is_file():
-            out.append(day)
-    return sorted(out)
+    return [day for day, _ in dated_dirs(params.join.out_root, "train.parquet")]
 
 
 def reference_periods(params: Params, start: dt.date) -> list[dt.date]:

@@ -33,6 +33,7 @@ __all__ = [
     "MissingPartitionError",
     "RawPartitionExistsError",
     "as_date",
+    "dated_dirs",
     "check_readable",
     "list_dates",
     "part_files",
@@ -112,6 +113,20 @@ def list_dates(root: str | Path, table: str) -> list[dt.date]:
         m = _DATE_DIR.match(child.name)
         if m and child.is_dir():
             out.append(dt.date.fromisoformat(m.group(1)))
+    return sorted(out)
+
+
+def dated_dirs(root: str | Path, containing: str | None = None) -> list[tuple[dt.date, Path]]:
+    """``(date, dir)`` of every ``<root>/date=YYYY-MM-DD/`` directory (holding the file
+    ``containing``, when given), sorted by date. A missing root has none."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    out = []
+    for child in base.iterdir():
+        m = _DATE_DIR.match(child.name)
+        if m and child.is_dir() and (containing is None or (child / containing).is_file()):
+            out.append((dt.date.fromisoformat(m.group(1)), child))
     return sorted(out)
 
 

@@ -21,6 +21,35 @@ __all__ = ["STAGES", "run_ingest", "run_join", "run_period", "run_stage", "run_v
 log = logging.getLogger(__name__)
 
 
+def check_previous_decided(params: Params, start: dt.date) -> None:
+    """Refuse to start period ``start`` while the previous period is started but not decided.
+
+    Each period is served by, and warm-starts from, what the previous period promoted, so periods
+    must run in order (``pipeline.sequential``). "Started": its joined table exists or, for the
+    built-in world and replays, ingest wrote its impressions.
+    """
+    from reloop.join.join import joined_dir
+    from reloop.logs.store import partition_dir
+    from reloop.promote.stage import decision_path
+
+    if not params.pipeline.sequential:
+        return
+    prev = start - dt.timedelta(days=params.logs.period_days)
+    if decision_path(params, prev).is_file():
+        return
+    started = joined_dir(params, prev).exists() or (
+        params.logs.source != "external"
+        and partition_dir(params.logs.root, "impressions", prev).exists())
+    if started:
+        raise RuntimeError(
+            f"the previous period {prev} has started but has no decision yet "
+            f"({decision_path(params, prev)}); periods run in order, each from the model the one "
+            f"before promoted. Finish (or rerun) period {prev} first; with `airflow backfill "
+            "create` pass --max-active-runs 1; set pipeline.sequential: false to skip a period "
+            "on purpose"
+        )
+
+
 def run_ingest(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Make the period's raw logs exist, served by the model promoted before the period."""
     from reloop.ingest.stage import ingest_period
@@ -29,6 +58,7 @@ def run_ingest(params: Params, start: str | dt.date) -> dict[str, Any]:
     from reloop.registry import Registry
 
     start = as_date(start)
+    check_previous_decided(params, start)
     production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
     checkpoint = memory = None
     if production is not None:
@@ -88,7 +118,14 @@ def _promote(params: Params, start: str | dt.date) -> dict[str, Any]:
     return run_promote(params, start)
 
 
-#: Every stage, in the order a period runs them.
+def _archive(params: Params, start: str | dt.date) -> dict[str, Any]:
+    from reloop.archive import archive_period
+
+    return archive_period(params, start)
+
+
+#: Every stage, in the order a period runs them. ``archive`` (per-period DVC versioning) is not
+#: a ``dvc.yaml`` stage: under ``dvc repro`` DVC itself versions the artefacts.
 STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
     "ingest": run_ingest,
     "validate": run_validate,
@@ -98,17 +135,24 @@ STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
     "memory": _memory,
     "evaluate": _evaluate,
     "promote": _promote,
+    "archive": _archive,
 }
 
 
 def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]:
-    """Run one stage by name."""
+    """Run one stage by name, holding the workspace lock (:mod:`reloop.pipeline.lock`)."""
+    from reloop.logs.store import as_date
+    from reloop.pipeline.lock import workspace_lock
+
     try:
         fn = STAGES[name]
     except KeyError:
         raise ValueError(f"stage={name!r} is not a stage; expected one of {list(STAGES)}") from None
-    log.info("stage %s, period %s", name, start)
-    return fn(params, start)
+    start = as_date(start)
+    with workspace_lock(params.pipeline.lock_file, params.pipeline.lock_timeout_s,
+                        what=f"stage {name}, period {start}"):
+        log.info("stage %s, period %s", name, start)
+        return fn(params, start)
 
 
 def run_period(params: Params, start: str | dt.date) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,6 @@ any Airflow import, and this module imports Airflow only inside functions.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import subprocess
@@ -19,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["airflow_env", "backfill", "period_starts", "period_table"]
+__all__ = ["airflow_env", "backfill", "period_starts"]
 
 log = logging.getLogger(__name__)
 
@@ -110,30 +109,3 @@ def backfill(
             raise RuntimeError(f"the DAG run for period {day} ended {state}; later periods were "
                                "not run (production is unchanged by the failed period)")
     return results
-
-
-def period_table(params: Any, starts: list[dt.date]) -> list[dict[str, Any]]:
-    """Per period: incumbent and candidate AUC with and without memory, oracle AUC, decision,
-    drift share (what ``make demo`` prints)."""
-    from reloop.drift.report import drift_dir
-    from reloop.evaluate.stage import evaluation_path
-    from reloop.promote.stage import decision_path
-
-    rows = []
-    for day in starts:
-        row: dict[str, Any] = {"period": day.isoformat()}
-        ev_path, dec_path = evaluation_path(params, day), decision_path(params, day)
-        if ev_path.is_file():
-            ev = json.loads(ev_path.read_text())
-            for role in ("incumbent", "candidate"):
-                for kind in ("base", "memory"):
-                    res = ev.get(role) or {}
-                    row[f"{role}_{kind}"] = (res.get(kind) or {}).get("auc")
-            row["oracle"] = ((ev.get("oracle") or {}).get("oracle") or {}).get("auc")
-        if dec_path.is_file():
-            row["promoted"] = json.loads(dec_path.read_text()).get("promote")
-        summary = drift_dir(params, day) / "summary.json"
-        if summary.is_file():
-            row["drift_share"] = json.loads(summary.read_text()).get("share_drifted_columns")
-        rows.append(row)
-    return rows

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["EvaluateConfig", "PipelineConfig", "PromoteConfig"]
+__all__ = ["ArchiveConfig", "EvaluateConfig", "PipelineConfig", "PromoteConfig"]
 
 
 class _Section(BaseModel):
@@ -35,6 +35,22 @@ class PipelineConfig(_Section):
     memory_window_rows: int = Field(
         default=50_000, ge=1, description="most recent labelled rows the snapshot is built from"
     )
+    plots_file: str = Field(
+        default="reports/plots/periods.json",
+        description="per-period curves (AUC, oracle, decision, drift) rebuilt by promote",
+    )
+    sequential: bool = Field(
+        default=True,
+        description="refuse to start a period while the previous one is started, not decided",
+    )
+    lock_file: str = Field(
+        default="data/reloop.lock",
+        description="workspace lock every stage holds while it runs",
+    )
+    lock_timeout_s: float = Field(
+        default=3600.0, ge=0.0,
+        description="how long a stage waits for another run's lock before failing",
+    )
 
 
 class EvaluateConfig(_Section):
@@ -55,3 +71,20 @@ class PromoteConfig(_Section):
     min_auc_gain: float = -1.0e-3
     max_logloss_regression: float = Field(default=5.0e-3, ge=0.0)
     require_ci_excludes_zero: bool = False
+
+
+class ArchiveConfig(_Section):
+    """Per-period versioning: every artefact of a period committed to a git + DVC repository.
+
+    The archive is its own git repository (``root``), not the code repository, so scheduled runs
+    never add commits to your code's history. Point ``root`` at the code repository's root only if
+    you want period commits there.
+    """
+
+    enabled: bool = Field(default=True, description="commit each period after promote")
+    root: str = Field(default="data/archive", description="git + DVC repository of the periods")
+    remote: str = Field(
+        default="data/archive-remote",
+        description="DVC remote: a local directory, or a URL such as s3://bucket/reloop",
+    )
+    push: bool = Field(default=True, description="`dvc push` after each period's commit")

@@ -85,7 +85,10 @@ def run_promote(params: Params, start: str | dt.date) -> dict[str, Any]:
         **decision.as_dict(),
     }
     write_json(decision_path(params, start), record)
+    from reloop.pipeline.report import write_plots
+
+    plots = write_plots(params)
     log.info("period %s: %s %s", period, "promoted" if decision.promote else "kept incumbent",
              ckpt.model_id)
     return {"promoted": decision.promote, "model_id": ckpt.model_id,
-            "decision": str(decision_path(params, start))}
+            "decision": str(decision_path(params, start)), "plots": str(plots)}

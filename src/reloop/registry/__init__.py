@@ -131,7 +131,7 @@ class Registry:
         out = [
             VersionRecord(p.name, p, json.loads((p / RECORD).read_text()))
             for p in base.iterdir()
-            if (p / RECORD).is_file()
+            if not p.name.startswith(".") and (p / RECORD).is_file()  # skip in-flight copies
         ]
         return sorted(out, key=lambda v: (str(v.lineage.get("period", "")), v.model_id))
 
@@ -175,6 +175,8 @@ class Registry:
         if (target / RECORD).is_file():
             return self.get(model_id)
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{model_id}.*"):  # a copy a killed run left behind
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=target.parent))
         try:
             shutil.copytree(checkpoint_dir, tmp / "model")

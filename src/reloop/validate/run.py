@@ -5,6 +5,8 @@ For each validated partition (raw ``impressions`` / ``feedback`` of a day) or jo
 * ``<validation.out_root>/date=D/<table>.json``: success, every failed check with its observed
   value, and GX's full validation result;
 * ``<validation.out_root>/date=D/<table>_docs/index.html``: GX Data Docs for that run;
+* the joined table's report is ``<join.out_root>/date=D/validation.json`` (and
+  ``validation_docs/``), beside the table it checks;
 * on failure, a quarantine record (:mod:`reloop.logs.quarantine`) and :class:`ValidationFailed`
   whose message lists each failed expectation and its observed value. Raw data are only read.
 
@@ -32,7 +34,13 @@ import polars as pl
 from reloop.logs.atomic import replace_dir, write_json
 from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
-from reloop.logs.store import CorruptPartitionError, as_date, period_dates, read_partition
+from reloop.logs.store import (
+    CorruptPartitionError,
+    as_date,
+    dated_dirs,
+    period_dates,
+    read_partition,
+)
 from reloop.validate.suites import (
     Expectation,
     feedback_suite,
@@ -172,6 +180,11 @@ def _fmt(f: dict[str, Any]) -> str:
 
 
 def _paths(params: Params, table: str, day: dt.date) -> tuple[Path, Path]:
+    if table == "joined":  # the joined table's report lives beside it (one DVC output per stage)
+        from reloop.join.join import joined_dir
+
+        base = joined_dir(params, day)
+        return base / "validation.json", base / "validation_docs"
     base = Path(params.validation.out_root) / f"date={day.isoformat()}"
     return base / f"{table}.json", base / f"{table}_docs"
 
@@ -306,21 +319,14 @@ def validate_period(
 def recent_ctrs(params: Params, start: dt.date) -> list[float]:
     """CTRs of up to ``validation.ctr_history`` joined periods before ``start`` (newest last)."""
     n = params.validation.ctr_history
-    root = Path(params.join.out_root)
-    if n == 0 or not root.is_dir():
+    if n == 0:
         return []
     found = []
-    for child in root.glob("date=*"):
-        try:
-            day = dt.date.fromisoformat(child.name.removeprefix("date="))
-        except ValueError:
-            continue
-        stats = child / "stats.json"
-        if day < start and stats.is_file():
-            ctr = json.loads(stats.read_text()).get("ctr")
-            if ctr is not None:
-                found.append((day, float(ctr)))
-    return [c for _, c in sorted(found)[-n:]]
+    for day, child in dated_dirs(params.join.out_root, "stats.json"):
+        ctr = json.loads((child / "stats.json").read_text()).get("ctr")
+        if day < start and ctr is not None:
+            found.append(float(ctr))
+    return found[-n:]
 
 
 def validate_joined(params: Params, start: str | dt.date) -> dict[str, Any]:
