@@ -133,3 +133,21 @@ def test_kill_during_promotion_leaves_old_or_new_pointer_then_rerun_completes(tm
     versions_dir = Path(params.pipeline.registry_root) / "versions"
     assert sorted(p.name for p in versions_dir.iterdir()) == sorted(
         v.model_id for v in registry.versions())  # no leftover copies
+
+
+def test_a_corrupt_candidate_is_never_promoted(tmp_path):
+    params = loop_params(tmp_path, promote={"min_auc_gain": -1.0, "max_logloss_regression": 10.0})
+    run_period(params, DAY1)
+    for stage in ("ingest", "validate", "join", "drift", "train", "memory", "evaluate"):
+        run_stage(stage, params, DAY2)
+    registry = Registry(params.pipeline.registry_root)
+    production, history = registry.production().model_id, registry.history()
+    weights = Path(params.pipeline.models_root) / f"date={DAY2}" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-16:] = bytes(16)  # flip the tail of the tensors
+    weights.write_bytes(bytes(data))
+    with pytest.raises(Exception, match="(?i)checksum|corrupt|sha256"):
+        run_stage("promote", params, DAY2)
+    assert registry.production().model_id == production and registry.history() == history
+    assert [v.lineage["period"] for v in registry.versions()] == [DAY1]
+    assert not (Path(params.pipeline.decisions_root) / f"date={DAY2}").exists()
