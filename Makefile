@@ -22,12 +22,19 @@ help:
 	@echo "make bench        run every benchmark; figures go to benchmarks/results/"
 	@echo "make lint         ruff"
 
+ROOT       := $(CURDIR)
+# Airflow's metadata DB and logs live in the project-local AIRFLOW_HOME, created by the install.
+AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(VENV)/airflow-db-migrate.log 2>&1 \
+		|| (tail -20 $(VENV)/airflow-db-migrate.log; exit 1)
 	touch $(STAMP)
 
 install-bench: $(BENCH_STAMP)
@@ -42,7 +49,6 @@ $(BENCH_STAMP): $(STAMP)
 DEMO_DIR   ?= build/demo
 DEMO_START ?= 2026-01-01
 DEMO_END   ?= 2026-01-07
-ROOT       := $(CURDIR)
 
 demo: install
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
