@@ -152,3 +152,21 @@ def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
     # skipping a period on purpose
     out = run_stage("ingest", loop_params(tmp_path, pipeline={"sequential": False}), DAY2)
     assert out["period_start"] == DAY2
+
+
+def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
+    from reloop.archive import period_sources
+    from reloop.join.join import joined_dir
+
+    params = loop_params(tmp_path, logs={"period_days": 7}, archive={"enabled": True},
+                         simulator={"impressions_per_day": 700})
+    week1 = run_period(params, "2026-01-05")
+    week2 = run_period(params, "2026-01-12")
+    assert week2["ingest"]["served_by"] == week1["train"]["model_id"]
+    assert week2["train"]["parent_id"] == week1["train"]["model_id"]
+    joined = pl.read_parquet(joined_dir(params, "2026-01-05") / "train.parquet")
+    days = joined["event_time"].dt.date().unique().sort().to_list()
+    assert [d.isoformat() for d in days] == [f"2026-01-{d:02d}" for d in range(5, 12)]
+    archived = period_sources(params, "2026-01-12")
+    assert sum(name.startswith("logs/impressions/") for name in archived) == 7
+    assert week2["archive"]["tag"] == "period-2026-01-12"
