@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import pytest
 import torch
@@ -280,6 +281,39 @@ def test_same_seed_same_buckets():
     assert torch.equal(a.bucket_ids(h), b.bucket_ids(h))
     assert not torch.equal(a.bucket_ids(h), c.bucket_ids(h))
     assert torch.equal(a.bucket_ids(h), srp_bucket_ids(h, a.planes_, 10))
+
+
+def test_normalised_hash_equals_reference_on_normalised_vectors():
+    # the hash compares h @ (transform @ planes) with offset @ transform @ planes: the same bits
+    # as the reference SRP of the normalised vectors (h - offset) @ transform
+    g = torch.Generator().manual_seed(12)
+    h = torch.randn(500, 16, generator=g) * torch.linspace(0.1, 5.0, 16) + 3.0
+    mem = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="standardize", seed=2))
+    mem.write(h, torch.ones(500), torch.full((500,), 0.5))
+    q = torch.randn(300, 16, generator=g) * 2.0 + 3.0
+    x = (q.double() - mem.offset_.double()) @ mem.transform_.double()
+    assert torch.equal(mem.bucket_ids(q), srp_bucket_ids(x, mem.planes_.double(), 6))
+
+
+def test_hash_buffers_are_private_to_each_thread():
+    # the projection is written into a scratch buffer; threads hashing at once must not share it
+    mem = ErrorMemory(16, MemoryConfig(K=8, L=10, normalize="none"))
+    inputs = [torch.randn(3000, 16, generator=torch.Generator().manual_seed(s))
+              for s in range(4)]
+    expected = [srp_bucket_ids(x, mem.planes_, 10) for x in inputs]
+    ok: dict[int, bool] = {}
+    start = threading.Barrier(len(inputs))
+
+    def work(i: int) -> None:
+        start.wait()
+        ok[i] = all(torch.equal(mem.bucket_ids(inputs[i]), expected[i]) for _ in range(30))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ok == dict.fromkeys(range(len(inputs)), True)
 
 
 def test_reset_and_decay():

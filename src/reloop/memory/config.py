@@ -47,13 +47,13 @@ class MemoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     K: int = Field(default=16, description="number of hash arrays (and of retrieved readouts)")
-    L: int = Field(default=10, description="sign-random-projection bits per array")
+    L: int = Field(default=11, description="sign-random-projection bits per array")
     tau: float = Field(default=1.0, gt=0.0, description="attention temperature")
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
     lam: float = Field(default=1.0, ge=0.0, le=1.0, alias="lambda", description="Eq. 9 weight")
     sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
     normalize: Normalize = "standardize"
-    similarity: Similarity = "count"
+    similarity: Similarity = "uniform"
     min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")
     decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")

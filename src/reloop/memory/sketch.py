@@ -56,29 +56,33 @@ class ErrorMemory:
     :mod:`reloop.memory.estimator`). The state has a constant size whatever the stream length.
 
     Decisions on the points the paper leaves open, each measured in
-    ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; AUC gains on a drifting
-    stream, slots 2-10):
+    ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; mean AUC gains on three
+    layouts of a drifting stream, slots 2-10):
 
     * **What a bucket stores**: three running sums, ``count``, ``sum y`` and ``sum y_base``
       (float64, exact counts up to 2**53), the paper's ``2**L x K x 3``; readouts are the means.
       ``similarity="centroid"`` also keeps the sum of the L projections of the normalised hidden
-      vectors; it tied (+0.0004 AUC at best) at a much higher read cost.
-    * **Similarity** ``s_k`` (``config.similarity``): ``"count"`` (``s_k = log count``; with the
-      default ``tau = 1`` the K buckets are pooled, ``y_bar = sum sum_y / sum count``),
-      ``"uniform"`` or ``"centroid"``. All tied within 0.0004 AUC; pooling is the cheapest.
+      vectors; it tied with ``uniform`` (-0.00005 AUC) at a much higher read cost.
+    * **Similarity** ``s_k`` (``config.similarity``): ``"uniform"`` (``s_k = 0``: the mean of
+      the K bucket readouts, +0.0086 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
+      the K buckets are pooled, ``y_bar = sum sum_y / sum count``, +0.0077: the large buckets
+      that dominate a pool are the coarse, mixed ones) or ``"centroid"``.
     * **Empty buckets** (count < ``config.min_count``) are masked out of the softmax; a query whose
-      buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` > 1 changed
-      nothing measurable.
+      buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` 2-5 were within
+      +0.0003 AUC of 1 (a tie).
     * **Write filter** ``config.sigma`` (store only ``|y - y_base| > sigma``): off by default; it
-      biases the bucket means toward the errors (-0.003 AUC at 0.1, -0.35 at 0.5).
+      biases the bucket means toward the errors (-0.08 AUC at 0.1).
     * **Reset**: the memory belongs to one model version (``model_id``); a snapshot is refused next
       to any other, so replacing the base model always starts a fresh memory. Within a model's
       life, :meth:`decay` multiplies the sums by ``config.decay`` (0.7) at each slot/period
-      boundary (+0.0004 AUC over keeping everything on a drifting stream).
+      boundary (+0.0008 AUC over keeping everything on a drifting stream).
     * **Hash input** ``config.normalize``: ``h`` is standardised with the mean and std of the
       first written batch (folded into the planes, free at query time). ReLU hidden vectors sit
-      in one orthant, nearly on a line; unnormalised hyperplanes used 8 of 4096 buckets per array
-      (+0.00002 AUC), standardised ones +0.0022.
+      in one orthant, nearly on a line; unnormalised hyperplanes hardly split them (-0.0003 AUC
+      against +0.0022 standardised).
+    * **Multi-probe** reads (also reading the L Hamming-1 neighbours of each bucket, weighted
+      lower) were measured and rejected: they widen the neighbourhood, which is already too
+      coarse (-0.0022 AUC at weight 0.25).
 
     **Thread safety**: safe to share between threads. Writes, :meth:`reset` and :meth:`decay`
     apply their change under one lock; a read hashes outside the lock and gathers its buckets
@@ -125,8 +129,9 @@ class ErrorMemory:
         self.planes_ = make_planes(hidden_dim, cfg.K, cfg.L, cfg.seed)
         # normalisation (config.normalize): the hash is sign(((h - offset_) @ transform_) @
         # planes_), with offset_ and transform_ fitted on the first written batch and frozen;
-        # it is computed as addmm(-offset_ @ transform_ @ planes_, h, transform_ @ planes_).
-        # _hash_state holds that (projection, shift) pair, or None while not fitted.
+        # it is computed as h @ proj > thr with proj = transform_ @ planes_ and
+        # thr = offset_ @ proj. _hash_state holds that (proj, thr) pair, or None while not
+        # fitted.
         self.offset_ = torch.zeros(hidden_dim, dtype=torch.float32)
         self.transform_ = torch.eye(hidden_dim, dtype=torch.float32)
         self._hash_state: tuple[Tensor, Tensor | None] | None = None
@@ -145,6 +150,7 @@ class ErrorMemory:
         # and the weighted readouts are the raw sums (empty buckets add nothing)
         self._pooled = cfg.similarity == "count" and cfg.tau == 1.0 and cfg.min_count == 1
         self._lock = threading.Lock()
+        self._local = threading.local()  # per-thread scratch buffer of the hash
         self.table_ = torch.zeros(n_rows, 3, dtype=torch.float64)
         self.centroid_: Tensor | None = (
             torch.zeros(n_rows, cfg.L, dtype=torch.float32)
@@ -190,7 +196,10 @@ class ErrorMemory:
         return self._state() is not None
 
     def _state(self) -> tuple[Tensor, Tensor | None] | None:
-        """The (projection, shift) pair the hash uses now, read once per call; None: unfitted."""
+        """The (projection, threshold) pair the hash uses now, read once per call; None: unfitted.
+
+        A bit is ``h @ projection > threshold`` (threshold None: ``> 0``).
+        """
         if self.config.normalize == "none":
             return self.planes_, None
         return self._hash_state
@@ -219,7 +228,20 @@ class ErrorMemory:
             self.offset_ = offset
             self.transform_ = transform
             proj = transform @ self.planes_
-            self._hash_state = (proj, -(offset @ proj))
+            self._hash_state = (proj, offset @ proj)
+
+    def _scratch(self, n: int) -> Tensor:
+        """A float32 buffer of ``n`` elements private to the calling thread (grown on demand).
+
+        The hash writes its ``(B, K*L)`` projection into it instead of allocating a fresh
+        ``B x K*L`` tensor per call (3 MiB at B=4096, K=16, L=12); the sign bits overwrite the
+        projection in place. Per thread, so concurrent reads and writes never share one.
+        """
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, 1), dtype=torch.float32)
+            self._local.buf = buf
+        return buf[:n]
 
     def _hash(
         self,
@@ -235,19 +257,27 @@ class ErrorMemory:
         ``state`` is a ``_state()`` read once by the caller. With 0/1 ``labels`` it returns
         ``2 * row + y`` instead (the index a write bincounts), in the same matrix product.
         Returns the projection too if asked.
+
+        Three passes over the ``(B, K*L)`` block: the projection (one ``mm``, into a per-thread
+        buffer), the sign bits (``gt_`` against the normalisation's threshold, in place, 1.0 or
+        0.0) and their packing (one matrix-vector product of the ``(B*K, L)`` bits with
+        ``2**l``); then the ``(B, K)`` array offsets (and labels) are added and the ids
+        converted to int64.
         """
-        proj, neg_shift = state
-        z = h @ proj if neg_shift is None else torch.addmm(neg_shift, h, proj)
-        if keep_projection:
+        proj, thr = state
+        B, K, L = h.shape[0], self.config.K, self.config.L
+        if keep_projection or self._id_dtype != torch.float32:
+            z = h @ proj if thr is None else torch.sub(h @ proj, thr)
             bits = (z > 0).to(self._id_dtype)
-        else:  # in place: the projection is not needed afterwards
-            bits = z.gt_(0.0) if self._id_dtype == torch.float32 else (z > 0).double()
-        B, K = h.shape[0], self.config.K
-        ids = (bits.view(B * K, self.config.L) @ self._pow2).view(B, K)
+        else:  # the bits overwrite the projection in the thread's scratch buffer
+            z = torch.mm(h, proj, out=self._scratch(B * K * L).view(B, K * L))
+            bits = z.gt_(0.0 if thr is None else thr)
         if labels is None:
+            ids = torch.mv(bits.view(B * K, L), self._pow2).view(B, K)
             rows = ids.add_(self._array_base)
-        else:
-            rows = ids.add_(self._array_base).mul_(2.0).add_(labels.to(self._id_dtype)[:, None])
+        else:  # 2 * row + y = bits @ 2**(l+1) + 2 * base + y
+            ids = torch.mv(bits.view(B * K, L), self._pow2 * 2.0).view(B, K)
+            rows = ids.add_(self._array_base * 2.0).add_(labels.to(self._id_dtype)[:, None])
         return rows.to(torch.int64), (z if keep_projection else None)
 
     def _normalized_norm(self, h: Tensor) -> Tensor:
@@ -309,17 +339,22 @@ class ErrorMemory:
             return
         count = sums[:, COUNT]
         valid = count >= self.config.min_count
-        if self.config.similarity == "uniform":  # w = 1 for valid buckets: w / count
-            scale = np.divide(valid, np.maximum(count, 1e-300))
-        else:  # count: w = count ** (1 / tau), so w / count = count ** (1 / tau - 1)
-            scale = np.power(np.maximum(count, 1e-300), 1.0 / self.config.tau - 1.0)
-            scale *= valid
+        if self.config.similarity == "uniform":  # w = 1 for valid buckets: [valid, means]
+            # column by column: numpy's broadcast over rows of 3 costs ~5x a column pass (1 ms
+            # instead of ~0.3 at 2**16 buckets); the means in float64, then rounded once
+            inv = np.maximum(count, 1.0)  # valid buckets have count >= min_count >= 1
+            np.reciprocal(inv, out=inv)
+            inv *= valid
+            out[:, COUNT] = valid.astype(np.float32)
+            out[:, SUM_Y] = sums[:, SUM_Y] * inv
+            out[:, SUM_Y_BASE] = sums[:, SUM_Y_BASE] * inv
+            return
+        # count: w = count ** (1 / tau), so w / count = count ** (1 / tau - 1)
+        scale = np.power(np.maximum(count, 1e-300), 1.0 / self.config.tau - 1.0)
+        scale *= valid
         # one pass for all three columns, then the weights themselves exactly
         np.multiply(sums, scale[:, None], out=out, casting="same_kind")
-        if self.config.similarity == "uniform":
-            out[:, 0] = valid
-        else:
-            out[:, 0] = scale * count
+        out[:, 0] = scale * count
 
     def _write_chunk(self, h: Tensor, y: Tensor, y_base: Tensor) -> None:
         B, K = h.shape[0], self.config.K
@@ -533,7 +568,7 @@ class ErrorMemory:
             mem.transform_ = tensors["transform"].contiguous()
             if meta.get("fitted") and cfg.normalize != "none":
                 proj = mem.transform_ @ mem.planes_
-                mem._hash_state = (proj, -(mem.offset_ @ proj))
+                mem._hash_state = (proj, mem.offset_ @ proj)
             mem.table_ = tensors["table"].contiguous()
             if mem._readout is not None:
                 mem._weighted_readouts(mem.table_.numpy(), mem._readout.numpy())
