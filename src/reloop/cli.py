@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Path of params.yaml.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 @app.callback()
@@ -212,7 +213,7 @@ app.add_typer(registry_app, name="registry")
 @registry_app.command("show")
 def registry_show(
     params: ParamsOpt = Path("params.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the registered versions and which one is in production."""
     from reloop.config import load_params
@@ -275,7 +276,7 @@ app.add_typer(periods_app, name="periods")
 @periods_app.command("list")
 def periods_list(
     params: ParamsOpt = Path("params.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Every archived version of every period (tag, commit, what the period decided)."""
     from reloop.archive import ArchiveError, list_periods
@@ -338,7 +339,7 @@ def report_cmd(
     start: Annotated[str, typer.Option("--start", help="First period start (YYYY-MM-DD).")],
     end: Annotated[str, typer.Option("--end", help="Last period start (YYYY-MM-DD).")],
     params: ParamsOpt = Path("params.yaml"),
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift."""
     from reloop.config import load_params
