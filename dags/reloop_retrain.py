@@ -25,6 +25,8 @@ from pathlib import Path
 import yaml
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
+from reloop.pipeline import STAGES  # the stage table only: no heavy imports
+
 PARAMS_FILE = os.environ.get(
     "RELOOP_PARAMS", str(Path(__file__).resolve().parents[1] / "params.yaml")
 )
@@ -50,6 +52,7 @@ CRON, START = _schedule_settings(PARAMS_FILE)
 
 
 def _run(stage: str) -> dict:
+    """Run ``stage`` for this DAG run's period (``data_interval_start``)."""
     from reloop.config import load_params
     from reloop.pipeline import run_stage
 
@@ -72,47 +75,12 @@ def _run(stage: str) -> dict:
     doc_md=__doc__,
 )
 def reloop_retrain():
-    @task
-    def ingest() -> dict:
-        return _run("ingest")
-
-    @task
-    def validate() -> dict:
-        return _run("validate")
-
-    @task
-    def join() -> dict:
-        return _run("join")
-
-    @task
-    def drift() -> dict:
-        return _run("drift")
-
-    @task
-    def train() -> dict:
-        return _run("train")
-
-    @task
-    def memory() -> dict:
-        return _run("memory")
-
-    @task
-    def evaluate() -> dict:
-        return _run("evaluate")
-
-    @task
-    def promote() -> dict:
-        return _run("promote")
-
-    @task
-    def archive() -> dict:
-        return _run("archive")
-
-    joined, decided = join(), promote()
-    ingest() >> validate() >> joined
-    joined >> drift() >> decided
-    joined >> train() >> memory() >> evaluate() >> decided
-    decided >> archive()
+    # one task per stage of reloop.pipeline.STAGES, each running that stage for the run's period
+    t = {name: task(task_id=name)(_run)(name) for name in STAGES}
+    t["ingest"] >> t["validate"] >> t["join"]
+    t["join"] >> t["drift"] >> t["promote"]
+    t["join"] >> t["train"] >> t["memory"] >> t["evaluate"] >> t["promote"]
+    t["promote"] >> t["archive"]
 
 
 reloop_retrain()

@@ -14,7 +14,7 @@ from torch import Tensor
 from reloop.memory._inputs import check_hidden, check_labels, check_probs
 from reloop.memory.config import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
-from reloop.memory.snapshot import SnapshotError, read_snapshot, write_snapshot
+from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
 __all__ = ["ExactMemory"]
 
@@ -194,38 +194,27 @@ class ExactMemory:
                 "y_base": self.y_base_[:n].clone(),
                 "weight": self.weight_[:n].clone(),
             }
-            meta = {
-                "config": self.config.model_dump(mode="json", by_alias=True),
-                "hidden_dim": self.hidden_dim,
-                "next": self.next_,
-                "n_written": self.n_written_,
-                "n_filtered": self.n_filtered_,
-            }
+            meta = memory_meta(self, next=self.next_)
         return write_snapshot(path, self.kind, tensors, meta, self.model_id)
 
     @classmethod
     def load(cls, path: str | Path, *, model_id: str) -> ExactMemory:
         """Load a snapshot built for ``model_id``; refuses one built for another model."""
-        tensors, meta = read_snapshot(path, cls.kind, model_id)
-        try:
-            cfg = MemoryConfig.model_validate(meta["config"])
-            mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
-            keys = tensors["keys"]
-            n = keys.shape[0]
-            if keys.ndim != 2 or keys.shape[1] != mem.hidden_dim or n > cfg.exact_window:
-                raise ValueError(f"keys have shape {tuple(keys.shape)}")
-            for name in ("y", "y_base", "weight"):
-                if tensors[name].shape != (n,):
-                    raise ValueError(f"{name!r} has shape {tuple(tensors[name].shape)}, not ({n},)")
-            mem._grow(n)
-            mem.keys_[:n] = keys
-            mem.y_[:n] = tensors["y"]
-            mem.y_base_[:n] = tensors["y_base"]
-            mem.weight_[:n] = tensors["weight"]
-            mem.size_ = n
-            mem.next_ = int(meta["next"]) % cfg.exact_window
-            mem.n_written_ = int(meta.get("n_written", n))
-            mem.n_filtered_ = int(meta.get("n_filtered", 0))
-        except (KeyError, TypeError, ValueError) as err:
-            raise SnapshotError(f"memory snapshot {str(path)!r} is inconsistent: {err}") from None
-        return mem
+        return load_memory(cls, path, model_id, cls._restore)
+
+    def _restore(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        keys = tensors["keys"]
+        n = keys.shape[0]
+        window = self.config.exact_window
+        if keys.ndim != 2 or keys.shape[1] != self.hidden_dim or n > window:
+            raise ValueError(f"keys have shape {tuple(keys.shape)}")
+        for name in ("y", "y_base", "weight"):
+            if tensors[name].shape != (n,):
+                raise ValueError(f"{name!r} has shape {tuple(tensors[name].shape)}, not ({n},)")
+        self._grow(n)
+        self.keys_[:n] = keys
+        self.y_[:n] = tensors["y"]
+        self.y_base_[:n] = tensors["y_base"]
+        self.weight_[:n] = tensors["weight"]
+        self.size_ = n
+        self.next_ = int(meta["next"]) % window

@@ -19,7 +19,7 @@ from reloop.memory._inputs import check_hidden, check_labels, check_probs
 from reloop.memory.config import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
 from reloop.memory.estimator import compensate_from_sums, make_planes
-from reloop.memory.snapshot import SnapshotError, read_snapshot, write_snapshot
+from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
 __all__ = ["BucketSums", "ErrorMemory"]
 
@@ -532,50 +532,39 @@ class ErrorMemory:
             }
             if self.centroid_ is not None:
                 tensors["centroid"] = self.centroid_.clone()
-            meta = {
-                "config": self.config.model_dump(mode="json", by_alias=True),
-                "hidden_dim": self.hidden_dim,
-                "fitted": self.fitted,
-                "n_written": self.n_written_,
-                "n_filtered": self.n_filtered_,
-            }
+            meta = memory_meta(self, fitted=self.fitted)
         return write_snapshot(path, self.kind, tensors, meta, self.model_id)
 
     @classmethod
     def load(cls, path: str | Path, *, model_id: str) -> ErrorMemory:
         """Load a snapshot built for ``model_id``; refuses one built for another model."""
-        tensors, meta = read_snapshot(path, cls.kind, model_id)
-        try:
-            cfg = MemoryConfig.model_validate(meta["config"])
-            mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
-            expected = {
-                "planes": mem.planes_, "offset": mem.offset_, "transform": mem.transform_,
-                "table": mem.table_,
-            }
-            if mem.centroid_ is not None:
-                expected["centroid"] = mem.centroid_
-            if set(tensors) != set(expected):
-                raise ValueError(f"tensors {sorted(tensors)}, expected {sorted(expected)}")
-            for name, ref in expected.items():
-                t = tensors[name]
-                if t.shape != ref.shape or t.dtype != ref.dtype:
-                    raise ValueError(
-                        f"tensor {name!r} has shape {tuple(t.shape)} {t.dtype}, expected "
-                        f"{tuple(ref.shape)} {ref.dtype}"
-                    )
-            mem.planes_ = tensors["planes"].contiguous()
-            mem.offset_ = tensors["offset"].contiguous()
-            mem.transform_ = tensors["transform"].contiguous()
-            if meta.get("fitted") and cfg.normalize != "none":
-                proj = mem.transform_ @ mem.planes_
-                mem._hash_state = (proj, mem.offset_ @ proj)
-            mem.table_ = tensors["table"].contiguous()
-            if mem._readout is not None:
-                mem._weighted_readouts(mem.table_.numpy(), mem._readout.numpy())
-            if mem.centroid_ is not None:
-                mem.centroid_ = tensors["centroid"].contiguous()
-            mem.n_written_ = int(meta.get("n_written", 0))
-            mem.n_filtered_ = int(meta.get("n_filtered", 0))
-        except (KeyError, TypeError, ValueError) as err:
-            raise SnapshotError(f"memory snapshot {str(path)!r} is inconsistent: {err}") from None
-        return mem
+        return load_memory(cls, path, model_id, cls._restore)
+
+    def _restore(self, tensors: dict[str, Tensor], meta: dict) -> None:
+        cfg = self.config
+        expected = {
+            "planes": self.planes_, "offset": self.offset_, "transform": self.transform_,
+            "table": self.table_,
+        }
+        if self.centroid_ is not None:
+            expected["centroid"] = self.centroid_
+        if set(tensors) != set(expected):
+            raise ValueError(f"tensors {sorted(tensors)}, expected {sorted(expected)}")
+        for name, ref in expected.items():
+            t = tensors[name]
+            if t.shape != ref.shape or t.dtype != ref.dtype:
+                raise ValueError(
+                    f"tensor {name!r} has shape {tuple(t.shape)} {t.dtype}, expected "
+                    f"{tuple(ref.shape)} {ref.dtype}"
+                )
+        self.planes_ = tensors["planes"].contiguous()
+        self.offset_ = tensors["offset"].contiguous()
+        self.transform_ = tensors["transform"].contiguous()
+        if meta.get("fitted") and cfg.normalize != "none":
+            proj = self.transform_ @ self.planes_
+            self._hash_state = (proj, self.offset_ @ proj)
+        self.table_ = tensors["table"].contiguous()
+        if self._readout is not None:
+            self._weighted_readouts(self.table_.numpy(), self._readout.numpy())
+        if self.centroid_ is not None:
+            self.centroid_ = tensors["centroid"].contiguous()

@@ -24,8 +24,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -162,3 +163,43 @@ def read_snapshot(
     if not isinstance(meta, dict):
         raise SnapshotError(f"memory snapshot {str(path)!r}: meta must be a JSON object")
     return tensors, meta
+
+
+M = TypeVar("M")
+
+
+def memory_meta(mem: Any, **extra: Any) -> dict[str, Any]:
+    """The metadata every memory snapshot carries: config, hidden size, counters (+ ``extra``)."""
+    return {
+        "config": mem.config.model_dump(mode="json", by_alias=True),
+        "hidden_dim": mem.hidden_dim,
+        "n_written": mem.n_written_,
+        "n_filtered": mem.n_filtered_,
+        **extra,
+    }
+
+
+def load_memory(
+    cls: type[M],
+    path: str | Path,
+    model_id: str,
+    restore: Callable[[M, dict[str, torch.Tensor], dict[str, Any]], None],
+) -> M:
+    """Read a snapshot of ``cls`` built for ``model_id`` into a fresh instance.
+
+    Builds ``cls(hidden_dim, config, model_id=...)`` from the metadata, lets ``restore`` check and
+    install the tensors, then restores the counters. Anything inconsistent raises
+    :class:`SnapshotError` naming the file.
+    """
+    from reloop.memory.config import MemoryConfig
+
+    tensors, meta = read_snapshot(path, cls.kind, model_id)
+    try:
+        cfg = MemoryConfig.model_validate(meta["config"])
+        mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
+        mem.n_written_ = int(meta.get("n_written", 0))
+        mem.n_filtered_ = int(meta.get("n_filtered", 0))
+        restore(mem, tensors, meta)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SnapshotError(f"memory snapshot {str(path)!r} is inconsistent: {err}") from None
+    return mem

@@ -9,6 +9,7 @@ partitions, and returns a small JSON-ready dict (what Airflow passes through XCo
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -88,40 +89,15 @@ def run_join(params: Params, start: str | dt.date) -> dict[str, Any]:
     return {"rows": stats.get("rows"), "ctr": stats.get("ctr")}
 
 
-def _drift(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.drift.report import drift_report
+def _deferred(module: str, name: str) -> Callable[[Params, str | dt.date], dict[str, Any]]:
+    """``module.name``, imported only when the stage runs (torch, GX, Evidently are heavy)."""
 
-    return drift_report(params, start)
+    def stage(params: Params, start: str | dt.date) -> dict[str, Any]:
+        return getattr(importlib.import_module(module), name)(params, start)
 
-
-def _train(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.train.stage import run_train
-
-    return run_train(params, start)
-
-
-def _memory(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.memory.stage import run_memory
-
-    return run_memory(params, start)
-
-
-def _evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.evaluate.stage import run_evaluate
-
-    return run_evaluate(params, start)
-
-
-def _promote(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.promote.stage import run_promote
-
-    return run_promote(params, start)
-
-
-def _archive(params: Params, start: str | dt.date) -> dict[str, Any]:
-    from reloop.archive import archive_period
-
-    return archive_period(params, start)
+    stage.__name__ = stage.__qualname__ = name
+    stage.__doc__ = f"The stage: :func:`{module}.{name}`."
+    return stage
 
 
 #: Every stage, in the order a period runs them. ``archive`` (per-period DVC versioning) is not
@@ -130,12 +106,12 @@ STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
     "ingest": run_ingest,
     "validate": run_validate,
     "join": run_join,
-    "drift": _drift,
-    "train": _train,
-    "memory": _memory,
-    "evaluate": _evaluate,
-    "promote": _promote,
-    "archive": _archive,
+    "drift": _deferred("reloop.drift.report", "drift_report"),
+    "train": _deferred("reloop.train.stage", "run_train"),
+    "memory": _deferred("reloop.memory.stage", "run_memory"),
+    "evaluate": _deferred("reloop.evaluate.stage", "run_evaluate"),
+    "promote": _deferred("reloop.promote.stage", "run_promote"),
+    "archive": _deferred("reloop.archive", "archive_period"),
 }
 
 
