@@ -220,15 +220,15 @@ def test_fast_path_equals_softmax_form():
         torch.testing.assert_close(mem.compensate(q, yq), general, rtol=0, atol=1e-6)
 
 
-def test_small_and_large_write_batches_agree():
+def test_one_batch_and_many_small_batches_agree():
     g = torch.Generator().manual_seed(5)
     h = torch.randn(600, 8, generator=g)
     y = (torch.rand(600, generator=g) < 0.5).double()
     yb = torch.rand(600, generator=g, dtype=F64)
     cfg = MemoryConfig(K=3, L=4, normalize="none")
     one, many = ErrorMemory(8, cfg), ErrorMemory(8, cfg)
-    one.write(h, y, yb)  # large-batch path (bincount over the table)
-    for i in range(0, 600, 2):  # small-batch path (index_add on touched buckets)
+    one.write(h, y, yb)  # one batch
+    for i in range(0, 600, 2):  # serving-sized batches, as labels arrive
         many.write(h[i:i + 2], y[i:i + 2], yb[i:i + 2])
     torch.testing.assert_close(one.table_, many.table_, rtol=0, atol=1e-9)
     torch.testing.assert_close(one._readout, many._readout, rtol=0, atol=1e-6)
@@ -406,3 +406,41 @@ def test_state_too_large_for_budget():
 def test_lambda_key_reads_from_yaml_name():
     assert MemoryConfig.model_validate({"lambda": 0.3}).lam == 0.3
     assert MemoryConfig(lam=0.2).model_dump(by_alias=True)["lambda"] == 0.2
+
+
+def test_cosine_hash_by_hand():
+    # normalize="cosine", K=1, L=2, bit l looks at coordinate l of h / ||h||; cut_spread=0 puts
+    # both cuts at the first batch's median (nearest rank 1 of 3)
+    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="cosine", cut_spread=0.0),
+                      model_id="m")
+    mem.planes_ = torch.eye(2)
+    h = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])  # unit: (.6, .8), (1, 0), (0, 1)
+    mem.write(h, torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.5, 0.5, 0.5], dtype=F64))
+    # coordinate 0 of the unit vectors: 0.6, 1, 0 -> median 0.6; coordinate 1: 0.8, 0, 1 -> 0.8
+    torch.testing.assert_close(mem.cuts_, torch.tensor([0.6, 0.8]))
+    q = torch.tensor([[10.0, 1.0], [1.0, 10.0], [5.0, 5.0], [-1.0, -1.0], [1.0, 3.0],
+                      [70.0, 7.0], [0.0, 0.0]])
+    # unit (.995, .0995) -> bit 0; (.0995, .995) -> bit 1; (.707, .707) -> bit 0 only (.707 < .8)
+    # (-.7, -.7) -> none; (.316, .949) -> bit 1; 7 x the first query -> the same bucket; 0 -> 0
+    assert mem.bucket_ids(q).flatten().tolist() == [1, 2, 1, 0, 2, 1, 0]
+
+
+def test_cosine_hash_equals_thresholded_reference_on_unit_vectors():
+    g = torch.Generator().manual_seed(11)
+    h = torch.relu(torch.randn(2000, 16, generator=g)) * torch.rand(2000, 1, generator=g) * 5
+    mem = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2))
+    mem.write(h[:1000], torch.zeros(1000), torch.full((1000,), 0.5, dtype=F64))
+    u = torch.nn.functional.normalize(h[1000:], dim=1)
+    bits = (u @ mem.planes_ > mem.cuts_).view(1000, 4, 6).to(torch.int64)
+    expected = (bits << torch.arange(6)).sum(-1)
+    agree = (mem.bucket_ids(h[1000:]) == expected).float().mean()
+    assert agree > 0.999  # h.w > ||h|| t vs (h / ||h||).w > t: float32 rounding at exact ties
+    # each plane cuts the first batch at its own quantile level in [0.2, 0.8]
+    above = (torch.nn.functional.normalize(h[:1000], dim=1) @ mem.planes_ > mem.cuts_)
+    share = above.float().mean(0)
+    assert bool(((share > 0.19) & (share < 0.81)).all())
+    assert float(share.std()) > 0.05  # spread, not all at the median
+    # the same seed gives the same cuts
+    again = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2))
+    again.write(h[:1000], torch.zeros(1000), torch.full((1000,), 0.5, dtype=F64))
+    assert torch.equal(again.cuts_, mem.cuts_)

@@ -14,21 +14,25 @@ import torch
 from reloop.memory import ErrorMemory, ExactMemory, MemoryConfig, ModelMismatchError, SnapshotError
 
 
-def _filled(cls, similarity: str = "uniform", model_id: str = "model-a"):
+def _filled(cls, similarity: str = "uniform", model_id: str = "model-a",
+            normalize: str = "standardize"):
     g = torch.Generator().manual_seed(0)
-    mem = cls(12, MemoryConfig(K=4, L=5, similarity=similarity, lam=0.7, exact_window=500),
-              model_id=model_id)
+    mem = cls(12, MemoryConfig(K=4, L=5, similarity=similarity, lam=0.7, exact_window=500,
+                               normalize=normalize), model_id=model_id)
     h = torch.randn(800, 12, generator=g)
     mem.write(h, (torch.rand(800, generator=g) < 0.3).float(), torch.rand(800, generator=g))
     mem.decay(0.5)
     return mem
 
 
-@pytest.mark.parametrize(("cls", "similarity"), [(ErrorMemory, "uniform"),
-                                                 (ErrorMemory, "centroid"),
-                                                 (ExactMemory, "uniform")])
-def test_round_trip(tmp_path, cls, similarity):
-    mem = _filled(cls, similarity)
+@pytest.mark.parametrize(("cls", "similarity", "normalize"),
+                         [(ErrorMemory, "uniform", "standardize"),
+                          (ErrorMemory, "uniform", "cosine"),
+                          (ErrorMemory, "centroid", "cosine"),
+                          (ErrorMemory, "centroid", "standardize"),
+                          (ExactMemory, "uniform", "standardize")])
+def test_round_trip(tmp_path, cls, similarity, normalize):
+    mem = _filled(cls, similarity, normalize=normalize)
     path = mem.save(tmp_path / "mem.safetensors")
     back = cls.load(path, model_id="model-a")
     assert back.config == mem.config and back.model_id == "model-a"
@@ -39,6 +43,7 @@ def test_round_trip(tmp_path, cls, similarity):
     if cls is ErrorMemory:
         assert torch.equal(back.planes_, mem.planes_)
         assert torch.equal(back.table_, mem.table_)
+        assert torch.equal(back.cuts_, mem.cuts_)
         assert torch.equal(back.bucket_ids(q), mem.bucket_ids(q))
     # a loaded memory keeps learning exactly like the original
     h2 = torch.randn(100, 12, generator=torch.Generator().manual_seed(3))

@@ -20,7 +20,7 @@ MAX_L = 62
 Similarity = Literal["uniform", "count", "centroid"]
 
 #: How hidden vectors are normalised before hashing (see ``docs/error_memory.md``).
-Normalize = Literal["none", "center", "standardize", "whiten"]
+Normalize = Literal["none", "center", "standardize", "whiten", "cosine"]
 
 
 class MemoryConfig(BaseModel):
@@ -32,10 +32,15 @@ class MemoryConfig(BaseModel):
     * ``sigma``: write filter; only samples with ``|y - y_base| > sigma`` are stored (0 keeps all).
     * ``normalize``: how hidden vectors are transformed before hashing, with statistics of the
       first written batch, then frozen: ``none``; ``center`` (``h - mean``); ``standardize``
-      (``(h - mean) / std`` per coordinate); ``whiten`` (PCA whitening, shrunk). ReLU hidden
-      vectors lie in one orthant, often along very few directions, where hyperplanes through
-      the origin split them poorly. The transform is folded into the hash planes, so it costs
-      nothing per query.
+      (``(h - mean) / std`` per coordinate); ``whiten`` (PCA whitening, shrunk); ``cosine``
+      (``h / ||h||``, the geometry of :class:`reloop.memory.ExactMemory`, each hyperplane moved
+      to cut the first batch at a random quantile, see ``cut_spread``). ReLU hidden vectors lie
+      in one orthant, often along very few directions, where hyperplanes through the origin
+      split them poorly. The transform is folded into the hash planes (and, for ``cosine``, the
+      query's norm into the comparison), so it costs at most one norm per query.
+    * ``cut_spread`` (``normalize="cosine"`` only): hyperplane ``j`` cuts the first batch's
+      projections at the quantile level ``u_j``, drawn uniformly from ``[0.5 - cut_spread,
+      0.5 + cut_spread]`` (0: every plane at the median).
     * ``similarity``: how ``s_k`` is derived for a bucket; ``min_count``: buckets holding fewer
       samples are masked out of the attention.
     * ``decay``: factor the sums are multiplied by at each slot/period boundary (1 keeps
@@ -52,7 +57,10 @@ class MemoryConfig(BaseModel):
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
     lam: float = Field(default=1.0, ge=0.0, le=1.0, alias="lambda", description="Eq. 9 weight")
     sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
-    normalize: Normalize = "standardize"
+    normalize: Normalize = "cosine"
+    cut_spread: float = Field(
+        default=0.3, ge=0.0, lt=0.5, description="spread of the cosine hash's cut quantiles"
+    )
     similarity: Similarity = "uniform"
     min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")
     decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")

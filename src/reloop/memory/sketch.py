@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reloop.memory._inputs import check_hidden, check_labels, check_probs
+from reloop.memory._kernels import bucket_rows, gather_sum, refresh_readouts, scatter_write
 from reloop.memory.config import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
 from reloop.memory.estimator import compensate_from_sums, make_planes
@@ -34,6 +35,13 @@ COUNT, SUM_Y, SUM_Y_BASE = 0, 1, 2
 #: With ``similarity="count"`` the fast path stores ``count ** (1 / tau)`` in float32, which could
 #: overflow below this temperature; such configs use the general (log-space softmax) read path.
 MIN_COUNT_TAU = 0.5
+#: Added to ``config.seed`` for the generator of the cosine hash's cut levels (the planes use
+#: ``config.seed`` itself).
+CUT_SEED_OFFSET = 7919
+#: A first written batch smaller than this gets a warning: the normalisation is fitted on it.
+MIN_FIT_ROWS = 256
+#: ``bucket_rows``'s "no per-sample threshold scale".
+_NO_SCALE = np.empty(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -49,46 +57,53 @@ class ErrorMemory:
     """LSH error memory (ReLoop2, Sec. 3.2.2): K sign-random-projection arrays of 2^L buckets.
 
     **Write** ``write(h, y, y_base)``: each sample's hidden vector ``h`` is hashed by every array
-    ``k`` with its own ``L`` hyperplanes (bit ``l`` is ``w_{k,l} . h > 0``) into one of ``2**L``
-    buckets, and the bucket's running sums are increased. **Read** ``compensate(h, y_base)``:
-    the query's bucket in each of the ``K`` arrays gives one readout, the ``K`` readouts are the
-    paper's top-k neighbours, and Eq. 11-13 and 9 turn them into ``y_pred`` (see
-    :mod:`reloop.memory.estimator`). The state has a constant size whatever the stream length.
+    ``k`` with its own ``L`` hyperplanes (bit ``l`` is ``w_{k,l} . x > t_{k,l}`` for the
+    normalised ``x``, below) into one of ``2**L`` buckets, and the bucket's running sums are
+    increased. **Read** ``compensate(h, y_base)``: the query's bucket in each of the ``K`` arrays
+    gives one readout, the ``K`` readouts are the paper's top-k neighbours, and Eq. 11-13 and 9
+    turn them into ``y_pred`` (see :mod:`reloop.memory.estimator`). The state has a constant
+    size whatever the stream length. The per-sample loops are compiled
+    (:mod:`reloop.memory._kernels`); a write touches only the ``B*K`` buckets it adds to.
 
     Decisions on the points the paper leaves open, each measured in
     ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; mean AUC gains on three
     layouts of a drifting stream, slots 2-10):
 
+    * **Hash input** ``config.normalize``, the largest effect: ``"cosine"`` hashes ``h / ||h||``
+      (the geometry of :class:`~reloop.memory.ExactMemory`), each hyperplane moved to cut the
+      first written batch at its own random quantile level in ``0.5 +- cut_spread`` (0.3):
+      +0.0108 AUC, against +0.0086 for standardising, +0.0077 centring, +0.0015 unnormalised.
+      ReLU hidden vectors sit in one orthant, nearly on a line, and hyperplanes through the
+      origin hardly split them; planes through the median (``cut_spread=0``) split them evenly
+      but gain only +0.0076. The query's norm enters the comparison (``h . w > ||h|| t``), so
+      hashing costs one norm per query more.
     * **What a bucket stores**: three running sums, ``count``, ``sum y`` and ``sum y_base``
       (float64, exact counts up to 2**53), the paper's ``2**L x K x 3``; readouts are the means.
       ``similarity="centroid"`` also keeps the sum of the L projections of the normalised hidden
-      vectors; it tied with ``uniform`` (-0.00005 AUC) at a much higher read cost.
+      vectors: +0.0003 AUC over ``uniform`` for a read 4x slower (0.19x the projection), so it
+      is not the default.
     * **Similarity** ``s_k`` (``config.similarity``): ``"uniform"`` (``s_k = 0``: the mean of
-      the K bucket readouts, +0.0086 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
-      the K buckets are pooled, ``y_bar = sum sum_y / sum count``, +0.0077: the large buckets
+      the K bucket readouts, +0.0108 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
+      the K buckets are pooled, ``y_bar = sum sum_y / sum count``, +0.0073: the large buckets
       that dominate a pool are the coarse, mixed ones) or ``"centroid"``.
     * **Empty buckets** (count < ``config.min_count``) are masked out of the softmax; a query whose
       buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` 2-5 were within
-      +0.0003 AUC of 1 (a tie).
+      0.0001 AUC of 1 (a tie).
     * **Write filter** ``config.sigma`` (store only ``|y - y_base| > sigma``): off by default; it
-      biases the bucket means toward the errors (-0.08 AUC at 0.1).
+      biases the bucket means toward the errors (-0.05 AUC at 0.1).
     * **Reset**: the memory belongs to one model version (``model_id``); a snapshot is refused next
       to any other, so replacing the base model always starts a fresh memory. Within a model's
       life, :meth:`decay` multiplies the sums by ``config.decay`` (0.7) at each slot/period
-      boundary (+0.0008 AUC over keeping everything on a drifting stream).
-    * **Hash input** ``config.normalize``: ``h`` is standardised with the mean and std of the
-      first written batch (folded into the planes, free at query time). ReLU hidden vectors sit
-      in one orthant, nearly on a line; unnormalised hyperplanes hardly split them (-0.0003 AUC
-      against +0.0022 standardised).
+      boundary (+0.0009 AUC over keeping everything on a drifting stream).
     * **Multi-probe** reads (also reading the L Hamming-1 neighbours of each bucket, weighted
       lower) were measured and rejected: they widen the neighbourhood, which is already too
-      coarse (-0.0022 AUC at weight 0.25).
+      coarse.
 
     **Thread safety**: safe to share between threads. Writes, :meth:`reset` and :meth:`decay`
     apply their change under one lock; a read hashes outside the lock and gathers its buckets
     under it, so every read sees the state after a whole number of write batches (never half a
-    batch, never a count without its sums). Hashing, the bincounts of a write and the estimator
-    run outside the lock and in parallel (torch releases the GIL).
+    batch, never a count without its sums). Hashing and the estimator run outside the lock and
+    in parallel (torch and the compiled kernels release the GIL).
 
     Following scikit-learn's habits the constructor only stores its arguments and derives the
     fixed parts from them (the hash planes, from ``config.seed``); the learned state is
@@ -134,21 +149,20 @@ class ErrorMemory:
         # fitted.
         self.offset_ = torch.zeros(hidden_dim, dtype=torch.float32)
         self.transform_ = torch.eye(hidden_dim, dtype=torch.float32)
-        self._hash_state: tuple[Tensor, Tensor | None] | None = None
-        # bucket ids are computed as bits @ 2**l (plus the array's base row) in floating point,
-        # exact while K * 2**L fits the mantissa (float32 up to 2**24, float64 beyond)
-        # (writes compute 2 * row + y the same way, hence the factor 2)
-        self._id_dtype = torch.float32 if 2 * n_rows <= (1 << 24) else torch.float64
-        self._pow2 = torch.pow(2.0, torch.arange(cfg.L, dtype=torch.float64)).to(self._id_dtype)
-        self._array_base = torch.arange(cfg.K, dtype=self._id_dtype) * cfg.n_buckets
+        # normalize="cosine" hashes h / ||h|| against per-plane thresholds cuts_ (the first
+        # batch's quantiles) instead
+        self.cuts_ = torch.zeros(cfg.K * cfg.L, dtype=torch.float32)
+        self._hash_state: tuple[Tensor, Tensor] | None = None
         self._n_rows = n_rows
         # bucket weights that do not depend on the query: keep weighted readouts per bucket
         self._fast = cfg.similarity == "uniform" or (
             cfg.similarity == "count" and cfg.tau >= MIN_COUNT_TAU
         )
-        # count similarity with tau = 1 and no extra masking: attention weights are the counts
-        # and the weighted readouts are the raw sums (empty buckets add nothing)
-        self._pooled = cfg.similarity == "count" and cfg.tau == 1.0 and cfg.min_count == 1
+        # the readout's attention weight is count ** power (0: uniform); count similarity with
+        # tau = 1 and min_count = 1 pools the K buckets' raw sums with no masking
+        self._power = 0.0 if cfg.similarity == "uniform" else 1.0 / cfg.tau
+        pooled = cfg.similarity == "count" and cfg.tau == 1.0 and cfg.min_count == 1
+        self._mask_below = 0.0 if pooled else float(cfg.min_count)
         self._lock = threading.Lock()
         self._local = threading.local()  # per-thread scratch buffer of the hash
         self.table_ = torch.zeros(n_rows, 3, dtype=torch.float64)
@@ -158,7 +172,7 @@ class ErrorMemory:
             else None
         )
         # derived from table_ after every change: per bucket [w, w * mean_y, w * mean_y_base]
-        # in float32, the layout the read path sums with one embedding_bag call
+        # in float32, the rows the read path sums (reloop.memory._kernels.gather_sum)
         self._readout = torch.zeros(n_rows, 3, dtype=torch.float32) if self._fast else None
         self.n_written_ = 0
         self.n_filtered_ = 0
@@ -172,7 +186,8 @@ class ErrorMemory:
         Constant: it depends on K, L, the hidden dimension and the similarity only.
         """
         tensors = [
-            self.table_, self.planes_, self.offset_, self.transform_, self.centroid_, self._readout
+            self.table_, self.planes_, self.offset_, self.transform_, self.cuts_, self.centroid_,
+            self._readout,
         ]
         return sum(t.nbytes for t in tensors if t is not None)
 
@@ -195,13 +210,13 @@ class ErrorMemory:
         """Whether the hash is fixed: always with ``normalize="none"``, else after a write."""
         return self._state() is not None
 
-    def _state(self) -> tuple[Tensor, Tensor | None] | None:
-        """The (projection, threshold) pair the hash uses now, read once per call; None: unfitted.
+    def _state(self) -> tuple[Tensor, Tensor] | None:
+        """The (projection, thresholds) pair the hash uses now, read once per call; None: unfitted.
 
-        A bit is ``h @ projection > threshold`` (threshold None: ``> 0``).
+        Bit ``j`` is ``h @ projection[:, j] > thresholds[j]``.
         """
         if self.config.normalize == "none":
-            return self.planes_, None
+            return self.planes_, torch.zeros(self.planes_.shape[1], dtype=torch.float32)
         return self._hash_state
 
     def _fit_normalization(self, h: Tensor) -> None:
@@ -210,6 +225,17 @@ class ErrorMemory:
             if self._hash_state is not None or h.shape[0] == 0:
                 return
             mode = self.config.normalize
+            if h.shape[0] < MIN_FIT_ROWS and mode != "none":
+                log.warning(
+                    "memory.normalize=%s is fitted on the first written batch, which has only %d "
+                    "rows; the hash is fixed from them for the memory's life (write a larger "
+                    "first batch, e.g. the recent labelled window, for evenly filled buckets)",
+                    mode, h.shape[0],
+                )
+            if mode == "cosine":
+                self.cuts_ = self._cosine_cuts(h)
+                self._hash_state = (self.planes_, self.cuts_)
+                return
             offset = h.mean(dim=0)
             transform = torch.eye(self.hidden_dim, dtype=torch.float32)
             if mode in ("standardize", "whiten") and h.shape[0] > 1:
@@ -227,15 +253,34 @@ class ErrorMemory:
                     transform = (vecs / shrunk.sqrt()).to(torch.float32)
             self.offset_ = offset
             self.transform_ = transform
-            proj = transform @ self.planes_
-            self._hash_state = (proj, offset @ proj)
+            self._hash_state = self._fold(offset, transform)
+
+    def _cosine_cuts(self, h: Tensor) -> Tensor:
+        """``normalize="cosine"``: the thresholds ``t_j`` at which the planes cut ``h / ||h||``.
+
+        Plane ``j`` cuts the first batch's unit vectors at its own quantile level, drawn
+        uniformly from ``[0.5 - cut_spread, 0.5 + cut_spread]`` with a generator seeded by
+        ``config.seed`` (nearest-rank quantile of the batch's projections).
+        """
+        cfg = self.config
+        z = F.normalize(h, dim=1) @ self.planes_
+        gen = torch.Generator().manual_seed(cfg.seed + CUT_SEED_OFFSET)
+        levels = 0.5 + cfg.cut_spread * (2.0 * torch.rand(z.shape[1], generator=gen) - 1.0)
+        rank = (levels * (z.shape[0] - 1)).round().to(torch.int64)
+        ordered = z.sort(dim=0).values
+        return ordered[rank, torch.arange(z.shape[1])].contiguous()
+
+    def _fold(self, offset: Tensor, transform: Tensor) -> tuple[Tensor, Tensor]:
+        """The normalisation folded into the planes: ``(transform @ planes, offset @ that)``."""
+        proj = (transform @ self.planes_).contiguous()
+        return proj, (offset @ proj).contiguous()
 
     def _scratch(self, n: int) -> Tensor:
         """A float32 buffer of ``n`` elements private to the calling thread (grown on demand).
 
         The hash writes its ``(B, K*L)`` projection into it instead of allocating a fresh
-        ``B x K*L`` tensor per call (3 MiB at B=4096, K=16, L=12); the sign bits overwrite the
-        projection in place. Per thread, so concurrent reads and writes never share one.
+        ``B x K*L`` tensor per call (3 MiB at B=4096, K=16, L=12). Per thread, so concurrent
+        reads and writes never share one.
         """
         buf = getattr(self._local, "buf", None)
         if buf is None or buf.numel() < n:
@@ -244,44 +289,38 @@ class ErrorMemory:
         return buf[:n]
 
     def _hash(
-        self,
-        h: Tensor,
-        state: tuple[Tensor, Tensor | None],
-        keep_projection: bool = False,
-        labels: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Flat row of the query's bucket in every array ``(B, K)`` (array offsets added).
+        self, h: Tensor, state: tuple[Tensor, Tensor], keep_projection: bool = False
+    ) -> tuple[np.ndarray, Tensor | None]:
+        """Flat table row of the query's bucket in every array, ``(B, K)`` int64 (numpy).
 
         Bit ``l`` of array ``k`` is ``x . planes[:, k*L + l] > 0`` for the normalised
-        ``x = (h - offset_) @ transform_`` (see :func:`reloop.memory.estimator.srp_bucket_ids`).
-        ``state`` is a ``_state()`` read once by the caller. With 0/1 ``labels`` it returns
-        ``2 * row + y`` instead (the index a write bincounts), in the same matrix product.
-        Returns the projection too if asked.
-
-        Three passes over the ``(B, K*L)`` block: the projection (one ``mm``, into a per-thread
-        buffer), the sign bits (``gt_`` against the normalisation's threshold, in place, 1.0 or
-        0.0) and their packing (one matrix-vector product of the ``(B*K, L)`` bits with
-        ``2**l``); then the ``(B, K)`` array offsets (and labels) are added and the ids
-        converted to int64.
+        ``x = (h - offset_) @ transform_`` (see :func:`reloop.memory.estimator.srp_bucket_ids`),
+        computed as ``h @ proj > thr`` with ``state = (proj, thr)`` (a ``_state()`` read once
+        by the caller): one matrix product into the thread's scratch buffer, then one compiled
+        pass (:func:`reloop.memory._kernels.bucket_rows`) for the bits and their packing. With
+        ``keep_projection`` it also returns the normalised projection ``h @ proj - thr``.
         """
         proj, thr = state
         B, K, L = h.shape[0], self.config.K, self.config.L
-        if keep_projection or self._id_dtype != torch.float32:
-            z = h @ proj if thr is None else torch.sub(h @ proj, thr)
-            bits = (z > 0).to(self._id_dtype)
-        else:  # the bits overwrite the projection in the thread's scratch buffer
-            z = torch.mm(h, proj, out=self._scratch(B * K * L).view(B, K * L))
-            bits = z.gt_(0.0 if thr is None else thr)
-        if labels is None:
-            ids = torch.mv(bits.view(B * K, L), self._pow2).view(B, K)
-            rows = ids.add_(self._array_base)
-        else:  # 2 * row + y = bits @ 2**(l+1) + 2 * base + y
-            ids = torch.mv(bits.view(B * K, L), self._pow2 * 2.0).view(B, K)
-            rows = ids.add_(self._array_base * 2.0).add_(labels.to(self._id_dtype)[:, None])
-        return rows.to(torch.int64), (z if keep_projection else None)
+        rows = np.empty((B, K), dtype=np.int64)
+        cosine = self.config.normalize == "cosine" and self._hash_state is not None
+        if keep_projection:
+            z = h @ proj
+            if cosine:
+                z = z / torch.linalg.vector_norm(h, dim=1, keepdim=True).clamp_min(1e-12)
+            z = torch.sub(z, thr)
+            bucket_rows(z.numpy(), np.zeros_like(thr.numpy()), _NO_SCALE, K, L, rows)
+            return rows, z
+        # cosine: bit j is (h / ||h||) . w_j > t_j, compared as h . w_j > ||h|| t_j
+        scale = torch.linalg.vector_norm(h, dim=1).numpy() if cosine else _NO_SCALE
+        z = torch.mm(h, proj, out=self._scratch(B * K * L).view(B, K * L))
+        bucket_rows(z.numpy(), thr.numpy(), scale, K, L, rows)
+        return rows, None
 
     def _normalized_norm(self, h: Tensor) -> Tensor:
         """``||(h - offset_) @ transform_||`` per row, ``(B, 1)``: the centroid's normaliser."""
+        if self.config.normalize == "cosine":  # the hash's input h / ||h|| has norm 1
+            return torch.ones(h.shape[0], 1)
         if self.config.normalize == "none":
             x = h
         elif self.config.normalize == "center":
@@ -296,9 +335,9 @@ class ErrorMemory:
         Before the first write fits the normalisation, ``h`` is hashed as it is.
         """
         h = check_hidden(h, self.hidden_dim)
-        state = self._state() or (self.planes_, None)
+        state = self._state() or (self.planes_, torch.zeros(self.planes_.shape[1]))
         rows, _ = self._hash(h, state)
-        return rows - self._array_base.to(torch.int64)
+        return torch.from_numpy(rows) - torch.arange(self.config.K) * self.config.n_buckets
 
     # ------------------------------------------------------------------ write
 
@@ -306,7 +345,8 @@ class ErrorMemory:
         """Add a batch of labelled samples; returns how many passed the write filter.
 
         ``h`` ``(B, hidden_dim)`` hidden vectors, ``y`` ``(B,)`` 0/1 labels, ``y_base`` ``(B,)``
-        the base model's probabilities for the same samples. O(K) per sample.
+        the base model's probabilities for the same samples. O(K) per sample: only the ``B*K``
+        buckets written are touched, whatever the table's size.
         """
         h = check_hidden(h, self.hidden_dim)
         y = check_labels(y, h.shape[0])
@@ -327,80 +367,35 @@ class ErrorMemory:
                 self.n_filtered_ += n_drop
         return h.shape[0]
 
-    def _weighted_readouts(self, sums: np.ndarray, out: np.ndarray) -> None:
-        """Per bucket ``[w, w * mean_y, w * mean_y_base]`` from ``[count, sum_y, sum_y_base]``.
+    def _readout_array(self) -> np.ndarray:
+        """The readouts as the kernels take them (no rows when this similarity keeps none)."""
+        if self._readout is None:
+            return np.empty((0, 3), dtype=np.float32)
+        return self._readout.numpy()
 
-        ``w`` is the bucket's unnormalised attention weight ``exp(s_k / tau)``, 0 when masked:
-        1 for ``uniform``, ``count ** (1 / tau)`` for ``count``. Written into ``out`` (float32;
-        numpy, single-threaded: this runs under the lock).
-        """
-        if self._pooled:  # w = count: the weighted readouts are the sums themselves
-            out[...] = sums
-            return
-        count = sums[:, COUNT]
-        valid = count >= self.config.min_count
-        if self.config.similarity == "uniform":  # w = 1 for valid buckets: [valid, means]
-            # column by column: numpy's broadcast over rows of 3 costs ~5x a column pass (1 ms
-            # instead of ~0.3 at 2**16 buckets); the means in float64, then rounded once
-            inv = np.maximum(count, 1.0)  # valid buckets have count >= min_count >= 1
-            np.reciprocal(inv, out=inv)
-            inv *= valid
-            out[:, COUNT] = valid.astype(np.float32)
-            out[:, SUM_Y] = sums[:, SUM_Y] * inv
-            out[:, SUM_Y_BASE] = sums[:, SUM_Y_BASE] * inv
-            return
-        # count: w = count ** (1 / tau), so w / count = count ** (1 / tau - 1)
-        scale = np.power(np.maximum(count, 1e-300), 1.0 / self.config.tau - 1.0)
-        scale *= valid
-        # one pass for all three columns, then the weights themselves exactly
-        np.multiply(sums, scale[:, None], out=out, casting="same_kind")
-        out[:, 0] = scale * count
+    def _refresh_all(self) -> None:
+        """Recompute every bucket's readout from ``table_`` (caller holds the lock)."""
+        if self._readout is not None:
+            refresh_readouts(self.table_.numpy(), self._readout.numpy(), self._power,
+                             self._mask_below)
 
     def _write_chunk(self, h: Tensor, y: Tensor, y_base: Tensor) -> None:
         B, K = h.shape[0], self.config.K
         if B == 0:
             return
         centroid = self.centroid_ is not None
-        if self._n_rows <= B * K * 4:
-            # large batch: bincounts over the whole table (numpy's are the fastest here, and
-            # single-threaded). Labels are 0/1, so the hash returns 2 * row + y and one
-            # bincount gives count and sum_y, a weighted one sum_y_base.
-            labelled, z = self._hash(h, self._state(), keep_projection=centroid, labels=y)
-            lab = labelled.view(-1).numpy()
-            c01 = np.bincount(lab, minlength=2 * self._n_rows).reshape(-1, 2)
-            s01 = np.bincount(
-                lab, weights=np.repeat(y_base.numpy(), K), minlength=2 * self._n_rows
-            ).reshape(-1, 2)
-            count = c01[:, 0] + c01[:, 1]
-            sum_yb = s01[:, 0] + s01[:, 1]
-            flat = (labelled >> 1).view(-1) if centroid else None
-            cz = (z / self._normalized_norm(h)).view(B * K, self.config.L) if centroid else None
-            with self._lock:
-                table = self.table_.numpy()
-                table[:, COUNT] += count
-                table[:, SUM_Y] += c01[:, 1]
-                table[:, SUM_Y_BASE] += sum_yb
-                if self._readout is not None:
-                    self._weighted_readouts(table, self._readout.numpy())
-                if cz is not None:
-                    self.centroid_.index_add_(0, flat, cz)
-                self.n_written_ += B
-        else:
-            # small batch (serving): touch only the B*K buckets
-            rows, z = self._hash(h, self._state(), keep_projection=centroid)
-            flat = rows.view(-1)
-            src = torch.stack([torch.ones_like(y), y, y_base], dim=1).repeat_interleave(K, dim=0)
-            cz = (z / self._normalized_norm(h)).view(B * K, self.config.L) if centroid else None
-            with self._lock:
-                self.table_.index_add_(0, flat, src)
-                if self._readout is not None:
-                    touched = torch.unique(flat)
-                    fresh = np.empty((touched.shape[0], 3), dtype=np.float32)
-                    self._weighted_readouts(self.table_[touched].numpy(), fresh)
-                    self._readout[touched] = torch.from_numpy(fresh)
-                if cz is not None:
-                    self.centroid_.index_add_(0, flat, cz)
-                self.n_written_ += B
+        rows, z = self._hash(h, self._state(), keep_projection=centroid)
+        if centroid:
+            flat = torch.from_numpy(rows).view(-1)
+            cz = (z / self._normalized_norm(h)).view(B * K, self.config.L)
+        y_np, yb_np = y.numpy(), y_base.numpy()
+        with self._lock:
+            # the sums of the B*K buckets written, and their readouts, in one compiled pass
+            scatter_write(rows, y_np, yb_np, self.table_.numpy(), self._readout_array(),
+                          self._power, self._mask_below)
+            if centroid:
+                self.centroid_.index_add_(0, flat, cz)
+            self.n_written_ += B
 
     # ------------------------------------------------------------------ read
 
@@ -414,7 +409,7 @@ class ErrorMemory:
             return BucketSums(zeros, zeros.clone(), zeros.clone())
         rows, _ = self._hash(h, state)
         with self._lock:
-            g = self.table_.index_select(0, rows.view(-1))
+            g = self.table_.index_select(0, torch.from_numpy(rows).view(-1))
         g = g.view(B, K, 3)
         return BucketSums(g[..., COUNT], g[..., SUM_Y], g[..., SUM_Y_BASE])
 
@@ -444,26 +439,27 @@ class ErrorMemory:
         return out.to(out_dtype)
 
     def _compensate_fast(
-        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor | None]
+        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor]
     ) -> Tensor:
         """Query-independent bucket weights: sum the K weighted readouts (no softmax needed)."""
         rows, _ = self._hash(h, state)
-        with self._lock:  # gather and sum the K weighted readouts of every query in one call
-            sums = F.embedding_bag(rows, self._readout, mode="sum")
-        sums = sums.to(torch.float64)
+        sums = np.empty((h.shape[0], 3), dtype=np.float64)
+        with self._lock:  # gather and sum the K weighted readouts of every query, one pass
+            gather_sum(rows, self._readout.numpy(), sums)
+        sums = torch.from_numpy(sums)
         return compensate_from_sums(
             sums[:, 0], sums[:, 1], sums[:, 2], y_base,
             gamma=self.config.gamma, lam=self.config.lam,
         )
 
     def _compensate_general(
-        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor | None]
+        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor]
     ) -> Tensor:
         """Query-dependent similarities (or a tiny tau): per-neighbour softmax, Eq. 11-13."""
         cfg = self.config
         B, K = h.shape[0], cfg.K
         rows, z = self._hash(h, state, keep_projection=cfg.similarity == "centroid")
-        flat = rows.view(-1)
+        flat = torch.from_numpy(rows).view(-1)
         with self._lock:
             g = self.table_.index_select(0, flat)
             cent = None if self.centroid_ is None else self.centroid_.index_select(0, flat)
@@ -514,8 +510,7 @@ class ErrorMemory:
             return
         with self._lock:
             self.table_.mul_(f)
-            if self._readout is not None:
-                self._weighted_readouts(self.table_.numpy(), self._readout.numpy())
+            self._refresh_all()
             if self.centroid_ is not None:
                 self.centroid_.mul_(f)
 
@@ -532,6 +527,8 @@ class ErrorMemory:
             }
             if self.centroid_ is not None:
                 tensors["centroid"] = self.centroid_.clone()
+            if self.config.normalize == "cosine":
+                tensors["cuts"] = self.cuts_.clone()
             meta = memory_meta(self, fitted=self.fitted)
         return write_snapshot(path, self.kind, tensors, meta, self.model_id)
 
@@ -548,6 +545,8 @@ class ErrorMemory:
         }
         if self.centroid_ is not None:
             expected["centroid"] = self.centroid_
+        if cfg.normalize == "cosine":
+            expected["cuts"] = self.cuts_
         if set(tensors) != set(expected):
             raise ValueError(f"tensors {sorted(tensors)}, expected {sorted(expected)}")
         for name, ref in expected.items():
@@ -560,11 +559,13 @@ class ErrorMemory:
         self.planes_ = tensors["planes"].contiguous()
         self.offset_ = tensors["offset"].contiguous()
         self.transform_ = tensors["transform"].contiguous()
-        if meta.get("fitted") and cfg.normalize != "none":
-            proj = self.transform_ @ self.planes_
-            self._hash_state = (proj, self.offset_ @ proj)
+        if cfg.normalize == "cosine":
+            self.cuts_ = tensors["cuts"].contiguous()
+            if meta.get("fitted"):
+                self._hash_state = (self.planes_, self.cuts_)
+        elif meta.get("fitted") and cfg.normalize != "none":
+            self._hash_state = self._fold(self.offset_, self.transform_)
         self.table_ = tensors["table"].contiguous()
-        if self._readout is not None:
-            self._weighted_readouts(self.table_.numpy(), self._readout.numpy())
+        self._refresh_all()
         if self.centroid_ is not None:
             self.centroid_ = tensors["centroid"].contiguous()
