@@ -52,7 +52,7 @@ class MemoryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     K: int = Field(default=16, description="number of hash arrays (and of retrieved readouts)")
-    L: int = Field(default=11, description="sign-random-projection bits per array")
+    L: int = Field(default=12, description="sign-random-projection bits per array")
     tau: float = Field(default=1.0, gt=0.0, description="attention temperature")
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
     lam: float = Field(default=1.0, ge=0.0, le=1.0, alias="lambda", description="Eq. 9 weight")
