@@ -17,8 +17,9 @@ One run measures, on this machine:
    design points are decided here, one after the other from the paper's setting (each step keeps
    the best value of the previous ones; every candidate on three drift layouts, each with its
    own hash-plane seed): gamma, lambda, the hash input (normalising the hidden vectors; the
-   cosine hash's cut spread), bucket similarity (among candidates fast enough to serve), empty/small-bucket masking, the write filter sigma, forgetting between slots
-   (reset policy), K and L, and multi-probe reads. Then ``gain_kept``: the share of the exact
+   cosine hash's cut spread), bucket similarity (among candidates fast enough to serve),
+   empty/small-bucket masking, the write filter sigma, forgetting between slots (reset
+   policy), K and L, and multi-probe reads. Then ``gain_kept``: the share of the exact
    memory's AUC gain over the base that the sketch keeps (chosen configuration; the exact
    memory tuned on its own), averaged over three layouts and three plane seeds, with the exact
    memory on the sketch's standardised vectors as a diagnostic.
