@@ -153,7 +153,8 @@ class ErrorMemory:
         # batch's quantiles) instead
         self.cuts_ = torch.zeros(cfg.K * cfg.L, dtype=torch.float32)
         self._hash_state: tuple[Tensor, Tensor] | None = None
-        self._n_rows = n_rows
+        # thresholds of a hash through the origin (normalize="none", or before the first write)
+        self._no_cuts = torch.zeros(cfg.K * cfg.L, dtype=torch.float32)
         # bucket weights that do not depend on the query: keep weighted readouts per bucket
         self._fast = cfg.similarity == "uniform" or (
             cfg.similarity == "count" and cfg.tau >= MIN_COUNT_TAU
@@ -216,7 +217,7 @@ class ErrorMemory:
         Bit ``j`` is ``h @ projection[:, j] > thresholds[j]``.
         """
         if self.config.normalize == "none":
-            return self.planes_, torch.zeros(self.planes_.shape[1], dtype=torch.float32)
+            return self.planes_, self._no_cuts
         return self._hash_state
 
     def _fit_normalization(self, h: Tensor) -> None:
@@ -309,7 +310,7 @@ class ErrorMemory:
             if cosine:
                 z = z / torch.linalg.vector_norm(h, dim=1, keepdim=True).clamp_min(1e-12)
             z = torch.sub(z, thr)
-            bucket_rows(z.numpy(), np.zeros_like(thr.numpy()), _NO_SCALE, K, L, rows)
+            bucket_rows(z.numpy(), self._no_cuts.numpy(), _NO_SCALE, K, L, rows)
             return rows, z
         # cosine: bit j is (h / ||h||) . w_j > t_j, compared as h . w_j > ||h|| t_j
         scale = torch.linalg.vector_norm(h, dim=1).numpy() if cosine else _NO_SCALE
@@ -335,7 +336,7 @@ class ErrorMemory:
         Before the first write fits the normalisation, ``h`` is hashed as it is.
         """
         h = check_hidden(h, self.hidden_dim)
-        state = self._state() or (self.planes_, torch.zeros(self.planes_.shape[1]))
+        state = self._state() or (self.planes_, self._no_cuts)
         rows, _ = self._hash(h, state)
         return torch.from_numpy(rows) - torch.arange(self.config.K) * self.config.n_buckets
 
