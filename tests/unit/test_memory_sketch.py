@@ -425,22 +425,69 @@ def test_cosine_hash_by_hand():
     assert mem.bucket_ids(q).flatten().tolist() == [1, 2, 1, 0, 2, 1, 0]
 
 
-def test_cosine_hash_equals_thresholded_reference_on_unit_vectors():
+@pytest.mark.parametrize("rank", [0, 5])
+def test_cosine_hash_equals_thresholded_reference_on_unit_vectors(rank):
     g = torch.Generator().manual_seed(11)
     h = torch.relu(torch.randn(2000, 16, generator=g)) * torch.rand(2000, 1, generator=g) * 5
-    mem = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2))
+    cfg = MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2, hash_rank=rank)
+    mem = ErrorMemory(16, cfg)
     mem.write(h[:1000], torch.zeros(1000), torch.full((1000,), 0.5, dtype=F64))
+    if rank == 0:
+        assert torch.equal(mem.transform_, torch.eye(16))
+    else:  # an orthogonal projector of rank 5
+        torch.testing.assert_close(mem.transform_ @ mem.transform_, mem.transform_,
+                                   atol=1e-5, rtol=0)
+        assert round(float(torch.trace(mem.transform_))) == 5
     u = torch.nn.functional.normalize(h[1000:], dim=1)
-    bits = (u @ mem.planes_ > mem.cuts_).view(1000, 4, 6).to(torch.int64)
+    bits = (u @ (mem.transform_ @ mem.planes_) > mem.cuts_).view(1000, 4, 6).to(torch.int64)
     expected = (bits << torch.arange(6)).sum(-1)
     agree = (mem.bucket_ids(h[1000:]) == expected).float().mean()
     assert agree > 0.999  # h.w > ||h|| t vs (h / ||h||).w > t: float32 rounding at exact ties
     # each plane cuts the first batch at its own quantile level in [0.2, 0.8]
-    above = (torch.nn.functional.normalize(h[:1000], dim=1) @ mem.planes_ > mem.cuts_)
+    above = (torch.nn.functional.normalize(h[:1000], dim=1) @ (mem.transform_ @ mem.planes_)
+             > mem.cuts_)
     share = above.float().mean(0)
     assert bool(((share > 0.19) & (share < 0.81)).all())
     assert float(share.std()) > 0.05  # spread, not all at the median
     # the same seed gives the same cuts
-    again = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2))
+    again = ErrorMemory(16, cfg)
     again.write(h[:1000], torch.zeros(1000), torch.full((1000,), 0.5, dtype=F64))
     assert torch.equal(again.cuts_, mem.cuts_)
+    assert torch.equal(again.transform_, mem.transform_)
+
+
+def test_hash_rank_one_by_hand():
+    # the first batch's unit vectors are e0 and e1 (5 of each): centred, they are
+    # +-(0.5, -0.5, 0, 0), so the top principal direction is (1, -1, 0, 0) / sqrt(2) and the
+    # rank-1 projector is 0.5 * [[1, -1], [-1, 1]] in the first two coordinates, 0 elsewhere
+    mem = ErrorMemory(4, MemoryConfig(K=2, L=3, normalize="cosine", hash_rank=1, seed=4))
+    h = torch.tensor([[2.0, 0, 0, 0], [0, 3.0, 0, 0]]).repeat(5, 1)
+    mem.write(h, torch.zeros(10), torch.full((10,), 0.5, dtype=F64))
+    expected = torch.zeros(4, 4)
+    expected[:2, :2] = torch.tensor([[0.5, -0.5], [-0.5, 0.5]])
+    torch.testing.assert_close(mem.transform_, expected, atol=1e-6, rtol=0)
+    # every bit now reads u0 - u1 of the unit query only: queries agreeing on it share all
+    # their buckets, whatever their other coordinates
+    q = torch.tensor([[0.6, 0.0, 0.8, 0.0], [0.8, 0.2, 0.0, 0.32 ** 0.5], [3.0, 0.0, 4.0, 0.0],
+                      [0.0, 1.0, 0.0, 0.0]])
+    ids = mem.bucket_ids(q)
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
+    assert not torch.equal(ids[0], ids[3])  # u0 - u1 = -1 against 0.6
+
+
+def test_hash_rank_with_centring_projects_the_centred_vectors():
+    # normalize="center", hash_rank=1: the first batch varies along coordinate 0 only (plus a
+    # tiny wobble on coordinate 1), so transform_ is e0 e0^T and bit l is
+    # planes[0, l] * (h0 - mean h0) > 0
+    g = torch.Generator().manual_seed(5)
+    h = torch.zeros(400, 3)
+    h[:, 0] = torch.randn(400, generator=g) * 4 + 1
+    h[:, 1] = torch.randn(400, generator=g) * 0.01
+    h[:, 2] = 7.0
+    mem = ErrorMemory(3, MemoryConfig(K=1, L=4, normalize="center", hash_rank=1, seed=1))
+    mem.write(h, torch.zeros(400), torch.full((400,), 0.5, dtype=F64))
+    torch.testing.assert_close(mem.transform_, torch.diag(torch.tensor([1.0, 0.0, 0.0])),
+                               atol=1e-4, rtol=0)
+    q = torch.tensor([[5.0, 9.0, -3.0], [-2.0, 0.0, 0.0]])
+    bits = (mem.planes_[0] * (q[:, :1] - h[:, 0].mean()) > 0).to(torch.int64)
+    assert mem.bucket_ids(q).flatten().tolist() == (bits << torch.arange(4)).sum(-1).tolist()

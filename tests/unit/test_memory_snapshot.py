@@ -18,7 +18,7 @@ def _filled(cls, similarity: str = "uniform", model_id: str = "model-a",
             normalize: str = "standardize"):
     g = torch.Generator().manual_seed(0)
     mem = cls(12, MemoryConfig(K=4, L=5, similarity=similarity, lam=0.7, exact_window=500,
-                               normalize=normalize), model_id=model_id)
+                               normalize=normalize, hash_rank=8), model_id=model_id)
     h = torch.randn(800, 12, generator=g)
     mem.write(h, (torch.rand(800, generator=g) < 0.3).float(), torch.rand(800, generator=g))
     mem.decay(0.5)
@@ -44,6 +44,9 @@ def test_round_trip(tmp_path, cls, similarity, normalize):
         assert torch.equal(back.planes_, mem.planes_)
         assert torch.equal(back.table_, mem.table_)
         assert torch.equal(back.cuts_, mem.cuts_)
+        # hash_rank 8 < 12: the planes span a fitted subspace, which the snapshot keeps
+        assert torch.equal(back.transform_, mem.transform_)
+        assert not torch.equal(mem.transform_, torch.eye(12))
         assert torch.equal(back.bucket_ids(q), mem.bucket_ids(q))
     # a loaded memory keeps learning exactly like the original
     h2 = torch.randn(100, 12, generator=torch.Generator().manual_seed(3))

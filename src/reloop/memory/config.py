@@ -41,6 +41,12 @@ class MemoryConfig(BaseModel):
     * ``cut_spread`` (``normalize="cosine"`` only): hyperplane ``j`` cuts the first batch's
       projections at the quantile level ``u_j``, drawn uniformly from ``[0.5 - cut_spread,
       0.5 + cut_spread]`` (0: every plane at the median).
+    * ``hash_rank``: draw the hash planes in the span of the top ``hash_rank`` principal
+      directions of the first written batch's normalised hidden vectors (the random planes are
+      projected onto it), so that no bit is spent on directions the traffic barely varies in;
+      0, or a rank >= the hidden dimension, keeps the whole space. It applies to the fitted
+      normalisations only, like ``cut_spread`` to ``cosine``: ``normalize="none"`` fits
+      nothing and always hashes in the whole space.
     * ``similarity``: how ``s_k`` is derived for a bucket; ``min_count``: buckets holding fewer
       samples are masked out of the attention.
     * ``decay``: factor the sums are multiplied by at each slot/period boundary (1 keeps
@@ -59,7 +65,10 @@ class MemoryConfig(BaseModel):
     sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
     normalize: Normalize = "cosine"
     cut_spread: float = Field(
-        default=0.3, ge=0.0, lt=0.5, description="spread of the cosine hash's cut quantiles"
+        default=0.2, ge=0.0, lt=0.5, description="spread of the cosine hash's cut quantiles"
+    )
+    hash_rank: int = Field(
+        default=0, ge=0, description="principal directions the planes span (0: all)"
     )
     similarity: Similarity = "uniform"
     min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")

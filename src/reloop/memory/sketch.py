@@ -66,35 +66,40 @@ class ErrorMemory:
     (:mod:`reloop.memory._kernels`); a write touches only the ``B*K`` buckets it adds to.
 
     Decisions on the points the paper leaves open, each measured in
-    ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; mean AUC gains on three
-    layouts of a drifting stream, slots 2-10):
+    ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; mean AUC gains over
+    four drifting streams, three hidden-space segment layouts and a raw-feature drift, three
+    plane seeds each, slots 2-10, after the study's last pass):
 
     * **Hash input** ``config.normalize``, the largest effect: ``"cosine"`` hashes ``h / ||h||``
       (the geometry of :class:`~reloop.memory.ExactMemory`), each hyperplane moved to cut the
-      first written batch at its own random quantile level in ``0.5 +- cut_spread`` (0.3):
-      +0.0108 AUC, against +0.0086 for standardising, +0.0077 centring, +0.0015 unnormalised.
+      first written batch at its own random quantile level in ``0.5 +- cut_spread`` (0.2):
+      +0.0095 AUC, against +0.0078 for standardising, +0.0061 centring, +0.0013 unnormalised.
       ReLU hidden vectors sit in one orthant, nearly on a line, and hyperplanes through the
       origin hardly split them; planes through the median (``cut_spread=0``) split them evenly
       but gain only +0.0076. The query's norm enters the comparison (``h . w > ||h|| t``), so
       hashing costs one norm per query more.
+    * **Hash subspace** ``config.hash_rank`` (0: the whole space): planes drawn in the first
+      batch's top principal directions. Ranks 8-32 tie with the whole space (+0.0001 to
+      +0.0003); ranks 4-6 lose the raw-feature drift entirely (its signal lives outside the
+      top directions), so the default keeps the whole space.
     * **What a bucket stores**: three running sums, ``count``, ``sum y`` and ``sum y_base``
       (float64, exact counts up to 2**53), the paper's ``2**L x K x 3``; readouts are the means.
       ``similarity="centroid"`` also keeps the sum of the L projections of the normalised hidden
-      vectors: +0.0003 AUC over ``uniform`` for a read 4x slower (0.19x the projection), so it
+      vectors: +0.0001 AUC over ``uniform`` for a read 4x slower (0.19x the projection), so it
       is not the default.
     * **Similarity** ``s_k`` (``config.similarity``): ``"uniform"`` (``s_k = 0``: the mean of
-      the K bucket readouts, +0.0108 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
+      the K bucket readouts, +0.0095 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
       the K buckets are pooled, ``y_bar = sum sum_y / sum count``, +0.0073: the large buckets
       that dominate a pool are the coarse, mixed ones) or ``"centroid"``.
     * **Empty buckets** (count < ``config.min_count``) are masked out of the softmax; a query whose
       buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` 2-5 were within
       0.0001 AUC of 1 (a tie).
     * **Write filter** ``config.sigma`` (store only ``|y - y_base| > sigma``): off by default; it
-      biases the bucket means toward the errors (-0.05 AUC at 0.1).
+      biases the bucket means toward the errors (-0.024 AUC at 0.1).
     * **Reset**: the memory belongs to one model version (``model_id``); a snapshot is refused next
       to any other, so replacing the base model always starts a fresh memory. Within a model's
       life, :meth:`decay` multiplies the sums by ``config.decay`` (0.7) at each slot/period
-      boundary (+0.0009 AUC over keeping everything on a drifting stream).
+      boundary (+0.0007 AUC over keeping everything on these drifting streams).
     * **Multi-probe** reads (also reading the L Hamming-1 neighbours of each bucket, weighted
       lower) were measured and rejected: they widen the neighbourhood, which is already too
       coarse.
@@ -234,8 +239,11 @@ class ErrorMemory:
                     mode, h.shape[0],
                 )
             if mode == "cosine":
-                self.cuts_ = self._cosine_cuts(h)
-                self._hash_state = (self.planes_, self.cuts_)
+                unit = F.normalize(h, dim=1)
+                self.transform_ = self._principal_projector(unit)
+                proj = (self.transform_ @ self.planes_).contiguous()
+                self.cuts_ = self._cosine_cuts(unit @ proj)
+                self._hash_state = (proj, self.cuts_)
                 return
             offset = h.mean(dim=0)
             transform = torch.eye(self.hidden_dim, dtype=torch.float32)
@@ -252,19 +260,35 @@ class ErrorMemory:
                     ev = ev.clamp_min(0.0)
                     shrunk = ev + max(float(ev.mean()), 1e-12) * WHITEN_SHRINK
                     transform = (vecs / shrunk.sqrt()).to(torch.float32)
+            transform = transform @ self._principal_projector((h - offset) @ transform)
             self.offset_ = offset
             self.transform_ = transform
             self._hash_state = self._fold(offset, transform)
 
-    def _cosine_cuts(self, h: Tensor) -> Tensor:
+    def _principal_projector(self, x: Tensor) -> Tensor:
+        """``config.hash_rank``: the orthogonal projector onto ``x``'s top principal directions.
+
+        ``(d, d)`` float32, ``V_r V_r^T`` for the ``r = hash_rank`` leading eigenvectors of
+        ``x``'s covariance (computed in float64); the identity when ``hash_rank`` is 0 or at
+        least the hidden dimension. Multiplying the planes by it projects each random plane
+        onto that subspace: the bits then split the traffic along the directions it varies in.
+        """
+        d, rank = self.hidden_dim, self.config.hash_rank
+        if rank == 0 or rank >= d or x.shape[0] < 2:
+            return torch.eye(d, dtype=torch.float32)
+        centred = x.to(torch.float64) - x.to(torch.float64).mean(dim=0)
+        _, vecs = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+        top = vecs[:, d - rank:]
+        return (top @ top.T).to(torch.float32)
+
+    def _cosine_cuts(self, z: Tensor) -> Tensor:
         """``normalize="cosine"``: the thresholds ``t_j`` at which the planes cut ``h / ||h||``.
 
-        Plane ``j`` cuts the first batch's unit vectors at its own quantile level, drawn
-        uniformly from ``[0.5 - cut_spread, 0.5 + cut_spread]`` with a generator seeded by
-        ``config.seed`` (nearest-rank quantile of the batch's projections).
+        ``z`` is the first batch's ``(h / ||h||) @ projection``. Plane ``j`` cuts it at its own
+        quantile level, drawn uniformly from ``[0.5 - cut_spread, 0.5 + cut_spread]`` with a
+        generator seeded by ``config.seed`` (nearest-rank quantile of the batch's projections).
         """
         cfg = self.config
-        z = F.normalize(h, dim=1) @ self.planes_
         gen = torch.Generator().manual_seed(cfg.seed + CUT_SEED_OFFSET)
         levels = 0.5 + cfg.cut_spread * (2.0 * torch.rand(z.shape[1], generator=gen) - 1.0)
         rank = (levels * (z.shape[0] - 1)).round().to(torch.int64)
@@ -320,12 +344,10 @@ class ErrorMemory:
 
     def _normalized_norm(self, h: Tensor) -> Tensor:
         """``||(h - offset_) @ transform_||`` per row, ``(B, 1)``: the centroid's normaliser."""
-        if self.config.normalize == "cosine":  # the hash's input h / ||h|| has norm 1
-            return torch.ones(h.shape[0], 1)
-        if self.config.normalize == "none":
+        if self.config.normalize == "cosine":  # the hash's input (h / ||h||) @ transform_
+            x = F.normalize(h, dim=1) @ self.transform_
+        elif self.config.normalize == "none":
             x = h
-        elif self.config.normalize == "center":
-            x = h - self.offset_
         else:
             x = (h - self.offset_) @ self.transform_
         return x.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -563,7 +585,7 @@ class ErrorMemory:
         if cfg.normalize == "cosine":
             self.cuts_ = tensors["cuts"].contiguous()
             if meta.get("fitted"):
-                self._hash_state = (self.planes_, self.cuts_)
+                self._hash_state = ((self.transform_ @ self.planes_).contiguous(), self.cuts_)
         elif meta.get("fitted") and cfg.normalize != "none":
             self._hash_state = self._fold(self.offset_, self.transform_)
         self.table_ = tensors["table"].contiguous()
