@@ -335,6 +335,17 @@ def _summary(report, scorer: str) -> dict[str, float]:
     }
 
 
+def _mean_rows(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Key-wise mean of metric dicts with the same keys."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def _sketch_per_seed(data, cfg, seeds, n_slots: int) -> list[dict[str, float]]:
+    """The sketch's summary on one stream for each hash-plane seed."""
+    return [_summary(_run(data, cfg.model_copy(update={"seed": seed}), exact=False,
+                          n_slots=n_slots), "sketch") for seed in seeds]
+
+
 def _layouts(data, layouts) -> list[dict[str, Any]]:
     return [with_segment_drift(data, layout) for layout in layouts]
 
@@ -463,10 +474,9 @@ def design_study(data, n_slots: int, quick: bool) -> dict[str, Any]:
                     else:
                         per_seed.append(_summary(_run(d, cfg, exact=False, n_slots=n_slots),
                                                  "sketch"))
-                per_stream.append({k: float(np.mean([r[k] for r in per_seed]))
-                                   for k in per_seed[0]})
+                per_stream.append(_mean_rows(per_seed))
             row = {"candidate": label, **change,
-                   **{k: float(np.mean([r[k] for r in per_stream])) for k in per_stream[0]},
+                   **_mean_rows(per_stream),
                    # the segment layouts, then the raw-feature drift
                    "auc_gain_per_stream": [r["auc_gain"] for r in per_stream],
                    "seconds": time.perf_counter() - t0}
@@ -590,9 +600,7 @@ def gain_kept(data, chosen: dict[str, Any], n_slots: int, layouts, seeds,
           f"gain_kept {kept:.3f} (seed 0 alone: {kept0:.3f}); exact on standardised vectors "
           f"{mean_ex_hash:+.5f} ({mean_ex_hash / mean_ex:.3f} of exact)", flush=True)
     field = with_field_drift(data)
-    field_reps = [_summary(_run(field, cfg.model_copy(update={"seed": seed}), exact=False,
-                                n_slots=n_slots), "sketch") for seed in seeds]
-    field_res = {"sketch": {k: float(np.mean([r[k] for r in field_reps])) for k in field_reps[0]},
+    field_res = {"sketch": _mean_rows(_sketch_per_seed(field, cfg, seeds, n_slots)),
                  "exact": _summary(_run_exact(field, exact_cfg, n_slots), "exact")}
     field_res["kept"] = (field_res["sketch"]["auc_gain"] / field_res["exact"]["auc_gain"]
                          if field_res["exact"]["auc_gain"] > 0 else float("nan"))

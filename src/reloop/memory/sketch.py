@@ -241,7 +241,7 @@ class ErrorMemory:
             if mode == "cosine":
                 unit = F.normalize(h, dim=1)
                 self.transform_ = self._principal_projector(unit)
-                proj = (self.transform_ @ self.planes_).contiguous()
+                proj = self._project(self.transform_)
                 self.cuts_ = self._cosine_cuts(unit @ proj)
                 self._hash_state = (proj, self.cuts_)
                 return
@@ -276,7 +276,8 @@ class ErrorMemory:
         d, rank = self.hidden_dim, self.config.hash_rank
         if rank == 0 or rank >= d or x.shape[0] < 2:
             return torch.eye(d, dtype=torch.float32)
-        centred = x.to(torch.float64) - x.to(torch.float64).mean(dim=0)
+        x64 = x.to(torch.float64)
+        centred = x64 - x64.mean(dim=0)
         _, vecs = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
         top = vecs[:, d - rank:]
         return (top @ top.T).to(torch.float32)
@@ -295,9 +296,13 @@ class ErrorMemory:
         ordered = z.sort(dim=0).values
         return ordered[rank, torch.arange(z.shape[1])].contiguous()
 
+    def _project(self, transform: Tensor) -> Tensor:
+        """The planes seen through the normalisation's linear part: ``transform @ planes``."""
+        return (transform @ self.planes_).contiguous()
+
     def _fold(self, offset: Tensor, transform: Tensor) -> tuple[Tensor, Tensor]:
         """The normalisation folded into the planes: ``(transform @ planes, offset @ that)``."""
-        proj = (transform @ self.planes_).contiguous()
+        proj = self._project(transform)
         return proj, (offset @ proj).contiguous()
 
     def _scratch(self, n: int) -> Tensor:
@@ -585,7 +590,7 @@ class ErrorMemory:
         if cfg.normalize == "cosine":
             self.cuts_ = tensors["cuts"].contiguous()
             if meta.get("fitted"):
-                self._hash_state = ((self.transform_ @ self.planes_).contiguous(), self.cuts_)
+                self._hash_state = (self._project(self.transform_), self.cuts_)
         elif meta.get("fitted") and cfg.normalize != "none":
             self._hash_state = self._fold(self.offset_, self.transform_)
         self.table_ = tensors["table"].contiguous()
