@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from reloop.memory._kernels import bucket_rows, gather_sum, refresh_readouts, scatter_write
-from reloop.memory.estimator import srp_bucket_ids
+from reloop.memory._kernels import (
+    bucket_rows,
+    gather_compensate,
+    refresh_readouts,
+    scatter_write,
+)
+from reloop.memory.estimator import compensate_from_sums, srp_bucket_ids
 
 NO_SCALE = np.empty(0, dtype=np.float32)
 
@@ -83,8 +88,36 @@ def test_refresh_readouts_after_decay():
     np.testing.assert_allclose(readout, [[1.0, 0.5, 0.3], [0.0, 0.0, 0.0]], rtol=1e-6)
 
 
-def test_gather_sum_by_hand():
-    readout = np.array([[1, 2, 3], [10, 20, 30], [100, 200, 300]], dtype=np.float32)
-    out = np.empty((2, 3))
-    gather_sum(np.array([[0, 2], [1, 1]], dtype=np.int64), readout, out)
-    assert out.tolist() == [[101.0, 202.0, 303.0], [20.0, 40.0, 60.0]]
+def test_gather_compensate_by_hand():
+    # readouts [w, w mean_y, w mean_y_base]; query 0 sums rows 0 and 2, query 1 row 1 twice,
+    # query 2 the empty row 3
+    readout = np.array([[1, 1, 0.5], [2, 0, 1], [1, 0, 0.5], [0, 0, 0]], dtype=np.float32)
+    rows = np.array([[0, 2], [1, 1], [3, 3]], dtype=np.int64)
+    y_base = np.array([0.3, 0.6, 0.2])
+    out = np.empty(3)
+    gather_compensate(rows, readout, y_base, 0.0, 1.0, out)
+    # query 0: w 2, y_bar 0.5, y_bar_base 0.5 -> residual 0 -> 0.3; query 1: w 4, y_bar 0,
+    # y_bar_base 0.5 -> 0.6 - 0.5 = 0.1; query 2: no bucket -> y_base
+    np.testing.assert_allclose(out, [0.3, 0.1, 0.2])
+    gather_compensate(rows, readout, y_base, 1.0, 0.5, out)
+    # gamma 1: y_err = y_bar - y_base: 0.3 + 0.5 (0.5 - 0.3) = 0.4; 0.6 + 0.5 (0 - 0.6) = 0.3
+    np.testing.assert_allclose(out, [0.4, 0.3, 0.2])
+    gather_compensate(rows, readout * np.float32(8), np.array([0.9, 0.05, 0.2]), 1.0, 1.0, out)
+    assert out.tolist()[:2] == [0.5, 0.0]  # lambda 1, gamma 1: y_bar itself, clamped at 0
+
+
+@pytest.mark.parametrize(("gamma", "lam"), [(0.0, 1.0), (0.3, 0.7), (1.0, 0.5)])
+def test_gather_compensate_equals_the_reference(gamma, lam):
+    g = np.random.default_rng(int(gamma * 10 + lam * 100))
+    readout = g.random((50, 3)).astype(np.float32)
+    readout[::7] = 0.0  # empty buckets
+    rows = g.integers(0, 50, size=(400, 6))
+    rows[:5] = 0  # queries whose buckets are all empty
+    y_base = g.random(400)
+    out = np.empty(400)
+    gather_compensate(rows, readout, y_base, gamma, lam, out)
+    sums = torch.from_numpy(readout.astype(np.float64)[rows].sum(axis=1))
+    expected = compensate_from_sums(sums[:, 0], sums[:, 1], sums[:, 2],
+                                    torch.from_numpy(y_base), gamma=gamma, lam=lam)
+    np.testing.assert_allclose(out, expected.numpy(), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[:5], y_base[:5])

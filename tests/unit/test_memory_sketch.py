@@ -142,7 +142,8 @@ def test_centroid_similarity_matches_equations():
 
 def test_centering_by_hand():
     # the first write fixes the offset at its mean; buckets are then those of h - offset
-    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="center", gamma=1.0, lam=1.0))
+    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="center", cuts="plane", gamma=1.0,
+                                          lam=1.0))
     mem.planes_ = torch.eye(2)
     assert not mem.fitted
     q = torch.tensor([[11.0, 21.0]])
@@ -162,7 +163,7 @@ def test_centering_by_hand():
 
 
 def test_standardize_by_hand():
-    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="standardize"))
+    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="standardize", cuts="plane"))
     mem.planes_ = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # bit 0: x0 + x1 > 0, bit 1: x0 - x1
     # coordinate 0 spreads by ~100, coordinate 1 by ~2: unscaled, coordinate 0 decides both
     # bits (ids 0 or 3 only)
@@ -288,7 +289,7 @@ def test_normalised_hash_equals_reference_on_normalised_vectors():
     # as the reference SRP of the normalised vectors (h - offset) @ transform
     g = torch.Generator().manual_seed(12)
     h = torch.randn(500, 16, generator=g) * torch.linspace(0.1, 5.0, 16) + 3.0
-    mem = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="standardize", seed=2))
+    mem = ErrorMemory(16, MemoryConfig(K=4, L=6, normalize="standardize", cuts="plane", seed=2))
     mem.write(h, torch.ones(500), torch.full((500,), 0.5))
     q = torch.randn(300, 16, generator=g) * 2.0 + 3.0
     x = (q.double() - mem.offset_.double()) @ mem.transform_.double()
@@ -411,7 +412,7 @@ def test_lambda_key_reads_from_yaml_name():
 def test_cosine_hash_by_hand():
     # normalize="cosine", K=1, L=2, bit l looks at coordinate l of h / ||h||; cut_spread=0 puts
     # both cuts at the first batch's median (nearest rank 1 of 3)
-    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="cosine", cut_spread=0.0),
+    mem = ErrorMemory(2, MemoryConfig(K=1, L=2, normalize="cosine", cuts="plane", cut_spread=0.0),
                       model_id="m")
     mem.planes_ = torch.eye(2)
     h = torch.tensor([[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]])  # unit: (.6, .8), (1, 0), (0, 1)
@@ -429,7 +430,8 @@ def test_cosine_hash_by_hand():
 def test_cosine_hash_equals_thresholded_reference_on_unit_vectors(rank):
     g = torch.Generator().manual_seed(11)
     h = torch.relu(torch.randn(2000, 16, generator=g)) * torch.rand(2000, 1, generator=g) * 5
-    cfg = MemoryConfig(K=4, L=6, normalize="cosine", cut_spread=0.3, seed=2, hash_rank=rank)
+    cfg = MemoryConfig(K=4, L=6, normalize="cosine", cuts="plane", cut_spread=0.3, seed=2,
+                       hash_rank=rank)
     mem = ErrorMemory(16, cfg)
     mem.write(h[:1000], torch.zeros(1000), torch.full((1000,), 0.5, dtype=F64))
     if rank == 0:
@@ -484,7 +486,8 @@ def test_hash_rank_with_centring_projects_the_centred_vectors():
     h[:, 0] = torch.randn(400, generator=g) * 4 + 1
     h[:, 1] = torch.randn(400, generator=g) * 0.01
     h[:, 2] = 7.0
-    mem = ErrorMemory(3, MemoryConfig(K=1, L=4, normalize="center", hash_rank=1, seed=1))
+    mem = ErrorMemory(3, MemoryConfig(K=1, L=4, normalize="center", cuts="plane", hash_rank=1,
+                                          seed=1))
     mem.write(h, torch.zeros(400), torch.full((400,), 0.5, dtype=F64))
     torch.testing.assert_close(mem.transform_, torch.diag(torch.tensor([1.0, 0.0, 0.0])),
                                atol=1e-4, rtol=0)

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["MAX_L", "MemoryConfig", "Normalize", "Similarity"]
+__all__ = ["MAX_L", "Cuts", "MemoryConfig", "Normalize", "Similarity"]
 
 #: Bucket ids are int64: L sign bits must fit below the sign bit.
 MAX_L = 62
@@ -21,6 +21,9 @@ Similarity = Literal["uniform", "count", "centroid"]
 
 #: How hidden vectors are normalised before hashing (see ``docs/error_memory.md``).
 Normalize = Literal["none", "center", "standardize", "whiten", "cosine"]
+
+#: Where each hash bit's hyperplane cuts the normalised vectors (see ``docs/error_memory.md``).
+Cuts = Literal["plane", "tree"]
 
 
 class MemoryConfig(BaseModel):
@@ -38,9 +41,19 @@ class MemoryConfig(BaseModel):
       in one orthant, often along very few directions, where hyperplanes through the origin
       split them poorly. The transform is folded into the hash planes (and, for ``cosine``, the
       query's norm into the comparison), so it costs at most one norm per query.
-    * ``cut_spread`` (``normalize="cosine"`` only): hyperplane ``j`` cuts the first batch's
-      projections at the quantile level ``u_j``, drawn uniformly from ``[0.5 - cut_spread,
-      0.5 + cut_spread]`` (0: every plane at the median).
+    * ``cut_spread`` (``normalize="cosine"`` with ``cuts="plane"``): hyperplane ``j`` cuts the
+      first batch's projections at the quantile level ``u_j``, drawn uniformly from
+      ``[0.5 - cut_spread, 0.5 + cut_spread]`` (0: every plane at the median).
+    * ``cuts`` (fitted normalisations only): where each bit's hyperplane cuts. ``plane``: one
+      threshold per hyperplane (``cosine``: its ``cut_spread`` quantile; the other
+      normalisations: through the mean). ``tree``: array ``k`` decides its ``L`` bits in order
+      and each bit's threshold depends on the bits before it, fitted on the first written batch
+      so that every node splits the rows reaching it at their median (a random-projection tree
+      whose levels share one hyperplane each): the buckets are then filled evenly instead of a
+      few dozen of them holding everything. A node is cut only if both halves keep
+      ``leaf_share`` of the first batch or more, so no bucket is narrower than that share of the
+      traffic (about ``1 / leaf_share`` buckets per array are used, at most ``2**L``). Costs a
+      ``K x 2**L`` float32 table and a walk down the tree per array.
     * ``hash_rank``: draw the hash planes in the span of the top ``hash_rank`` principal
       directions of the first written batch's normalised hidden vectors (the random planes are
       projected onto it), so that no bit is spent on directions the traffic barely varies in;
@@ -67,10 +80,15 @@ class MemoryConfig(BaseModel):
     cut_spread: float = Field(
         default=0.2, ge=0.0, lt=0.5, description="spread of the cosine hash's cut quantiles"
     )
+    cuts: Cuts = "tree"
+    leaf_share: float = Field(
+        default=0.003, gt=0.0, lt=0.5,
+        description="tree cuts: least share of the first batch a bucket is cut down to",
+    )
     hash_rank: int = Field(
         default=0, ge=0, description="principal directions the planes span (0: all)"
     )
-    similarity: Similarity = "uniform"
+    similarity: Similarity = "count"
     min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")
     decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")

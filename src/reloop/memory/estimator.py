@@ -18,15 +18,19 @@ softmax; a query with no valid neighbour at all gets ``y_err = 0``, so ``y_pred 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "compensate",
     "compensate_from_sums",
+    "fit_tree_cuts",
     "make_planes",
     "srp_bits",
     "srp_bucket_ids",
+    "tree_bucket_ids",
+    "tree_depth",
 ]
 
 
@@ -58,6 +62,71 @@ def srp_bucket_ids(h: Tensor, planes: Tensor, L: int) -> Tensor:
     K = bits.shape[1] // L
     shifts = torch.arange(L, dtype=torch.int64)
     return (bits.view(B, K, L).to(torch.int64) << shifts).sum(-1)
+
+
+def fit_tree_cuts(z: Tensor, L: int, min_leaf: int) -> Tensor:
+    """Per-node thresholds of the "tree" cuts, fitted on a batch's projections ``z`` ``(n, K*L)``.
+
+    Array ``k`` decides its bits in order: bit ``l`` is ``z[:, k*L + l] > T[k, node]``, where
+    ``node`` is the heap index of the bits before it (the root is 1, node ``v``'s children are
+    ``2v`` (bit 0) and ``2v + 1`` (bit 1)); the leaf ``node - 2**L`` is the bucket. A node reached
+    by ``m >= 2 * min_leaf`` rows of ``z`` is cut at their median: the threshold is the midpoint
+    of the ``m // 2``-th and ``m // 2 + 1``-th smallest projections, so ``m // 2`` rows take bit
+    0. Smaller nodes are not cut (threshold ``+inf``, every row takes bit 0), so every leaf the
+    batch reaches holds at least ``min_leaf`` of its rows (ties apart), and the tree is
+    balanced: it cuts ``floor(log2(n / min_leaf))`` levels deep at most.
+
+    Returns ``T`` ``(K, 2**L)`` float32; column 0 is unused (``+inf``).
+    """
+    n, KL = z.shape
+    K = KL // L
+    zz = z.detach().to(torch.float64).numpy().reshape(n, K, L)
+    tree = np.full((K, 1 << L), np.inf)
+    for k in range(K):
+        node = np.ones(n, dtype=np.int64)
+        for level in range(L):
+            vals = zz[:, k, level]
+            order = np.lexsort((vals, node))  # rows grouped by node, ascending within
+            sorted_node, sorted_vals = node[order], vals[order]
+            ids = np.arange(1 << level, 1 << (level + 1))
+            start = np.searchsorted(sorted_node, ids, side="left")
+            m = np.searchsorted(sorted_node, ids, side="right") - start
+            cut = m >= 2 * min_leaf
+            if not cut.any():
+                break
+            mid = (start + m // 2)[cut]
+            tree[k, ids[cut]] = 0.5 * (sorted_vals[mid - 1] + sorted_vals[mid])
+            node = 2 * node + (vals > tree[k, node])
+    return torch.from_numpy(tree.astype(np.float32))
+
+
+def tree_depth(tree: Tensor) -> int:
+    """Levels of a :func:`fit_tree_cuts` tree that cut at least one node (0 if none does)."""
+    finite = torch.isfinite(tree[:, 1:]).any(dim=0)  # node v = 1..2**L - 1
+    if not bool(finite.any()):
+        return 0
+    deepest = int(torch.nonzero(finite).max()) + 1  # heap order: the last cut node is deepest
+    return deepest.bit_length()  # node v sits on level bit_length(v) - 1
+
+
+def tree_bucket_ids(z: Tensor, tree: Tensor, L: int) -> Tensor:
+    """Bucket id of every row in every array under "tree" cuts: ``(B, K)`` int64.
+
+    Reference implementation of the walk :func:`fit_tree_cuts` describes (``z`` ``(B, K*L)``
+    projections, ``tree`` ``(K, 2**L)`` node thresholds), down the ``D = tree_depth(tree)``
+    levels that cut (deeper ones give bit 0 only): the id is the node reached at level ``D``
+    less ``2**D``, in ``[0, 2**D)``, so the buckets in use are the first ``2**D`` of each array.
+    The first bit decided is the id's most significant.
+    """
+    B = z.shape[0]
+    K = tree.shape[0]
+    zz = z.view(B, K, L)
+    node = torch.ones(B, K, dtype=torch.int64)
+    arrays = torch.arange(K).expand(B, K)
+    depth = tree_depth(tree)
+    for level in range(depth):
+        node = 2 * node + (zz[:, :, level] > tree[arrays, node]).to(torch.int64)
+    return node - (1 << depth)
 
 
 def compensate(

@@ -9,6 +9,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -16,10 +17,20 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from reloop.memory._inputs import check_hidden, check_labels, check_probs
-from reloop.memory._kernels import bucket_rows, gather_sum, refresh_readouts, scatter_write
+from reloop.memory._kernels import (
+    bucket_rows,
+    gather_compensate,
+    refresh_readouts,
+    scatter_write,
+    tree_rows,
+)
 from reloop.memory.config import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
-from reloop.memory.estimator import compensate_from_sums, make_planes
+from reloop.memory.estimator import (
+    fit_tree_cuts,
+    make_planes,
+    tree_depth,
+)
 from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
 __all__ = ["BucketSums", "ErrorMemory"]
@@ -42,6 +53,22 @@ CUT_SEED_OFFSET = 7919
 MIN_FIT_ROWS = 256
 #: ``bucket_rows``'s "no per-sample threshold scale".
 _NO_SCALE = np.empty(0, dtype=np.float32)
+
+
+class _HashState(NamedTuple):
+    """What the fitted hash needs, read once per call (see :meth:`ErrorMemory._state`).
+
+    Bit ``j`` is ``h @ proj[:, j] > thr[j]`` (``cosine``: ``> ||h|| thr[j]``) with plane cuts; with
+    tree cuts, ``tree`` ``(K, 2**L)`` holds the node thresholds in the same units and ``proj_t``
+    the contiguous ``proj.T`` the tree kernel projects with, and ``depth`` the number of levels
+    with a cut node (the levels below always give bit 0).
+    """
+
+    proj: Tensor
+    thr: Tensor
+    tree: Tensor | None = None
+    proj_t: Tensor | None = None
+    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,39 +97,44 @@ class ErrorMemory:
     four drifting streams, three hidden-space segment layouts and a raw-feature drift, three
     plane seeds each, slots 2-10, after the study's last pass):
 
-    * **Hash input** ``config.normalize``, the largest effect: ``"cosine"`` hashes ``h / ||h||``
-      (the geometry of :class:`~reloop.memory.ExactMemory`), each hyperplane moved to cut the
-      first written batch at its own random quantile level in ``0.5 +- cut_spread`` (0.2):
-      +0.0095 AUC, against +0.0078 for standardising, +0.0061 centring, +0.0013 unnormalised.
-      ReLU hidden vectors sit in one orthant, nearly on a line, and hyperplanes through the
-      origin hardly split them; planes through the median (``cut_spread=0``) split them evenly
-      but gain only +0.0076. The query's norm enters the comparison (``h . w > ||h|| t``), so
-      hashing costs one norm per query more.
+    * **Hash input** ``config.normalize``: ``"cosine"`` hashes ``h / ||h||`` (the geometry of
+      :class:`~reloop.memory.ExactMemory`) with hyperplanes moved off the origin to cut through
+      the data: +0.0123 AUC, against +0.0100 for standardising or centring, +0.0006
+      unnormalised (ReLU hidden vectors sit in one orthant, nearly on a line, and hyperplanes
+      through the origin hardly split them). The query's norm enters the comparison
+      (``h . w > ||h|| t``), so hashing costs one norm per query more.
+    * **Where each bit cuts** ``config.cuts``: ``"tree"`` (+0.0123) against one cut per plane
+      (+0.0073, 0.77 of the exact memory's gain against 0.95). The normalised hidden vectors are
+      nearly two-dimensional, where L lines make at most ``1 + L + L(L-1)/2`` regions and one
+      quantile cut per plane leaves a few huge outer buckets; with tree cuts bit ``l``'s
+      threshold depends on the bits before it (each node cuts the first batch's rows reaching
+      it at their median, down to ``leaf_share`` of the batch, 0.003), so the buckets fill
+      evenly. The walk costs ~0.1 ms per 4096 queries more than comparing with fixed cuts.
     * **Hash subspace** ``config.hash_rank`` (0: the whole space): planes drawn in the first
-      batch's top principal directions. Ranks 8-32 tie with the whole space (+0.0001 to
+      batch's top principal directions. Ranks 8-12 tie with the whole space (+0.0001 to
       +0.0003); ranks 4-6 lose the raw-feature drift entirely (its signal lives outside the
       top directions), so the default keeps the whole space.
     * **What a bucket stores**: three running sums, ``count``, ``sum y`` and ``sum y_base``
-      (float64, exact counts up to 2**53), the paper's ``2**L x K x 3``; readouts are the means.
+      (float64, exact counts up to 2**53), the paper's ``2**L x K x 3``.
       ``similarity="centroid"`` also keeps the sum of the L projections of the normalised hidden
-      vectors: +0.0001 AUC over ``uniform`` for a read 4x slower (0.19x the projection), so it
-      is not the default.
-    * **Similarity** ``s_k`` (``config.similarity``): ``"uniform"`` (``s_k = 0``: the mean of
-      the K bucket readouts, +0.0095 AUC), ``"count"`` (``s_k = log count``; with ``tau = 1``
-      the K buckets are pooled, ``y_bar = sum sum_y / sum count``, +0.0073: the large buckets
-      that dominate a pool are the coarse, mixed ones) or ``"centroid"``.
+      vectors: +0.0001 AUC for a read several times slower, so it is not the default.
+    * **Similarity** ``s_k`` (``config.similarity``): ``"count"`` (``s_k = log count``; with
+      ``tau = 1``, the default, the K buckets are pooled, ``y_bar = sum sum_y / sum count``:
+      +0.0123 AUC, the cheapest, the readouts are the sums), ``"uniform"`` (``s_k = 0``: the
+      mean of the K bucket means, +0.0124, a tie now that the tree fills buckets evenly; with
+      one cut per plane pooling lost 0.002, dominated by the huge outer buckets) or
+      ``"centroid"``.
     * **Empty buckets** (count < ``config.min_count``) are masked out of the softmax; a query whose
-      buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` 2-5 were within
-      0.0001 AUC of 1 (a tie).
+      buckets are all empty is returned unchanged (``y_err = 0``). ``min_count`` 2-5 change
+      nothing (a tie).
     * **Write filter** ``config.sigma`` (store only ``|y - y_base| > sigma``): off by default; it
-      biases the bucket means toward the errors (-0.024 AUC at 0.1).
+      biases the bucket means toward the errors (-0.196 AUC at 0.1).
     * **Reset**: the memory belongs to one model version (``model_id``); a snapshot is refused next
       to any other, so replacing the base model always starts a fresh memory. Within a model's
       life, :meth:`decay` multiplies the sums by ``config.decay`` (0.7) at each slot/period
       boundary (+0.0007 AUC over keeping everything on these drifting streams).
     * **Multi-probe** reads (also reading the L Hamming-1 neighbours of each bucket, weighted
-      lower) were measured and rejected: they widen the neighbourhood, which is already too
-      coarse.
+      lower) were measured and rejected (-0.004 AUC at weight 0.25).
 
     **Thread safety**: safe to share between threads. Writes, :meth:`reset` and :meth:`decay`
     apply their change under one lock; a read hashes outside the lock and gathers its buckets
@@ -112,8 +144,9 @@ class ErrorMemory:
 
     Following scikit-learn's habits the constructor only stores its arguments and derives the
     fixed parts from them (the hash planes, from ``config.seed``); the learned state is
-    ``offset_``/``transform_`` (the normalisation, fitted by the first write), the ``table_`` (and
-    ``centroid_``) tensor and the ``n_written_``/``n_filtered_`` counters.
+    ``offset_``/``transform_``/``cuts_``/``tree_`` (the normalisation and the hash's cuts,
+    fitted by the first write), the ``table_`` (and ``centroid_``) tensor and the
+    ``n_written_``/``n_filtered_`` counters.
 
     Args:
         hidden_dim: dimension of the hidden vectors (the backbone's ``hidden_dim``).
@@ -138,7 +171,12 @@ class ErrorMemory:
             raise ValueError(f"hidden_dim={hidden_dim!r} must be a positive integer")
         cfg = self.config
         n_rows = cfg.K * cfg.n_buckets
-        per_row = 3 * 8 + 3 * 4 + (cfg.L * 4 if cfg.similarity == "centroid" else 0)
+        # tree cuts apply to a fitted hash only (normalize="none" fits nothing)
+        self._tree = cfg.cuts == "tree" and cfg.normalize != "none"
+        per_row = (
+            3 * 8 + 3 * 4 + (cfg.L * 4 if cfg.similarity == "centroid" else 0)
+            + (4 if self._tree else 0)
+        )
         need = n_rows * per_row
         if need > cfg.max_state_bytes:
             raise ValueError(
@@ -157,7 +195,14 @@ class ErrorMemory:
         # normalize="cosine" hashes h / ||h|| against per-plane thresholds cuts_ (the first
         # batch's quantiles) instead
         self.cuts_ = torch.zeros(cfg.K * cfg.L, dtype=torch.float32)
-        self._hash_state: tuple[Tensor, Tensor] | None = None
+        # cuts="tree": per-node thresholds of the normalised projections (fitted by the first
+        # write; +inf: a node not cut)
+        self.tree_: Tensor | None = (
+            torch.full((cfg.K, cfg.n_buckets), float("inf"), dtype=torch.float32)
+            if self._tree
+            else None
+        )
+        self._hash_state: _HashState | None = None
         # thresholds of a hash through the origin (normalize="none", or before the first write)
         self._no_cuts = torch.zeros(cfg.K * cfg.L, dtype=torch.float32)
         # bucket weights that do not depend on the query: keep weighted readouts per bucket
@@ -178,7 +223,7 @@ class ErrorMemory:
             else None
         )
         # derived from table_ after every change: per bucket [w, w * mean_y, w * mean_y_base]
-        # in float32, the rows the read path sums (reloop.memory._kernels.gather_sum)
+        # in float32, the rows the read path sums (reloop.memory._kernels.gather_compensate)
         self._readout = torch.zeros(n_rows, 3, dtype=torch.float32) if self._fast else None
         self.n_written_ = 0
         self.n_filtered_ = 0
@@ -193,7 +238,7 @@ class ErrorMemory:
         """
         tensors = [
             self.table_, self.planes_, self.offset_, self.transform_, self.cuts_, self.centroid_,
-            self._readout,
+            self._readout, self.tree_,
         ]
         return sum(t.nbytes for t in tensors if t is not None)
 
@@ -216,13 +261,10 @@ class ErrorMemory:
         """Whether the hash is fixed: always with ``normalize="none"``, else after a write."""
         return self._state() is not None
 
-    def _state(self) -> tuple[Tensor, Tensor] | None:
-        """The (projection, thresholds) pair the hash uses now, read once per call; None: unfitted.
-
-        Bit ``j`` is ``h @ projection[:, j] > thresholds[j]``.
-        """
+    def _state(self) -> _HashState | None:
+        """The hash's :class:`_HashState` now, read once per call; None: not fitted yet."""
         if self.config.normalize == "none":
-            return self.planes_, self._no_cuts
+            return _HashState(self.planes_, self._no_cuts)
         return self._hash_state
 
     def _fit_normalization(self, h: Tensor) -> None:
@@ -242,8 +284,11 @@ class ErrorMemory:
                 unit = F.normalize(h, dim=1)
                 self.transform_ = self._principal_projector(unit)
                 proj = self._project(self.transform_)
-                self.cuts_ = self._cosine_cuts(unit @ proj)
-                self._hash_state = (proj, self.cuts_)
+                z = unit @ proj
+                self.cuts_ = self._cosine_cuts(z)
+                if self._tree:
+                    self.tree_ = self._fit_tree(z)
+                self._hash_state = self._with_tree(_HashState(proj, self.cuts_))
                 return
             offset = h.mean(dim=0)
             transform = torch.eye(self.hidden_dim, dtype=torch.float32)
@@ -263,7 +308,10 @@ class ErrorMemory:
             transform = transform @ self._principal_projector((h - offset) @ transform)
             self.offset_ = offset
             self.transform_ = transform
-            self._hash_state = self._fold(offset, transform)
+            state = self._fold(offset, transform)
+            if self._tree:  # on the normalised projections (h - offset) @ proj
+                self.tree_ = self._fit_tree(h @ state.proj - state.thr)
+            self._hash_state = self._with_tree(state)
 
     def _principal_projector(self, x: Tensor) -> Tensor:
         """``config.hash_rank``: the orthogonal projector onto ``x``'s top principal directions.
@@ -296,14 +344,44 @@ class ErrorMemory:
         ordered = z.sort(dim=0).values
         return ordered[rank, torch.arange(z.shape[1])].contiguous()
 
+    def _fit_tree(self, z: Tensor) -> Tensor:
+        """``cuts="tree"``: the node thresholds on the first batch's normalised projections ``z``.
+
+        See :func:`reloop.memory.estimator.fit_tree_cuts`: median cuts, no node cut below
+        ``leaf_share`` of the batch (at least one row).
+        """
+        min_leaf = max(1, round(self.config.leaf_share * z.shape[0]))
+        return fit_tree_cuts(z, self.config.L, min_leaf)
+
+    def _with_tree(self, state: _HashState) -> _HashState:
+        """``state`` with the tree cuts (if any) in the units the hash compares against.
+
+        The cosine hash compares ``h . w`` with ``||h|| t``, so the normalised thresholds are used
+        as they are; the other normalisations compare ``h . w`` with ``offset . w + t``: each
+        node's threshold gets its level's plane offset added.
+        """
+        if not self._tree:
+            return state
+        cfg = self.config
+        tree = self.tree_
+        depth = tree_depth(tree)
+        if cfg.normalize != "cosine":
+            # node v (1..2**L - 1) sits on level floor(log2 v): plane k*L + level of array k
+            level = torch.repeat_interleave(torch.arange(cfg.L), 1 << torch.arange(cfg.L))
+            tree = tree.clone()
+            tree[:, 1:] += state.thr.view(cfg.K, cfg.L)[:, level]
+        return _HashState(
+            state.proj, state.thr, tree.contiguous(), state.proj.T.contiguous(), depth
+        )
+
     def _project(self, transform: Tensor) -> Tensor:
         """The planes seen through the normalisation's linear part: ``transform @ planes``."""
         return (transform @ self.planes_).contiguous()
 
-    def _fold(self, offset: Tensor, transform: Tensor) -> tuple[Tensor, Tensor]:
+    def _fold(self, offset: Tensor, transform: Tensor) -> _HashState:
         """The normalisation folded into the planes: ``(transform @ planes, offset @ that)``."""
         proj = self._project(transform)
-        return proj, (offset @ proj).contiguous()
+        return _HashState(proj, (offset @ proj).contiguous())
 
     def _scratch(self, n: int) -> Tensor:
         """A float32 buffer of ``n`` elements private to the calling thread (grown on demand).
@@ -319,32 +397,43 @@ class ErrorMemory:
         return buf[:n]
 
     def _hash(
-        self, h: Tensor, state: tuple[Tensor, Tensor], keep_projection: bool = False
+        self, h: Tensor, state: _HashState, keep_projection: bool = False
     ) -> tuple[np.ndarray, Tensor | None]:
         """Flat table row of the query's bucket in every array, ``(B, K)`` int64 (numpy).
 
-        Bit ``l`` of array ``k`` is ``x . planes[:, k*L + l] > 0`` for the normalised
-        ``x = (h - offset_) @ transform_`` (see :func:`reloop.memory.estimator.srp_bucket_ids`),
-        computed as ``h @ proj > thr`` with ``state = (proj, thr)`` (a ``_state()`` read once
-        by the caller): one matrix product into the thread's scratch buffer, then one compiled
-        pass (:func:`reloop.memory._kernels.bucket_rows`) for the bits and their packing. With
-        ``keep_projection`` it also returns the normalised projection ``h @ proj - thr``.
+        Bit ``l`` of array ``k`` is ``x . planes[:, k*L + l] > t`` for the normalised
+        ``x = (h - offset_) @ transform_`` (see :func:`reloop.memory.estimator.srp_bucket_ids`;
+        ``t`` is the plane's cut, or with tree cuts its node's), computed from ``h @ proj``
+        with ``state`` (a ``_state()`` read once by the caller): one matrix product into the
+        thread's scratch buffer, then one compiled pass
+        (:func:`reloop.memory._kernels.bucket_rows` / ``tree_rows``) for the bits and their
+        packing. With ``keep_projection`` it also returns the normalised projection
+        ``x @ planes`` less the plane cuts.
         """
-        proj, thr = state
         B, K, L = h.shape[0], self.config.K, self.config.L
         rows = np.empty((B, K), dtype=np.int64)
         cosine = self.config.normalize == "cosine" and self._hash_state is not None
-        if keep_projection:
-            z = h @ proj
-            if cosine:
-                z = z / torch.linalg.vector_norm(h, dim=1, keepdim=True).clamp_min(1e-12)
-            z = torch.sub(z, thr)
-            bucket_rows(z.numpy(), self._no_cuts.numpy(), _NO_SCALE, K, L, rows)
-            return rows, z
         # cosine: bit j is (h / ||h||) . w_j > t_j, compared as h . w_j > ||h|| t_j
-        scale = torch.linalg.vector_norm(h, dim=1).numpy() if cosine else _NO_SCALE
-        z = torch.mm(h, proj, out=self._scratch(B * K * L).view(B, K * L))
-        bucket_rows(z.numpy(), thr.numpy(), scale, K, L, rows)
+        norm = torch.linalg.vector_norm(h, dim=1) if cosine else None
+        scale = norm.numpy() if cosine else _NO_SCALE
+        tree = state.tree
+        if keep_projection:
+            z = h @ state.proj
+            if tree is not None:
+                tree_rows(z.T.contiguous().numpy(), tree.numpy(), scale, K, L, state.depth, rows)
+            if cosine:
+                z = z / norm.unsqueeze(1).clamp_min(1e-12)
+            z = torch.sub(z, state.thr)
+            if tree is None:
+                bucket_rows(z.numpy(), self._no_cuts.numpy(), _NO_SCALE, K, L, rows)
+            return rows, z
+        buf = self._scratch(B * K * L)
+        if tree is not None:  # the walk reads the projection plane by plane: compute it so
+            zt = torch.mm(state.proj_t, h.T, out=buf.view(K * L, B))
+            tree_rows(zt.numpy(), tree.numpy(), scale, K, L, state.depth, rows)
+        else:
+            z = torch.mm(h, state.proj, out=buf.view(B, K * L))
+            bucket_rows(z.numpy(), state.thr.numpy(), scale, K, L, rows)
         return rows, None
 
     def _normalized_norm(self, h: Tensor) -> Tensor:
@@ -363,7 +452,7 @@ class ErrorMemory:
         Before the first write fits the normalisation, ``h`` is hashed as it is.
         """
         h = check_hidden(h, self.hidden_dim)
-        state = self._state() or (self.planes_, self._no_cuts)
+        state = self._state() or _HashState(self.planes_, self._no_cuts)
         rows, _ = self._hash(h, state)
         return torch.from_numpy(rows) - torch.arange(self.config.K) * self.config.n_buckets
 
@@ -467,21 +556,23 @@ class ErrorMemory:
         return out.to(out_dtype)
 
     def _compensate_fast(
-        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor]
+        self, h: Tensor, y_base: Tensor, state: _HashState
     ) -> Tensor:
-        """Query-independent bucket weights: sum the K weighted readouts (no softmax needed)."""
+        """Query-independent bucket weights: sum the K weighted readouts (no softmax needed).
+
+        :func:`reloop.memory.estimator.compensate_from_sums` on the summed readouts, computed
+        in the same compiled pass as the gather (``gather_compensate``).
+        """
         rows, _ = self._hash(h, state)
-        sums = np.empty((h.shape[0], 3), dtype=np.float64)
-        with self._lock:  # gather and sum the K weighted readouts of every query, one pass
-            gather_sum(rows, self._readout.numpy(), sums)
-        sums = torch.from_numpy(sums)
-        return compensate_from_sums(
-            sums[:, 0], sums[:, 1], sums[:, 2], y_base,
-            gamma=self.config.gamma, lam=self.config.lam,
-        )
+        out = np.empty(h.shape[0], dtype=np.float64)
+        yb = y_base.numpy()
+        with self._lock:  # gather the K weighted readouts of every query and compensate
+            gather_compensate(rows, self._readout.numpy(), yb, self.config.gamma,
+                              self.config.lam, out)
+        return torch.from_numpy(out)
 
     def _compensate_general(
-        self, h: Tensor, y_base: Tensor, state: tuple[Tensor, Tensor]
+        self, h: Tensor, y_base: Tensor, state: _HashState
     ) -> Tensor:
         """Query-dependent similarities (or a tiny tau): per-neighbour softmax, Eq. 11-13."""
         cfg = self.config
@@ -557,6 +648,8 @@ class ErrorMemory:
                 tensors["centroid"] = self.centroid_.clone()
             if self.config.normalize == "cosine":
                 tensors["cuts"] = self.cuts_.clone()
+            if self.tree_ is not None:
+                tensors["tree"] = self.tree_.clone()
             meta = memory_meta(self, fitted=self.fitted)
         return write_snapshot(path, self.kind, tensors, meta, self.model_id)
 
@@ -575,6 +668,8 @@ class ErrorMemory:
             expected["centroid"] = self.centroid_
         if cfg.normalize == "cosine":
             expected["cuts"] = self.cuts_
+        if self.tree_ is not None:
+            expected["tree"] = self.tree_
         if set(tensors) != set(expected):
             raise ValueError(f"tensors {sorted(tensors)}, expected {sorted(expected)}")
         for name, ref in expected.items():
@@ -587,12 +682,16 @@ class ErrorMemory:
         self.planes_ = tensors["planes"].contiguous()
         self.offset_ = tensors["offset"].contiguous()
         self.transform_ = tensors["transform"].contiguous()
+        if self.tree_ is not None:
+            self.tree_ = tensors["tree"].contiguous()
         if cfg.normalize == "cosine":
             self.cuts_ = tensors["cuts"].contiguous()
             if meta.get("fitted"):
-                self._hash_state = (self._project(self.transform_), self.cuts_)
+                self._hash_state = self._with_tree(
+                    _HashState(self._project(self.transform_), self.cuts_)
+                )
         elif meta.get("fitted") and cfg.normalize != "none":
-            self._hash_state = self._fold(self.offset_, self.transform_)
+            self._hash_state = self._with_tree(self._fold(self.offset_, self.transform_))
         self.table_ = tensors["table"].contiguous()
         self._refresh_all()
         if self.centroid_ is not None:

@@ -195,7 +195,8 @@ def load_memory(
 
     tensors, meta = read_snapshot(path, cls.kind, model_id)
     try:
-        cfg = MemoryConfig.model_validate(meta["config"])
+        # snapshots written before memory.cuts existed used one cut per plane
+        cfg = MemoryConfig.model_validate({"cuts": "plane", **meta["config"]})
         mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
         mem.n_written_ = int(meta.get("n_written", 0))
         mem.n_filtered_ = int(meta.get("n_filtered", 0))
