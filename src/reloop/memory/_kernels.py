@@ -89,7 +89,8 @@ def tree_rows(
     the node reached at level ``depth``, as in
     :func:`reloop.memory.estimator.tree_bucket_ids`: the buckets in use are packed at the start
     of each array, which keeps the read's gather in fewer cache lines. ``zt`` needs only the
-    rows of the walked levels' planes.
+    rows of the walked levels' planes. Nodes are uint32: a fitted tree is at most
+    ``log2(first batch rows)`` levels deep, far below 32.
 
     Speed (K=16, L=12, B=4096, one core): the samples are the innermost loop, so their walks
     (each a chain of dependent loads) proceed side by side, and unsigned node indices spare the
