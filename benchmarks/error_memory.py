@@ -594,13 +594,14 @@ def gain_kept(data, chosen: dict[str, Any], n_slots: int, layouts, seeds,
               f"{tuning[-1]['auc_gain']:+.5f}", flush=True)
     best = max(tuning, key=lambda r: r["auc_gain"])
     # then its number of neighbours, by the mean gain over every layout gain_kept averages
-    k_tuning = []
+    k_tuning, exact_runs = [], {}  # exact_runs[K][layout]: reused for gain_kept below
     for k in EXACT_K_GRID:
         ecfg = MemoryConfig(**{**chosen, "K": k, "gamma": best["gamma"], "lam": best["lam"]})
-        per = {layout: _summary(_run_exact(with_segment_drift(data, layout), ecfg, n_slots),
-                                "exact") for layout in layouts}
-        k_tuning.append({"K": k, "per_layout": per,
-                         "auc_gain": float(np.mean([r["auc_gain"] for r in per.values()]))})
+        exact_runs[k] = {layout: _summary(_run_exact(with_segment_drift(data, layout), ecfg,
+                                                     n_slots), "exact") for layout in layouts}
+        gains = [r["auc_gain"] for r in exact_runs[k].values()]
+        k_tuning.append({"K": k, "auc_gain": float(np.mean(gains)),
+                         "auc_gain_per_layout": gains})
         print(f"  [exact] K={k:4d} gamma={best['gamma']} lam={best['lam']}: mean AUC gain over "
               f"layouts {k_tuning[-1]['auc_gain']:+.5f}", flush=True)
     best_k = max(k_tuning, key=lambda r: r["auc_gain"])
@@ -609,7 +610,7 @@ def gain_kept(data, chosen: dict[str, Any], n_slots: int, layouts, seeds,
     print(f"  exact reference: K={best_k['K']}, gamma={best['gamma']}, lam={best['lam']}",
           flush=True)
     per_layout = [_kept_on_layout(data, layout, cfg, exact_cfg, seeds, n_slots,
-                                  exact=best_k["per_layout"][layout])
+                                  exact=exact_runs[best_k["K"]][layout])
                   for layout in layouts]
     # layouts the design study never saw: how much of the choice is fitted to its three
     heldout = [_kept_on_layout(data, layout, cfg, exact_cfg, seeds, n_slots, diagnostic=False)
@@ -642,9 +643,7 @@ def gain_kept(data, chosen: dict[str, Any], n_slots: int, layouts, seeds,
                               "exact_standardized": mean_ex_hash},
             "exact_standardized_kept": mean_ex_hash / mean_ex if mean_ex > 0 else float("nan"),
             "seeds": list(seeds), "exact_tuning": tuning,
-            "exact_k_tuning": [{k: v for k, v in r.items() if k != "per_layout"} | {
-                "auc_gain_per_layout": [p["auc_gain"] for p in r["per_layout"].values()]}
-                for r in k_tuning],
+            "exact_k_tuning": k_tuning,
             "exact_config": exact_cfg.model_dump(by_alias=True),
             "layouts": per_layout, "field_drift": field_res}
 

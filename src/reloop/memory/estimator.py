@@ -31,6 +31,7 @@ __all__ = [
     "srp_bucket_ids",
     "tree_bucket_ids",
     "tree_depth",
+    "tree_node_levels",
 ]
 
 
@@ -100,13 +101,18 @@ def fit_tree_cuts(z: Tensor, L: int, min_leaf: int) -> Tensor:
     return torch.from_numpy(tree.astype(np.float32))
 
 
+def tree_node_levels(L: int) -> Tensor:
+    """The level of every tree node ``v = 1 .. 2**L - 1`` (heap order): ``floor(log2 v)``."""
+    return torch.repeat_interleave(torch.arange(L), 1 << torch.arange(L))
+
+
 def tree_depth(tree: Tensor) -> int:
     """Levels of a :func:`fit_tree_cuts` tree that cut at least one node (0 if none does)."""
-    finite = torch.isfinite(tree[:, 1:]).any(dim=0)  # node v = 1..2**L - 1
-    if not bool(finite.any()):
+    cut = torch.isfinite(tree[:, 1:]).any(dim=0)  # node v = 1..2**L - 1
+    if not bool(cut.any()):
         return 0
-    deepest = int(torch.nonzero(finite).max()) + 1  # heap order: the last cut node is deepest
-    return deepest.bit_length()  # node v sits on level bit_length(v) - 1
+    L = tree.shape[1].bit_length() - 1
+    return int(tree_node_levels(L)[cut].max()) + 1
 
 
 def tree_bucket_ids(z: Tensor, tree: Tensor, L: int) -> Tensor:
@@ -175,8 +181,9 @@ def compensate_from_sums(
     With unnormalised weights ``w_i = valid_i * exp(s_i / tau)`` (Eq. 12 before normalising),
     ``w_sum = sum_i w_i``, ``wy_sum = sum_i w_i y_i`` and ``wyb_sum = sum_i w_i y_base_i``, the
     attended readouts are ``y_bar = wy_sum / w_sum`` and ``y_bar_base = wyb_sum / w_sum``; this is
-    :func:`compensate` in another order of operations, used by the sketch when ``s_i`` depends on
-    the bucket only (it then stores ``w``, ``w y``, ``w y_base`` per bucket). A query with
+    :func:`compensate` in another order of operations, for when ``s_i`` depends on the bucket
+    only (the sketch then stores ``w``, ``w y``, ``w y_base`` per bucket); the reference of its
+    compiled read, :func:`reloop.memory._kernels.gather_compensate`. A query with
     ``w_sum = 0`` (no valid neighbour) keeps ``y_base``.
     """
     has_any = w_sum > 0

@@ -30,6 +30,7 @@ from reloop.memory.estimator import (
     fit_tree_cuts,
     make_planes,
     tree_depth,
+    tree_node_levels,
 )
 from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
@@ -366,11 +367,9 @@ class ErrorMemory:
         cfg = self.config
         tree = self.tree_
         depth = tree_depth(tree)
-        if cfg.normalize != "cosine":
-            # node v (1..2**L - 1) sits on level floor(log2 v): plane k*L + level of array k
-            level = torch.repeat_interleave(torch.arange(cfg.L), 1 << torch.arange(cfg.L))
+        if cfg.normalize != "cosine":  # node v's plane is k*L + its level, in array k
             tree = tree.clone()
-            tree[:, 1:] += state.thr.view(cfg.K, cfg.L)[:, level]
+            tree[:, 1:] += state.thr.view(cfg.K, cfg.L)[:, tree_node_levels(cfg.L)]
         return _HashState(
             state.proj, state.thr, tree.contiguous(), state.proj.T.contiguous(), depth
         )
