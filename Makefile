@@ -11,10 +11,11 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train demo repro lock clean help
+.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live repro lock clean help
 
 help:
 	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
+	@echo "make demo-live    install if needed, then the live loop: the world drives \`reloop serve\` over HTTP"
 	@echo "make repro        install if needed, then \`dvc repro\`: one period (params.yaml pipeline.date)"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
@@ -29,12 +30,15 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/
 
 install: $(STAMP)
 
+# The last step configures the project-local Airflow home for this machine: API server and health
+# check on 127.0.0.1, no log server, [core] parallelism = CPUs (src/reloop/pipeline/airflow.py).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(VENV)/airflow-db-migrate.log 2>&1 \
 		|| (tail -20 $(VENV)/airflow-db-migrate.log; exit 1)
+	$(BIN)/python -m reloop.pipeline.airflow $(ROOT)/.airflow
 	touch $(STAMP)
 
 install-bench: $(BENCH_STAMP)
@@ -57,6 +61,22 @@ demo: install
 	cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) --end $(DEMO_END) \
 		--params $(ROOT)/params.yaml
 
+# The live loop: `reloop serve` on a free loopback port, the built-in world sending its requests
+# and clicks over HTTP (DEMO_LIVE_REQUESTS a day), the Airflow DAG retraining each day on what the
+# server logged and the server hot-swapping to what it promoted; then the per-day table.
+DEMO_LIVE_DIR      ?= build/demo-live
+DEMO_LIVE_END      ?= 2026-01-03
+DEMO_LIVE_DAYS     ?= 3
+DEMO_LIVE_REQUESTS ?= 20000
+
+demo-live: install
+	rm -rf $(DEMO_LIVE_DIR) && mkdir -p $(DEMO_LIVE_DIR)
+	cd $(DEMO_LIVE_DIR) && time $(ROOT)/$(BIN)/reloop drive --start $(DEMO_START) \
+		--days $(DEMO_LIVE_DAYS) --requests-per-day $(DEMO_LIVE_REQUESTS) --retrain dag \
+		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
+	cd $(DEMO_LIVE_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) \
+		--end $(DEMO_LIVE_END) --params live-params.yaml
+
 # `dvc repro` of dvc.yaml: one period of the loop in this checkout (its stages call `reloop`).
 repro: install
 	PATH="$(ROOT)/$(BIN):$$PATH" $(BIN)/dvc repro
@@ -66,6 +86,12 @@ test: install
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+# The fault campaign alone (issue 14): bad inputs and injected faults, the slow ones included;
+# prints its summary table at the end.
+.PHONY: faults
+faults: install
+	$(BIN)/python -m pytest tests/faults -m "slow or not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks dags

@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "outputs_equal": same_table and same_counts,
         "stats": {k: stats[k] for k in ("rows", "clicks", "ctr", "duplicate_impressions",
                                         "duplicate_clicks", "late_labels", "orphan_labels",
-                                        "next_period_feedback")},
+                                        "next_day_feedback")},
         "pandas_stats": ref,
         "target_speedup": TARGET_SPEEDUP,
         "meets_target": speedup >= TARGET_SPEEDUP and same_table and same_counts,

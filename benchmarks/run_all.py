@@ -11,6 +11,8 @@ BENCHMARKS = [
     "benchmarks.simulator",
     "benchmarks.join",
     "benchmarks.error_memory",
+    "benchmarks.reloop_offline",
+    "benchmarks.serving",
 ]
 
 

@@ -22,9 +22,9 @@ import datetime as dt
 import os
 from pathlib import Path
 
-import yaml
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
+from reloop.config import load_yaml  # pydantic and PyYAML only: no heavy imports
 from reloop.pipeline import STAGES  # the stage table only: no heavy imports
 
 PARAMS_FILE = os.environ.get(
@@ -34,8 +34,7 @@ PARAMS_FILE = os.environ.get(
 
 def _schedule_settings(path: str) -> tuple[str, dt.datetime]:
     """(cron, start) from params.yaml: daily or weekly periods from the world's first day."""
-    with open(path) as fh:
-        raw = yaml.safe_load(fh) or {}
+    raw = load_yaml(path) or {}  # repeated keys are refused, as by load_params
     days = int((raw.get("logs") or {}).get("period_days", 1))
     start = dt.date.fromisoformat(str((raw.get("simulator") or {}).get("start", "2026-01-01")))
     if days == 7:

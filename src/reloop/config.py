@@ -31,7 +31,7 @@ from reloop.join.config import JoinConfig
 from reloop.logs.config import LogsConfig
 from reloop.memory.config import MemoryConfig
 from reloop.pipeline.config import ArchiveConfig, EvaluateConfig, PipelineConfig, PromoteConfig
-from reloop.serving.config import ServingConfig
+from reloop.serving.config import ServeConfig, ServingConfig
 from reloop.validate.config import ValidationConfig
 
 __all__ = [
@@ -43,7 +43,9 @@ __all__ = [
     "Params",
     "TrainConfig",
     "load_params",
+    "load_yaml",
     "params_from_dict",
+    "parse_yaml",
 ]
 
 
@@ -188,8 +190,28 @@ class TrainConfig(_Section):
         default=1, ge=1, description="epochs without val-AUC gain before stopping"
     )
     min_delta: float = Field(default=1e-4, ge=0.0)
-    val_fraction: float = Field(default=0.1, gt=0.0, lt=1.0)
+    val_fraction: float = Field(
+        default=0.1, gt=0.0, lt=1.0,
+        description="most recent share of the period's fit rows held out for early stopping",
+    )
     warm_start: bool = True
+    warm_epochs: int | None = Field(
+        default=2, ge=1,
+        description="warm starts train exactly this many epochs on every fit row, validation "
+        "rows included, without early stopping (None: early-stop like a cold start)",
+    )
+    window_periods: int = Field(
+        default=3, ge=1, le=366,
+        description="train on this many periods: the current one plus the earlier ones, whole",
+    )
+    window_decay: float = Field(
+        default=1.0, gt=0.0, le=1.0,
+        description="loss weight of a row k periods old is window_decay**k (1: no recency weight)",
+    )
+    mask_bootstrap: bool = Field(
+        default=True,
+        description="drop the self-correction (or KD) term on rows the bootstrap policy served",
+    )
     num_threads: int | None = Field(default=None, ge=1)
     seed: int = 2022
 
@@ -228,19 +250,25 @@ class Params(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    # the live service, `reloop serve` (issue 15)
+    serve: ServeConfig = ServeConfig()
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def format_errors(err: ValidationError, source: str, what: str = "configuration",
+                  item: str = "parameter") -> str:
+    """A pydantic error as lines naming each offending ``item`` by its dotted path."""
+    lines = [f"invalid {what} in {source}:"]
     for e in err.errors(include_url=False):
         loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"  {loc}: unknown parameter")
+            lines.append(f"  {loc}: unknown {item}")
         elif e["type"] == "missing":
-            lines.append(f"  {loc}: required parameter is missing")
-        else:
+            lines.append(f"  {loc}: required {item} is missing")
+        elif loc:
             lines.append(f"  {loc}={e.get('input')!r}: {msg}")
+        else:
+            lines.append(f"  {msg}")
     return "\n".join(lines)
 
 
@@ -253,17 +281,91 @@ def params_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None
+
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _check_unique_keys(loader: yaml.SafeLoader, root: yaml.Node, source: str) -> None:
+    """Raise :class:`ConfigError` at the first mapping that repeats a key, naming the key, its
+    section (dotted path) and both lines. YAML merge keys (``<<``) may be overridden."""
+    seen_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen_nodes:  # an alias of a node already checked
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(item, f"{where}[{i}]") for i, item in enumerate(node.value)]
+            continue
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue
+            key = key_node.value
+            if isinstance(key_node, yaml.ScalarNode):
+                key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                earlier = first_line.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own constructor reports it
+                continue
+            if earlier is not None:
+                section = f"in section {where!r}" if where else "at the top level"
+                raise ConfigError(f"{source}: duplicate key {key!r} {section} (lines {earlier} "
+                                  f"and {line}); each key may appear once: remove one")
+            first_line[key] = line
+            stack.append((value_node, f"{where}.{key}" if where else str(key)))
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML like :func:`yaml.safe_load`, but a key repeated in a mapping is a
+    :class:`ConfigError` naming ``source``, the key, its section and both lines (PyYAML would
+    silently keep the last value, dropping a whole duplicated section)."""
+    loader = yaml.SafeLoader(text)
+    loader.name = source  # error marks name the file, not "<unicode string>"
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_unique_keys(loader, root, source)
+        return loader.construct_document(root)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML{_yaml_problem(err)}") from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: where, what, and while doing what."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return ": " + " ".join(str(err).split())
+    context = getattr(err, "context", None)
+    return (f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+            + (f" ({context})" if context else ""))
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file (``params.yaml``, a study spec) with :func:`parse_yaml`; a missing or
+    unreadable file is a :class:`ConfigError` naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot be read: {err}") from None
+    return parse_yaml(text, str(path))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``."""
+    """Read and validate ``params.yaml`` (a repeated key is an error, see :func:`parse_yaml`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {str(path)!r} does not exist")
-    with path.open() as fh:
-        try:
-            raw = yaml.safe_load(fh)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return params_from_dict(raw or {}, source=str(path))
+    return params_from_dict(load_yaml(path) or {}, source=str(path))

@@ -2,8 +2,9 @@
 ``logs list`` and ``replay {convert,download}``.
 
 Each command is a thin wrapper over one library function and reads ``params.yaml``; period
-commands take ``--date`` (a period start) and optionally ``--end`` to run every period from
-``--date`` to ``--end`` in order. Errors print ``error: <message>`` and exit with code 2.
+commands take ``--date`` (a period start: a Monday for weekly periods) and optionally ``--end``
+to run every period from ``--date`` to ``--end`` in order. Errors propagate to the root command
+(:mod:`reloop.cli`), which prints ``error: <message>`` and exits with code 2.
 """
 
 from __future__ import annotations
@@ -47,15 +48,8 @@ def _echo(obj: Any) -> None:
 
 
 def _run(fn: Callable[[], Any]) -> None:
-    """Run ``fn`` and print its result as JSON; expected errors exit 2 with their message."""
-    from reloop.config import ConfigError
-
-    try:
-        result = fn()
-    except (ConfigError, ValueError, OSError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
-    _echo(result)
+    """Run ``fn`` and print its result as JSON (its errors: see the module docstring)."""
+    _echo(fn())
 
 
 def _params(path: Path):
@@ -65,9 +59,9 @@ def _params(path: Path):
 
 
 def _periods(params, date: str, end: str | None) -> list[dt.date]:
-    from reloop.logs.store import as_date
+    from reloop.logs.store import as_date, check_period_start
 
-    first = as_date(date, "--date")
+    first = check_period_start(date, params.logs.period_days, "--date")
     last = as_date(end, "--end") if end is not None else first
     if last < first:
         raise ValueError(f"--end {last} is before --date {first}")
@@ -98,9 +92,18 @@ def simulate_cmd(
 ) -> None:
     """Simulate DAYS days of the built-in world, served by one production scorer."""
     from reloop.ingest.simulator import simulate
+    from reloop.ingest.world import check_horizon
+    from reloop.logs.store import as_date
 
-    _run(lambda: simulate(_params(params), start, days, checkpoint=checkpoint, memory=memory,
-                          memory_out=memory_out))
+    def run():
+        p = _params(params)
+        first = as_date(start, "--start")
+        check_horizon(p.simulator, first)  # every day, before the first one is written
+        check_horizon(p.simulator, first + dt.timedelta(days=days - 1))
+        return simulate(p, first, days, checkpoint=checkpoint, memory=memory,
+                        memory_out=memory_out)
+
+    _run(run)
 
 
 def ingest_cmd(
@@ -141,41 +144,40 @@ def validate_cmd(
     _each(params, date, end, one)
 
 
-def join_cmd(date: DateOpt, end: EndOpt = None, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Join a period's logged scores with its clicks into the training table."""
-    from reloop.join.join import join_period
+def _stages(*names: str) -> Callable[[Any, dt.date], Any]:
+    """Run these stages of a period through the stage runner (workspace lock, period-order
+    check), as ``reloop stage`` does; returns each stage's result by name."""
+    from reloop.pipeline import run_stage
 
-    _each(params, date, end, join_period)
+    def run(params: Any, day: dt.date) -> Any:
+        out = {name: run_stage(name, params, day) for name in names}
+        return out[names[0]] if len(names) == 1 else out
+
+    return run
+
+
+def join_cmd(date: DateOpt, end: EndOpt = None, params: ParamsOpt = Path("params.yaml")) -> None:
+    """Join a period's logged scores with its clicks and validate the training table (the
+    pipeline's ``join`` stage); prints the join's counts."""
+    from reloop.join.join import read_stats
+
+    def one(p, day):
+        _stages("join")(p, day)
+        return read_stats(p, day)
+
+    _each(params, date, end, one)
 
 
 def drift_cmd(date: DateOpt, end: EndOpt = None, params: ParamsOpt = Path("params.yaml")) -> None:
-    """Write the Evidently drift report of a period (needs the period joined)."""
-    from reloop.drift.report import drift_report
-
-    _each(params, date, end, drift_report)
+    """Write the Evidently drift report of a period (the pipeline's ``drift`` stage)."""
+    _each(params, date, end, _stages("drift"))
 
 
 def prepare_cmd(date: DateOpt, end: EndOpt = None,
                 params: ParamsOpt = Path("params.yaml")) -> None:
-    """Validate the raw logs, join, validate the joined table, and write the drift report."""
-    from reloop.drift.report import drift_report
-    from reloop.join.join import join_period
-    from reloop.validate.run import validate_joined, validate_period
-
-    def one(p, day):
-        raw = validate_period(p, day)
-        joined = join_period(p, day)
-        checked = validate_joined(p, day)
-        drift = drift_report(p, day)
-        return {
-            "period_start": day.isoformat(),
-            "validation": {"raw": [s["result"] for s in raw["partitions"]],
-                           "joined": checked["result"]},
-            "join": joined,
-            "drift": drift,
-        }
-
-    _each(params, date, end, one)
+    """Validate the raw logs, join, validate the joined table, and write the drift report (the
+    pipeline's ``validate``, ``join`` and ``drift`` stages)."""
+    _each(params, date, end, _stages("validate", "join", "drift"))
 
 
 def oracle_cmd(date: DateOpt, end: EndOpt = None,
@@ -216,11 +218,14 @@ def logs_list_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
 
 @replay_app.command("convert")
 def replay_convert_cmd(
-    dataset: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m, avazu, criteo.")],
+    dataset: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m, movietweetings, "
+                                                 "avazu, criteo.")],
     source: Annotated[Path, typer.Option(help="Folder holding the dataset's raw files.")],
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Convert a public dataset into time-ordered daily events for the replay."""
+    """Convert a public dataset into time-ordered daily events for the replay; writes
+    features.yaml, suggested_params.yaml (features and validation) and manifest.json beside
+    them."""
     from reloop.ingest.replay import convert
 
     _run(lambda: convert(_params(params), dataset, source))
@@ -228,7 +233,8 @@ def replay_convert_cmd(
 
 @replay_app.command("download")
 def replay_download_cmd(
-    dataset: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m, avazu, criteo.")],
+    dataset: Annotated[str, typer.Argument(help="movielens-100k, movielens-1m, movietweetings, "
+                                                 "avazu, criteo.")],
     url: Annotated[str | None, typer.Option(help="Fetch from this URL instead.")] = None,
     checksum: Annotated[
         str | None, typer.Option(help="Expected checksum, md5:HEX or sha256:HEX.")

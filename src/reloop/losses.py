@@ -18,6 +18,16 @@ numerical stability. Both return the mean over the batch as a scalar tensor.
 The probability forms are safe at probabilities of exactly 0 and 1: the cross-entropy uses
 :func:`torch.nn.functional.binary_cross_entropy`, which clamps each log term at -100, so the loss
 and its gradient stay finite.
+
+Two optional per-row tensors refine the mixture without changing its meaning:
+
+* ``mask`` (0/1): where it is 0, ``y_last`` is not a previous model's prediction (the bootstrap
+  policy logged a constant), so that row's extra term is dropped and the row is trained on
+  cross-entropy alone: ``L_i = a_i * extra_i + (1 - a_i) * ce_i`` with ``a_i = alpha * mask_i``.
+* ``weight`` (>= 0): the batch loss is the weighted mean ``sum(w_i L_i) / sum(w_i)`` (recency
+  weighting of older periods in a sliding training window).
+
+With neither given, every loss is the plain mean of Eq. 4.
 """
 
 from __future__ import annotations
@@ -66,6 +76,36 @@ def _mix(alpha: float, extra: Tensor, ce: Tensor) -> Tensor:
     return alpha * extra + (1.0 - alpha) * ce
 
 
+def _reduce(rows: Tensor, weight: Tensor | None) -> Tensor:
+    if weight is None:
+        return rows.mean()
+    total = weight.sum()
+    if not total > 0:
+        raise ValueError("the sample weights of a batch sum to zero; every weight must be > 0")
+    return (weight * rows).sum() / total
+
+
+#: ``term(reduction)``: a loss term as a batch mean (``"mean"``) or per row (``"none"``).
+Term = Callable[[str], Tensor]
+
+
+def _mixture(alpha: float, extra: Term, ce: Term, mask: Tensor | None,
+             weight: Tensor | None) -> Tensor:
+    """``alpha * extra + (1 - alpha) * ce``: batch means when neither ``mask`` nor ``weight`` is
+    given, else per row with ``a_i = alpha * mask_i`` and the (weighted) mean over the batch."""
+    alpha = check_alpha(alpha)
+    if alpha == 0.0:  # exactly cross-entropy, no 0 * inf surprises
+        return ce("mean") if weight is None else _reduce(ce("none"), weight)
+    if mask is None and weight is None:
+        return _mix(alpha, extra("mean"), ce("mean"))
+    a = alpha if mask is None else alpha * mask
+    return _reduce(a * extra("none") + (1.0 - a) * ce("none"), weight)
+
+
+def _mean_or_rows(rows: Tensor, reduction: str) -> Tensor:
+    return rows.mean() if reduction == "mean" else rows
+
+
 # ---- probability forms (public API) ---------------------------------------------------------
 
 
@@ -74,48 +114,98 @@ def ce_loss(y_hat: Tensor, y: Tensor, y_last: Tensor | None = None, alpha: float
     return F.binary_cross_entropy(y_hat, y)
 
 
-def reloop_loss(y_hat: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tensor:
+def reloop_loss(
+    y_hat: Tensor,
+    y: Tensor,
+    y_last: Tensor,
+    alpha: float,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
     """Mean ReLoop loss, Eq. 4: ``alpha * L_sc + (1 - alpha) * L_ce`` over probabilities."""
-    alpha = check_alpha(alpha)
-    return _mix(alpha, self_correction(y_hat, y, y_last).mean(), F.binary_cross_entropy(y_hat, y))
+    return _mixture(
+        alpha,
+        lambda r: _mean_or_rows(self_correction(y_hat, y, y_last), r),
+        lambda r: F.binary_cross_entropy(y_hat, y, reduction=r),
+        mask, weight,
+    )
 
 
-def kd_loss(y_hat: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tensor:
+def kd_loss(
+    y_hat: Tensor,
+    y: Tensor,
+    y_last: Tensor,
+    alpha: float,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
     """Mean KD baseline: ``alpha * CE(y_hat, y_last) + (1 - alpha) * CE(y_hat, y)``."""
-    alpha = check_alpha(alpha)
-    soft = F.binary_cross_entropy(y_hat, y_last)
-    return _mix(alpha, soft, F.binary_cross_entropy(y_hat, y))
+    return _mixture(
+        alpha,
+        lambda r: F.binary_cross_entropy(y_hat, y_last, reduction=r),
+        lambda r: F.binary_cross_entropy(y_hat, y, reduction=r),
+        mask, weight,
+    )
 
 
 # ---- logit forms (used by the trainer) -------------------------------------------------------
 
 
 def ce_loss_with_logits(
-    logits: Tensor, y: Tensor, y_last: Tensor | None = None, alpha: float = 0.0
+    logits: Tensor,
+    y: Tensor,
+    y_last: Tensor | None = None,
+    alpha: float = 0.0,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
 ) -> Tensor:
-    """Mean binary cross-entropy computed from logits."""
-    return F.binary_cross_entropy_with_logits(logits, y)
+    """Mean binary cross-entropy computed from logits (weighted when ``weight`` is given)."""
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits, y)
+    return _reduce(F.binary_cross_entropy_with_logits(logits, y, reduction="none"), weight)
 
 
-def reloop_loss_with_logits(logits: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tensor:
+def reloop_loss_with_logits(
+    logits: Tensor,
+    y: Tensor,
+    y_last: Tensor,
+    alpha: float,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
     """:func:`reloop_loss` computed from logits (same value, stable cross-entropy)."""
-    alpha = check_alpha(alpha)
-    ce = F.binary_cross_entropy_with_logits(logits, y)
-    if alpha == 0.0:
-        return ce
-    return _mix(alpha, self_correction(torch.sigmoid(logits), y, y_last).mean(), ce)
+    return _mixture(
+        alpha,
+        lambda r: _mean_or_rows(self_correction(torch.sigmoid(logits), y, y_last), r),
+        lambda r: F.binary_cross_entropy_with_logits(logits, y, reduction=r),
+        mask, weight,
+    )
 
 
-def kd_loss_with_logits(logits: Tensor, y: Tensor, y_last: Tensor, alpha: float) -> Tensor:
+def kd_loss_with_logits(
+    logits: Tensor,
+    y: Tensor,
+    y_last: Tensor,
+    alpha: float,
+    *,
+    mask: Tensor | None = None,
+    weight: Tensor | None = None,
+) -> Tensor:
     """:func:`kd_loss` computed from logits."""
-    alpha = check_alpha(alpha)
-    ce = F.binary_cross_entropy_with_logits(logits, y)
-    if alpha == 0.0:
-        return ce
-    return _mix(alpha, F.binary_cross_entropy_with_logits(logits, y_last), ce)
+    return _mixture(
+        alpha,
+        lambda r: F.binary_cross_entropy_with_logits(logits, y_last, reduction=r),
+        lambda r: F.binary_cross_entropy_with_logits(logits, y, reduction=r),
+        mask, weight,
+    )
 
 
-LossFn = Callable[[Tensor, Tensor, Tensor, float], Tensor]
+LossFn = Callable[..., Tensor]
+"""``fn(logits, y, y_last, alpha, *, mask=None, weight=None) -> scalar``."""
 
 #: Losses the trainer can use, by config name (``train.loss``), in their logit form.
 LOSSES: dict[str, LossFn] = {

@@ -76,3 +76,14 @@ def test_validation_failure_exits_2_listing_the_failed_expectations(tmp_path):
     assert "expect_table_row_count_to_be_between" in res.output
     assert "'min_value': 1000000" in res.output
     assert (tmp_path / "quarantine" / "impressions" / "date=2026-01-05.json").is_file()
+
+
+def test_weekly_periods_start_on_mondays_on_the_command_line(tmp_path):
+    params = _params_file(tmp_path, logs={"period_days": 7})
+    for cmd in (["ingest", "--date", "2026-01-07"], ["join", "--date", "2026-01-07"],
+                ["run", "--date", "2026-01-07"]):
+        res = runner.invoke(app, [*cmd, "-p", params])
+        assert res.exit_code == 2, res.output
+        assert ("2026-01-07 is a Wednesday; periods of logs.period_days=7 start on Mondays"
+                in res.output and "use 2026-01-05" in res.output)
+    assert not (tmp_path / "logs").exists()

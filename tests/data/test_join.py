@@ -52,7 +52,7 @@ FB = _fb([
     ("d", _t(1450), 1),  # 00:10 the next day: in window
     ("x", _t(100), 1),  # unknown request: orphan
     ("p", _t(3), 1),  # a late click of the previous day's impression p
-    ("z", _t(1445), 1),  # next day's own feedback: belongs to the next period
+    ("z", _t(1445), 1),  # next day's own feedback: the next period's, never read
 ])
 
 
@@ -74,10 +74,25 @@ def test_join_semantics_hand_computed():
     assert table.filter(pl.col("request_id") == "a")["label_time"].item() == _t(60)
     assert stats == {
         "impressions_raw": 6, "duplicate_impressions": 1, "rows": 5, "clicks": 3,
-        "ctr": 0.6, "feedback_rows": 10, "clicks_in_window": 4, "duplicate_clicks": 1,
+        "ctr": 0.6, "feedback_rows": 9, "clicks_in_window": 4, "duplicate_clicks": 1,
         "late_labels": 1, "early_labels": 1, "explicit_negatives": 1, "orphan_labels": 1,
-        "previous_period_feedback": 1, "next_period_feedback": 1,
+        "previous_period_feedback": 1, "next_day_feedback": 1,
     }
+
+
+def test_feedback_a_later_ingest_adds_changes_nothing():
+    """The next day's partition grows when the next period is ingested: its own clicks, and
+    clicks after ``end + window``. The join reads none of them, so it is a function of the
+    period: the same table and the same counts before and after."""
+    table, stats = _join()
+    later = pl.concat([FB, _fb([
+        ("z2", _t(1441), 1),  # the next period's own click, inside end + window
+        ("z3", _t(1450), 0),  # its explicit non-click
+        ("z4", _t(1500), 7),  # even a bad click of the next period is not this period's
+        ("a", _t(1440 + 61), 1),  # a click of a after end + window: could only be late
+    ])])
+    table2, stats2 = _join(fb=later)
+    assert table2.equals(table) and stats2 == stats
 
 
 def test_y_last_can_come_from_the_base_score():

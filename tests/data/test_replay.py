@@ -12,14 +12,28 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 
 from reloop.config import params_from_dict
 from reloop.ingest.download import download, parse_checksum
-from reloop.ingest.replay import convert, read_events, replay_day, suggested_features
+from reloop.ingest.replay import (
+    convert,
+    read_events,
+    read_manifest,
+    replay_day,
+    replay_range,
+    suggested_features,
+    suggested_validation,
+)
+from reloop.ingest.stage import ingest_period
 from reloop.join.join import join_period
-from reloop.logs.store import read_partition
+from reloop.logs.store import LogError, MissingPartitionError, list_dates, read_partition
 from reloop.serving.scorer import load_scorer
+from reloop.validate.run import validate_joined, validate_period
 from tests.data.conftest import tiny_params
+
+#: the real snapshot, beside the repository (not in a user's clone)
+REAL_MOVIETWEETINGS = Path(__file__).resolve().parents[2] / "../shared/data/movietweetings-100k"
 
 # 1997-09-20 is 874713600 UTC
 ML100K_DATA = "\n".join([
@@ -109,6 +123,174 @@ def test_movielens_1m_format(tmp_path):
     assert (star["genre"], star["release_year"], star["label"], star["age"]) == (
         "Action", 1977, 1, 1)
     assert ev["label"].sum() == 2
+
+
+# MovieTweetings 100K format: ratings ordered by user, not time; rating 0-10, >= 8 is a click.
+# In time order: 2013-03-06 (Wed) 08:00 and 10:15, 2013-03-07 12:00 and 23:59:59,
+# 2013-03-11 (Mon) 21:00, 2013-03-12 00:30; no events on 2013-03-08 .. 2013-03-10.
+MT_RATINGS = "\n".join([
+    "1::0111161::9::1362564900",  # 03-06 10:15, click            -> mt-1
+    "1::1853728::7::1363035600",  # 03-11 21:00, no click         -> mt-4
+    "2::0111161::8::1362556800",  # 03-06 08:00, click (8 counts) -> mt-0
+    "2::0068646::10::1362700799",  # 03-07 23:59:59, click         -> mt-3
+    "3::1853728::8::1363048200",  # 03-12 00:30, click            -> mt-5
+    "3::0000001::5::1362657600",  # 03-07 12:00, no click         -> mt-2
+]) + "\n"
+MT_MOVIES = "\n".join([
+    "0000001::Carmencita (1894)::",  # no genre listed
+    "0004972::Fantômas - À l'ombre de la guillotine (1913)::Crime|Drama",  # UTF-8, never rated
+    "0068646::The Godfather (1972)::Crime|Drama",
+    "0111161::The Shawshank Redemption (1994)::Crime|Drama",
+    "1853728::Django Unchained (2012)::Drama|Western",
+]) + "\n"
+
+
+def _write_movietweetings(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ratings.dat").write_text(MT_RATINGS, encoding="utf-8")
+    (folder / "movies.dat").write_text(MT_MOVIES, encoding="utf-8")
+    return folder
+
+
+def _movietweetings(tmp_path: Path, **overrides) -> tuple:
+    overrides["logs"] = {"source": "replay", **overrides.get("logs", {})}
+    params = _replay_params(tmp_path, "movietweetings", **overrides)
+    return params, convert(params, "movietweetings", _write_movietweetings(tmp_path / "mt"))
+
+
+def test_movietweetings_convert(tmp_path):
+    params, summary = _movietweetings(tmp_path, logs={"period_days": 7})
+    assert (summary["rows"], summary["days"], summary["ctr"]) == (6, 4, 4 / 6)
+    assert (summary["first_date"], summary["last_date"]) == ("2013-03-06", "2013-03-12")
+    # the replay range is widened to whole Monday..Sunday weeks
+    assert (summary["replay_start"], summary["replay_end"]) == ("2013-03-04", "2013-03-17")
+    assert replay_range(params) == (dt.date(2013, 3, 4), dt.date(2013, 3, 17))
+    ev = pl.concat([read_events(params, d) for d in ("2013-03-06", "2013-03-07", "2013-03-11",
+                                                      "2013-03-12")])
+    assert ev["request_id"].to_list() == [f"mt-{i}" for i in range(6)]  # time order
+    assert ev["user_id"].to_list() == [2, 1, 3, 2, 1, 3]
+    assert ev["item_id"].to_list() == [111161, 111161, 1, 68646, 1853728, 1853728]
+    assert ev["label"].to_list() == [1, 1, 0, 1, 0, 1]
+    assert ev["genre"].to_list() == ["Crime", "Crime", None, "Crime", "Drama", "Drama"]
+    assert ev["n_genres"].to_list() == [2, 2, 0, 2, 2, 2]
+    assert ev["release_year"].to_list() == [1994, 1994, 1894, 1972, 2012, 2012]
+    assert ev["hour"].to_list() == [8, 10, 12, 23, 21, 0]
+    assert set(ev.columns) >= {f["name"] for f in suggested_features("movietweetings")["fields"]}
+    m = read_manifest(params)
+    assert m["day_rows"] == {"2013-03-06": 2, "2013-03-07": 2, "2013-03-11": 1, "2013-03-12": 1}
+    assert m["day_clicks"] == {"2013-03-06": 2, "2013-03-07": 1, "2013-03-11": 0, "2013-03-12": 1}
+    # the threshold is its own knob (MovieLens' min_rating is on a 1-5 scale)
+    strict, _ = _movietweetings(tmp_path / "strict", replay={"movietweetings_min_rating": 10})
+    assert read_events(strict, "2013-03-07")["label"].to_list() == [0, 1]
+
+
+def test_convert_suggests_a_validation_section_fitted_to_the_data(tmp_path):
+    params, summary = _movietweetings(tmp_path, logs={"period_days": 7})
+    # weekly periods from Monday 2013-03-04: 4 rows / 3 clicks (CTR 0.75), then 2 rows / 1 click
+    # (0.5). Bounds halfway to 0 and to 1: 0.25 and 0.875. The second week is 1/3 below the
+    # first: tolerance 1.5 x 1/3 = 0.5.
+    fitted = suggested_validation(params, read_manifest(params))
+    assert (fitted["min_rows"], fitted["ctr_min"], fitted["ctr_max"], fitted["ctr_tolerance"]) \
+        == (0, 0.25, 0.875, 0.5)
+    assert fitted["out_root"] == params.validation.out_root  # the rest is kept as it was
+    written = yaml.safe_load(Path(summary["suggested_params"]).read_text())
+    assert written == {"features": suggested_features("movietweetings"), "validation": fitted}
+    assert yaml.safe_load(Path(summary["features_yaml"]).read_text()) == {
+        "features": suggested_features("movietweetings")}
+    # both sections paste into params.yaml as they are
+    pasted = _replay_params(tmp_path / "p", "movietweetings", validation=fitted)
+    assert pasted.validation.ctr_max == 0.875
+    # the defaults (ctr_max 0.5) would quarantine this dataset; the suggestion accepts it
+    daily, _ = _movietweetings(tmp_path / "daily", logs={"period_days": 1})
+    # daily CTRs 1.0, 0.5, 0.0, 1.0: bounds 0 and 1
+    fitted = suggested_validation(daily, read_manifest(daily))
+    assert (fitted["ctr_min"], fitted["ctr_max"]) == (0.0, 1.0)
+
+
+def test_empty_days_inside_the_range_are_empty_partitions(tmp_path):
+    params, _ = _movietweetings(tmp_path, logs={"period_days": 7})
+    # the suggested validation (ctr_max 0.875), with a row floor of 2 a day
+    checks = {**suggested_validation(params, read_manifest(params)), "min_rows": 2}
+    params = _replay_params(tmp_path, "movietweetings", validation=checks,
+                            logs={"period_days": 7, "source": "replay"})
+    # the week of Monday 2013-03-04 has events on Wednesday and Thursday only
+    out = ingest_period(params, "2013-03-04")
+    assert [d["impressions"] for d in out["days"]] == [0, 0, 2, 2, 0, 0, 0]
+    assert [d["clicks"] for d in out["days"]] == [0, 0, 2, 1, 0, 0, 0]
+    root = params.logs.root
+    assert [d.isoformat() for d in list_dates(root, "impressions")] == [
+        f"2013-03-{d:02d}" for d in range(4, 11)]
+    assert read_partition(root, "impressions", "2013-03-05").height == 0
+    assert read_partition(root, "feedback", "2013-03-05").height == 0
+    ingest_period(params, "2013-03-04")  # a rerun writes identical (also empty) parts: no-op
+    # validation accepts an empty replay day although min_rows is 2 (GX runs on zero rows)
+    checked = validate_period(params, "2013-03-04")
+    assert checked["success"] and {s["rows"] for s in checked["partitions"]} == {0, 1, 2}
+    stats = join_period(params, "2013-03-04")
+    assert (stats["rows"], stats["clicks"]) == (4, 3)
+    # the joined floor is min_rows x the 2 days with rows (4), not x 7 (14)
+    assert validate_joined(params, "2013-03-04")["success"]
+    # the same empty partition from another source is still a failed check
+    other = _replay_params(tmp_path, "movietweetings", validation=checks,
+                           logs={"period_days": 7, "source": "external"})
+    with pytest.raises(ValueError, match=r"(?s)impressions/date=2013-03-04 .*"
+                                         r"'min_value': 2, .*observed 0"):
+        validate_period(other, "2013-03-04", ("impressions",))
+
+
+def test_days_outside_the_range_and_a_missing_conversion_are_named(tmp_path):
+    params, _ = _movietweetings(tmp_path)
+    with pytest.raises(LogError, match=r"replay day 2013-03-18 is outside the converted "
+                                        r"movietweetings events, which cover 2013-03-04 \.\. "
+                                        r"2013-03-17"):
+        read_events(params, "2013-03-18")
+    fresh = _replay_params(tmp_path / "fresh", "movietweetings")
+    with pytest.raises(MissingPartitionError, match="run `reloop replay convert movietweetings "
+                                                    "--source DIR` first"):
+        read_events(fresh, "2013-03-06")
+
+
+def test_a_period_that_fails_on_a_later_day_writes_nothing(tmp_path):
+    # 3-day periods have no weekday rule: Saturday 03-16, Sunday 03-17, then 03-18, outside
+    params, _ = _movietweetings(tmp_path, logs={"period_days": 3})
+    with pytest.raises(LogError, match="replay day 2013-03-18 is outside"):
+        ingest_period(params, "2013-03-16")
+    assert list_dates(params.logs.root, "impressions") == []
+    assert list_dates(params.logs.root, "feedback") == []
+    # the simulator: a weekly period must start on a Monday, checked before any day is written
+    sim = tiny_params(tmp_path / "sim", logs={"period_days": 7})
+    with pytest.raises(ValueError, match="2026-01-07 is a Wednesday.*use 2026-01-05"):
+        ingest_period(sim, "2026-01-07")
+    assert list_dates(sim.logs.root, "impressions") == []
+
+
+def test_real_movietweetings_100k(tmp_path):
+    if not (REAL_MOVIETWEETINGS / "ratings.dat").is_file():
+        pytest.skip(f"the real MovieTweetings 100K snapshot is not at {REAL_MOVIETWEETINGS} "
+                    "(it lives in ../shared/data, outside a user's clone)")
+    params = _replay_params(tmp_path, "movietweetings", logs={"period_days": 7})
+    summary = convert(params, "movietweetings", REAL_MOVIETWEETINGS)
+    # 2013-02-28 14:38 .. 2013-09-01 20:27 UTC: 185.2 days, on 186 calendar dates, none empty;
+    # 50,542 ratings >= 8
+    assert (summary["rows"], summary["days"], summary["ctr"]) == (100_000, 186, 0.50542)
+    assert (summary["first_date"], summary["last_date"]) == ("2013-02-28", "2013-09-01")
+    # Thursday 2013-02-28 widens to Monday 2013-02-25; 2013-09-01 is a Sunday: 27 whole weeks
+    assert (summary["replay_start"], summary["replay_end"]) == ("2013-02-25", "2013-09-01")
+    m = read_manifest(params)
+    start = dt.date(2013, 2, 25)
+    weeks = [sum(m["day_rows"].get((start + dt.timedelta(days=7 * w + i)).isoformat(), 0)
+                 for i in range(7)) for w in range(27)]
+    assert (weeks[0], min(weeks), sorted(weeks)[13], max(weeks), weeks[-1]) == (
+        2332, 2332, 3663, 5142, 5142)
+    assert sum(weeks) == 100_000
+    fitted = suggested_validation(params, m)  # weekly CTRs 0.4729 .. 0.5396
+    assert (fitted["min_rows"], fitted["ctr_min"], fitted["ctr_max"], fitted["ctr_tolerance"]) \
+        == (0, 0.236, 0.77, 0.1)
+    assert read_events(params, "2013-02-25").height == 0  # an empty day before the first event
+    first = read_events(params, "2013-02-28")
+    assert first.height == 245 and first["event_time"][0] == dt.datetime(
+        2013, 2, 28, 14, 38, 27, tzinfo=dt.UTC)
+    assert first["genre"].null_count() < first.height and first["release_year"].null_count() == 0
 
 
 AVAZU_HEADER = ("id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,"
@@ -246,6 +428,9 @@ def test_download_pins_a_checksum_on_first_use(tmp_path):
         download(params, "criteo", url=src.as_uri())
     with pytest.raises(ValueError, match="Kaggle"):
         download(params, "avazu")
+    with pytest.raises(ValueError, match="place ratings.dat and movies.dat of snapshots/100K "
+                                         "from https://github.com/sidooms/MovieTweetings"):
+        download(params, "movietweetings")
     assert parse_checksum("sha256:" + "A" * 64) == ("sha256", "a" * 64)
     with pytest.raises(ValueError, match="must look like"):
         parse_checksum("crc32:1234")

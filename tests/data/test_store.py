@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -13,8 +14,10 @@ from reloop.logs.store import (
     MissingPartitionError,
     RawPartitionExistsError,
     as_date,
+    check_period_start,
     list_dates,
     part_files,
+    period_start,
     read_partition,
     scan_partitions,
     write_part,
@@ -92,6 +95,43 @@ def test_write_part_is_append_only_and_idempotent(tmp_path):
     assert read_partition(tmp_path, "feedback", "2026-01-05").height == 4
     assert list_dates(tmp_path, "feedback") == [dt.date(2026, 1, 5)]
     assert not list((tmp_path / "feedback" / "date=2026-01-05").glob(".*"))  # no temp files
+
+
+def test_write_part_accepts_an_empty_frame(tmp_path):
+    empty = _feedback("2026-01-05").clear()  # a replay day without events
+    path = write_part(tmp_path, "feedback", "2026-01-05", empty, "replay-2026-01-05")
+    before = tree_digest(tmp_path)
+    assert write_part(tmp_path, "feedback", "2026-01-05", empty, "replay-2026-01-05") == path
+    assert tree_digest(tmp_path) == before  # an identical empty rewrite is a no-op too
+    back = read_partition(tmp_path, "feedback", "2026-01-05")
+    assert back.height == 0 and back.schema == empty.schema
+    with pytest.raises(RawPartitionExistsError):
+        write_part(tmp_path, "feedback", "2026-01-05", _feedback("2026-01-05"),
+                   "replay-2026-01-05")
+
+
+def test_weekly_periods_start_on_mondays(tmp_path):
+    from reloop.pipeline import run_stage
+    from reloop.pipeline.airflow import period_starts
+
+    saturday, monday = dt.date(2013, 3, 2), dt.date(2013, 2, 25)
+    assert period_start(saturday, 7) == monday == period_start(monday, 7)
+    assert period_start(saturday, 14) == monday  # any whole number of weeks
+    assert period_start(saturday, 1) == saturday == period_start(saturday, 3)  # no fixed phase
+    assert check_period_start("2013-02-25", 7) == monday
+    msg = r"2013-03-02 is a Saturday; .* start on Mondays .*: use 2013-02-25"
+    with pytest.raises(ValueError, match=f"period start {msg}"):
+        check_period_start(saturday, 7)
+    assert check_period_start(saturday, 1) == saturday
+    # one rule for every entry point: the stage runner (DAG, `reloop stage|run`) and backfills
+    weekly = tiny_params(tmp_path, logs={"period_days": 7})
+    with pytest.raises(ValueError, match=msg):
+        run_stage("ingest", weekly, "2013-03-02")
+    assert not Path(weekly.pipeline.lock_file).exists() and not (tmp_path / "logs").exists()
+    with pytest.raises(ValueError, match=f"--start {msg}"):
+        period_starts("2013-03-02", "2013-03-30", 7)
+    assert period_starts("2013-02-25", "2013-03-11", 7) == [
+        monday, dt.date(2013, 3, 4), dt.date(2013, 3, 11)]
 
 
 def test_write_part_refuses_rows_of_another_date(tmp_path):

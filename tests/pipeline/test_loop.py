@@ -28,8 +28,8 @@ def loop_params(root: Path, **overrides) -> Params:
     pipeline["lock_file"] = str(root / "reloop.lock")
     pipeline["plots_file"] = str(root / "reports" / "plots" / "periods.json")
     pipeline |= overrides.pop("pipeline", {})
-    return tiny_params(root, pipeline=pipeline, evaluate={"bootstrap": 20, "slots": 4},
-                       **overrides)
+    evaluate = {"bootstrap": 20, "slots": 4} | overrides.pop("evaluate", {})
+    return tiny_params(root, pipeline=pipeline, evaluate=evaluate, **overrides)
 
 
 def period_digest(root: Path, day: str) -> dict[str, str]:
@@ -81,7 +81,11 @@ def test_evaluation_reports_both_models_with_and_without_memory(two_periods):
         ci = ev["auc_diff"][kind]
         assert ci["low"] <= ci["diff"] <= ci["high"]
     assert ev["oracle"]  # the built-in world reports the best attainable AUC
-    assert ev["holdout_rows"] > 0 and ev["window_rows"] > 0
+    # both memories start empty (evaluate.prefill: none) and learn the holdout slot by slot
+    assert ev["holdout_rows"] > 0 and ev["window_rows"] == 0 and ev["prefill"] == "none"
+    for kind in ("base", "memory"):
+        ll = ev["logloss_diff"][kind]
+        assert ll["low"] <= ll["diff"] <= ll["high"]
 
 
 def test_snapshot_is_bound_to_its_candidate(two_periods):

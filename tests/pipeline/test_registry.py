@@ -5,6 +5,9 @@ import pytest
 
 from reloop.registry import Registry, RegistryError
 
+# version ids have the model_id format: 16 lowercase hex characters
+A, B, UNKNOWN = "a" * 16, "b" * 16, "0123456789abcdef"
+
 
 def _fake_checkpoint(tmp_path, name, payload=b"weights"):
     d = tmp_path / "src" / name
@@ -18,52 +21,52 @@ def test_register_promote_and_rollback(tmp_path):
     reg = Registry(tmp_path / "registry")
     assert reg.production() is None and reg.versions() == []
     a = reg.register(
-        "aaa", _fake_checkpoint(tmp_path, "aaa"), {"period": "2026-01-01", "parent_id": None}
+        A, _fake_checkpoint(tmp_path, A), {"period": "2026-01-01", "parent_id": None}
     )
     snap = tmp_path / "snap"
     snap.mkdir()
     (snap / "memory.safetensors").write_bytes(b"sketch")
     reg.register(
-        "bbb",
-        _fake_checkpoint(tmp_path, "bbb"),
-        {"period": "2026-01-02", "parent_id": "aaa"},
+        B,
+        _fake_checkpoint(tmp_path, B),
+        {"period": "2026-01-02", "parent_id": A},
         memory_dir=snap,
     )
-    assert [v.model_id for v in reg.versions()] == ["aaa", "bbb"]
+    assert [v.model_id for v in reg.versions()] == [A, B]
     assert (
-        a.memory_dir is None and reg.get("bbb").memory_dir.joinpath("memory.safetensors").is_file()
+        a.memory_dir is None and reg.get(B).memory_dir.joinpath("memory.safetensors").is_file()
     )
 
-    reg.promote("aaa", period="2026-01-01", reason="first model")
-    reg.promote("bbb", period="2026-01-02", reason="auc gain")
-    assert reg.production().model_id == "bbb"
-    back = reg.rollback("aaa")
-    assert reg.production().model_id == "aaa" and back.checkpoint_dir.is_dir()
+    reg.promote(A, period="2026-01-01", reason="first model")
+    reg.promote(B, period="2026-01-02", reason="auc gain")
+    assert reg.production().model_id == B
+    back = reg.rollback(A)
+    assert reg.production().model_id == A and back.checkpoint_dir.is_dir()
     assert [(e["action"], e["model_id"], e["previous"]) for e in reg.history()] == [
-        ("promote", "aaa", None),
-        ("promote", "bbb", "aaa"),
-        ("rollback", "aaa", "bbb"),
+        ("promote", A, None),
+        ("promote", B, A),
+        ("rollback", A, B),
     ]
 
 
 def test_register_is_idempotent_and_unknown_versions_are_refused(tmp_path):
     reg = Registry(tmp_path / "registry")
-    first = reg.register("aaa", _fake_checkpoint(tmp_path, "aaa"), {"period": "p1"})
-    again = reg.register("aaa", _fake_checkpoint(tmp_path, "aaa2", b"other"), {"period": "p9"})
+    first = reg.register(A, _fake_checkpoint(tmp_path, A), {"period": "p1"})
+    again = reg.register(A, _fake_checkpoint(tmp_path, "a2" * 8, b"other"), {"period": "p9"})
     assert again.lineage == first.lineage  # unchanged
     with pytest.raises(
-        RegistryError, match=r"version 'zzz' is not in the registry; known: \['aaa'\]"
+        RegistryError, match=rf"version '{UNKNOWN}' is not in the registry; known: \['a{{16}}'\]"
     ):
-        reg.promote("zzz")
+        reg.promote(UNKNOWN)
     with pytest.raises(RegistryError, match="not in the registry"):
-        reg.rollback("zzz")
+        reg.rollback(UNKNOWN)
 
 
 def test_a_crash_during_promotion_leaves_the_old_pointer(tmp_path, monkeypatch):
     reg = Registry(tmp_path / "registry")
-    for name in ("aaa", "bbb"):
+    for name in (A, B):
         reg.register(name, _fake_checkpoint(tmp_path, name), {"period": name})
-    reg.promote("aaa")
+    reg.promote(A)
     before = (tmp_path / "registry" / "production.json").read_bytes()
 
     def crash(*_a, **_k):
@@ -71,10 +74,10 @@ def test_a_crash_during_promotion_leaves_the_old_pointer(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        reg.promote("bbb")
+        reg.promote(B)
     monkeypatch.undo()
     assert (tmp_path / "registry" / "production.json").read_bytes() == before
-    assert reg.production().model_id == "aaa"
+    assert reg.production().model_id == A
     assert not [p for p in (tmp_path / "registry").iterdir() if p.name.startswith(".production")]
 
 

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from reloop.evaluate.bootstrap import paired_bootstrap_auc_diff
+from reloop.evaluate.bootstrap import paired_bootstrap_auc_diff, paired_bootstrap_logloss_diff
 from reloop.promote.gate import decide
 
 GATE = dict(min_auc_gain=0.001, max_logloss_regression=0.002, require_ci_excludes_zero=False)
@@ -46,3 +46,42 @@ def test_bootstrap_bad_input():
     with pytest.raises(ValueError, match="shapes differ"):
         paired_bootstrap_auc_diff(np.array([0, 1]), np.array([0.1]), np.array([0.1, 0.2]))
     assert math.isnan(paired_bootstrap_auc_diff(np.ones(3), np.ones(3), np.ones(3))["diff"])
+
+
+def test_ci_rule_refuses_only_on_evidence():
+    inc = {"auc": 0.700, "logloss": 0.500}
+    ci_gate = dict(GATE, rule="ci")
+    # a lower point estimate whose CI still reaches min_auc_gain: promoted under "ci" ...
+    noisy = {"auc": 0.698, "logloss": 0.503}
+    auc_ci = {"diff": -0.002, "low": -0.010, "high": 0.006}
+    ll_ci = {"diff": 0.003, "low": -0.001, "high": 0.007}
+    assert decide(noisy, inc, auc_ci, rule="ci", logloss_diff_ci=ll_ci,
+                  **GATE).promote
+    # ... and refused under "point"
+    assert not decide(noisy, inc, auc_ci, logloss_diff_ci=ll_ci, **GATE).promote
+    # the whole AUC CI below min_auc_gain: refused, the reason quotes the CI
+    worse = decide(noisy, inc, {"diff": -0.02, "low": -0.03, "high": -0.01},
+                   logloss_diff_ci=ll_ci, **ci_gate)
+    assert not worse.promote and "CI high -0.01000 < min_auc_gain 0.001" in worse.reasons[0]
+    # the whole logloss CI above the tolerated regression: refused
+    ll_bad = decide(noisy, inc, auc_ci, logloss_diff_ci={"diff": 0.01, "low": 0.005,
+                                                          "high": 0.02}, **ci_gate)
+    assert not ll_bad.promote and "CI low +0.00500 > max_logloss_regression" in ll_bad.reasons[1]
+    # a missing CI falls back to the point estimate
+    assert not decide(noisy, inc, None, **ci_gate).promote
+    with pytest.raises(ValueError, match="rule='vote' is not supported"):
+        decide(noisy, inc, None, rule="vote", **GATE)
+
+
+
+def test_paired_logloss_bootstrap_hand_case():
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    a = np.array([0.8, 0.2, 0.8, 0.2])
+    b = np.array([0.5, 0.5, 0.5, 0.5])
+    out = paired_bootstrap_logloss_diff(y, a, b, n_boot=50, seed=0)
+    # every row gains log(0.8) - log(0.5) exactly, so every replicate has the same mean
+    expected = -math.log(0.8) + math.log(0.5)
+    assert out["diff"] == pytest.approx(expected)
+    assert out["low"] == pytest.approx(expected) and out["high"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="shapes differ"):
+        paired_bootstrap_logloss_diff(y, a[:3], b)

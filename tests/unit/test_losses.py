@@ -106,3 +106,38 @@ def test_unknown_loss_is_named():
     assert set(LOSSES) == {"ce", "kd", "reloop"}
     with pytest.raises(ValueError, match=r"loss='focal' is not supported; expected one of"):
         get_loss("focal")
+
+
+def test_mask_drops_the_extra_term_on_masked_rows_hand_computed():
+    # rows 2 and 4 were served by the bootstrap policy: cross-entropy alone there
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    sc = [0.0, 0.1, 0.0, 0.1]
+    rows = [0.5 * sc[0] + 0.5 * CE[0], CE[1], 0.5 * sc[2] + 0.5 * CE[2], CE[3]]
+    got = reloop_loss(Y_HAT, Y, Y_LAST, 0.5, mask=mask).item()
+    assert got == pytest.approx(sum(rows) / 4, rel=1e-6)
+    assert reloop_loss_with_logits(torch.logit(Y_HAT), Y, Y_LAST, 0.5, mask=mask).item() == (
+        pytest.approx(got, rel=1e-5))
+    # a mask of ones is the plain loss; a mask of zeros is cross-entropy
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    assert reloop_loss(Y_HAT, Y, Y_LAST, 0.5, mask=ones).item() == pytest.approx(
+        reloop_loss(Y_HAT, Y, Y_LAST, 0.5).item(), rel=1e-6)
+    assert kd_loss(Y_HAT, Y, Y_LAST, 0.5, mask=zeros).item() == pytest.approx(sum(CE) / 4,
+                                                                              rel=1e-6)
+
+
+def test_weight_gives_the_weighted_mean_hand_computed():
+    w = torch.tensor([1.0, 0.5, 0.25, 0.25])
+    rows = [0.5 * s + 0.5 * c for s, c in zip([0.0, 0.1, 0.0, 0.1], CE, strict=True)]
+    expected = sum(wi * r for wi, r in zip([1.0, 0.5, 0.25, 0.25], rows, strict=True)) / 2.0
+    assert reloop_loss(Y_HAT, Y, Y_LAST, 0.5, weight=w).item() == pytest.approx(expected,
+                                                                                rel=1e-6)
+    logits = torch.logit(Y_HAT)
+    assert reloop_loss_with_logits(logits, Y, Y_LAST, 0.5, weight=w).item() == pytest.approx(
+        expected, rel=1e-5)
+    ce_w = sum(wi * c for wi, c in zip([1.0, 0.5, 0.25, 0.25], CE, strict=True)) / 2.0
+    assert LOSSES["ce"](logits, Y, None, 0.0, weight=w).item() == pytest.approx(ce_w, rel=1e-5)
+    # equal weights are the plain mean
+    assert reloop_loss(Y_HAT, Y, Y_LAST, 0.5, weight=torch.full((4,), 3.0)).item() == (
+        pytest.approx(reloop_loss(Y_HAT, Y, Y_LAST, 0.5).item(), rel=1e-6))
+    with pytest.raises(ValueError, match="sum to zero"):
+        reloop_loss(Y_HAT, Y, Y_LAST, 0.5, weight=torch.zeros(4))

@@ -462,7 +462,8 @@ def test_hash_rank_one_by_hand():
     # the first batch's unit vectors are e0 and e1 (5 of each): centred, they are
     # +-(0.5, -0.5, 0, 0), so the top principal direction is (1, -1, 0, 0) / sqrt(2) and the
     # rank-1 projector is 0.5 * [[1, -1], [-1, 1]] in the first two coordinates, 0 elsewhere
-    mem = ErrorMemory(4, MemoryConfig(K=2, L=3, normalize="cosine", hash_rank=1, seed=4))
+    mem = ErrorMemory(4, MemoryConfig(K=2, L=3, normalize="cosine", hash_rank=1, seed=4,
+                                          min_leaf_rows=1))
     h = torch.tensor([[2.0, 0, 0, 0], [0, 3.0, 0, 0]]).repeat(5, 1)
     mem.write(h, torch.zeros(10), torch.full((10,), 0.5, dtype=F64))
     expected = torch.zeros(4, 4)

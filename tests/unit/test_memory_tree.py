@@ -116,7 +116,8 @@ def test_tree_fills_far_more_buckets_than_plane_cuts_on_low_rank_hidden_vectors(
     y, yb = torch.zeros(4000), torch.full((4000,), 0.5, dtype=F64)
     used = {}
     for cuts in ("plane", "tree"):
-        mem = ErrorMemory(32, MemoryConfig(K=4, L=12, cuts=cuts, leaf_share=0.005, seed=1))
+        mem = ErrorMemory(32, MemoryConfig(K=4, L=12, cuts=cuts, leaf_share=0.005, seed=1,
+                                            min_leaf_rows=1))
         mem.write(h, y, yb)
         counts = [torch.bincount(mem.bucket_ids(h)[:, k]) for k in range(4)]
         used[cuts] = min(int((c > 0).sum()) for c in counts)
@@ -134,7 +135,8 @@ def test_tree_fills_far_more_buckets_than_plane_cuts_on_low_rank_hidden_vectors(
 @pytest.mark.parametrize("normalize", ["cosine", "standardize", "center"])
 def test_memory_tree_hash_equals_the_reference_walk(normalize):
     h = _relu_batch(3000, 1) * 3.0
-    mem = ErrorMemory(32, MemoryConfig(K=4, L=8, normalize=normalize, leaf_share=0.01, seed=2))
+    mem = ErrorMemory(32, MemoryConfig(K=4, L=8, normalize=normalize, leaf_share=0.01, seed=2,
+                                      min_leaf_rows=1))
     mem.write(h[:2000], torch.zeros(2000), torch.full((2000,), 0.5, dtype=F64))
     q = h[2000:]
     if normalize == "cosine":
@@ -192,3 +194,25 @@ def test_snapshot_written_before_tree_cuts_loads_with_plane_cuts(tmp_path):
     back = ErrorMemory.load(path, model_id="m")
     assert back.config.cuts == "plane" and back.tree_ is None
     assert torch.equal(back.bucket_ids(h), mem.bucket_ids(h))
+
+
+def test_min_leaf_rows_floors_the_buckets_of_a_small_first_batch():
+    import torch
+
+    from reloop.memory.config import MemoryConfig
+    from reloop.memory.sketch import ErrorMemory
+
+    h = torch.rand(200, 8)
+    y, base = torch.zeros(200, dtype=torch.float64), torch.full((200,), 0.1, dtype=torch.float64)
+    counts = {}
+    for floor in (1, 50):
+        mem = ErrorMemory(8, MemoryConfig(K=2, L=6, min_leaf_rows=floor), model_id="m")
+        mem.write(h, y, base)
+        ids = mem.bucket_ids(h)  # (n, K) bucket of each row in each array
+        counts[floor] = [torch.unique(ids[:, k], return_counts=True)[1] for k in range(2)]
+    # leaf_share 0.003 of 200 rows is below one row: without a floor, buckets of 1-3 rows;
+    # with min_leaf_rows 50 a node of m rows is cut only when m >= 100, so every bucket the
+    # batch reaches holds at least 50 of its rows (200 rows: 4 buckets of 50)
+    assert min(int(c.min()) for c in counts[1]) < 4
+    for c in counts[50]:
+        assert int(c.min()) >= 50 and len(c) == 4

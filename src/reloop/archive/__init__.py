@@ -60,8 +60,9 @@ def _run(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.Comple
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if check and done.returncode != 0:
+        said = [line for line in (done.stderr or done.stdout)[-2000:].splitlines() if line.strip()]
         raise ArchiveError(f"`{' '.join(args)}` failed in {cwd} (exit {done.returncode}):\n"
-                           f"{(done.stderr or done.stdout)[-2000:]}")
+                           + "\n".join(f"  {line}" for line in said))
     return done
 
 
@@ -295,8 +296,12 @@ def restore_period(params: Params, start: str | dt.date | None, out: str | Path,
         day = m.group(1)
     else:
         day = as_date(start, "--date").isoformat()
-    _run([sys.executable, "-m", "dvc", "get", str(root), f"{PERIODS}/date={day}", "--rev", rev,
-          "-o", str(out)], out.parent if out.parent.exists() else Path.cwd())
+    try:
+        _run([sys.executable, "-m", "dvc", "get", str(root), f"{PERIODS}/date={day}", "--rev",
+              rev, "-o", str(out)], out.parent if out.parent.exists() else Path.cwd())
+    except ArchiveError:  # e.g. neither the cache nor the remote holds the data
+        shutil.rmtree(out, ignore_errors=True)  # `out` did not exist: leave no half restore
+        raise
     manifest = json.loads((out / MANIFEST).read_text())
     bad = []
     for name, entry in manifest["entries"].items():

@@ -10,6 +10,9 @@ The report holds Evidently's ``DataDriftPreset`` over the feature fields (minus
 ``y`` (``drift.label_method``, a two-proportion z-test by default), with Evidently's tests on, so
 every column gets a drifted / not-drifted verdict.
 
+Categorical values reach Evidently as integer codes (:func:`category_codes`), so the report does
+not depend on the process's string-hash seed.
+
 Written to ``<drift.out_root>/date=D/``: ``report.html`` (self-contained), ``report.json``
 (Evidently's snapshot) and ``summary.json``, the small dict later stages and the DAG read::
 
@@ -18,6 +21,10 @@ Written to ``<drift.out_root>/date=D/``: ``report.html`` (self-contained), ``rep
 
 Without a reference (the first period) only ``summary.json`` is written, with
 ``"reference": null`` and null drift figures.
+
+Evidently names every widget of ``report.html`` with a fresh ``uuid7`` and the dashboard with a
+fresh ``uuid4``; :func:`stable_html` renumbers them in order of appearance, so a rerun of a period
+writes a byte-identical report (and the archive gets no new version of an unchanged period).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +54,22 @@ def drift_dir(params: Params, start: str | dt.date) -> Path:
     return Path(params.drift.out_root) / f"date={as_date(start).isoformat()}"
 
 
+#: the random ids Evidently puts in its HTML: widget ids (uuid7) and the dashboard id (uuid4 hex)
+_WIDGET_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\b")
+_DASHBOARD_ID = re.compile(r"(?<=metric_)[0-9a-f]{32}\b")
+_STABLE_IDS = ((_WIDGET_ID, "00000000-0000-7000-8000-{:012x}"), (_DASHBOARD_ID, "{:032x}"))
+
+
+def stable_html(html: str) -> str:
+    """``html`` with Evidently's random ids replaced by ids numbered in order of first appearance
+    (each id consistently, so the page's references between widgets still hold)."""
+    for pattern, fmt in _STABLE_IDS:
+        seen: dict[str, str] = {}
+        html = pattern.sub(lambda m, s=seen, f=fmt: s.setdefault(m.group(0), f.format(len(s))),
+                           html)
+    return html
+
+
 def _joined_starts(params: Params) -> list[dt.date]:
     return [day for day, _ in dated_dirs(params.join.out_root, "train.parquet")]
 
@@ -64,6 +88,22 @@ def reference_periods(params: Params, start: dt.date) -> list[dt.date]:
 
 def _sample(df: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
     return df if n == 0 or df.height <= n else df.sample(n=n, seed=seed)
+
+
+def category_codes(current: pl.DataFrame, reference: pl.DataFrame,
+                   columns: list[str]) -> dict[str, dict[str, int]]:
+    """Each categorical column's values (as strings, both frames) numbered in sorted order.
+
+    Evidently collects a categorical column's values in a Python ``set``; string hashes change
+    with every process (``PYTHONHASHSEED``), so the order its distances are summed in, and their
+    last digits, would too. Integer codes hash to themselves: the report is the same in every
+    process. ``summary.json`` lists each column's values in code order.
+    """
+    out = {}
+    for c in columns:
+        values = pl.concat([current[c].cast(pl.String), reference[c].cast(pl.String)])
+        out[c] = {v: i for i, v in enumerate(sorted(values.drop_nulls().unique().to_list()))}
+    return out
 
 
 def drift_frames(
@@ -88,9 +128,12 @@ def drift_frames(
         numerical_columns=[*numerical, "score"], categorical_columns=[*categorical, "y"]
     )
 
+    codes = category_codes(current, reference, categorical)
+
     def dataset(df: pl.DataFrame):
         pdf = df.select(cols).with_columns(
-            [pl.col(c).cast(pl.String) for c in categorical] + [pl.col("y").cast(pl.Int64)]
+            [pl.col(c).cast(pl.String).replace_strict(codes[c], return_dtype=pl.Int64)
+             for c in categorical] + [pl.col("y").cast(pl.Int64)]
         ).to_pandas()
         return Dataset.from_pandas(pdf, data_definition=definition)
 
@@ -188,12 +231,15 @@ def drift_report(params: Params, start: str | dt.date) -> dict[str, Any]:
         "score_mean_reference": float(reference["score"].mean()),
         "rows_current": cur.height,
         "rows_reference": ref.height,
+        # the report shows categorical values as these codes (see category_codes)
+        "category_codes": {c: list(v) for c, v in category_codes(cur, ref, categorical).items()},
         "report_html": str(out / "report.html"),
         "report_json": str(out / "report.json"),
     }
 
     def build(tmp: Path) -> None:
-        snapshot.save_html(str(tmp / "report.html"))
+        (tmp / "report.html").write_text(stable_html(snapshot.get_html_str(as_iframe=False)),
+                                         encoding="utf-8")
         snapshot.save_json(str(tmp / "report.json"))
         (tmp / "summary.json").write_text(json.dumps(json_ready(summary), indent=2,
                                                      sort_keys=True) + "\n")

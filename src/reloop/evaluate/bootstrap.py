@@ -12,7 +12,21 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-__all__ = ["paired_bootstrap_auc_diff"]
+__all__ = ["paired_bootstrap_auc_diff", "paired_bootstrap_logloss_diff"]
+
+
+def _checked(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray, n_boot: int, confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three arrays as float64, after checking their shapes and the bootstrap settings."""
+    y, a, b = (np.asarray(x, dtype=np.float64) for x in (y, a, b))
+    if not (y.shape == a.shape == b.shape):
+        raise ValueError(f"shapes differ: y {y.shape}, candidate {a.shape}, incumbent {b.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
+    if n_boot < 1:
+        raise ValueError(f"n_boot={n_boot!r} must be >= 1")
+    return y, a, b
 
 
 def paired_bootstrap_auc_diff(
@@ -29,15 +43,7 @@ def paired_bootstrap_auc_diff(
     Returns ``{"diff", "low", "high", "n_boot"}``; ``low``/``high`` are NaN when fewer than two
     replicates hold both classes.
     """
-    y = np.asarray(y, dtype=np.float64)
-    a = np.asarray(p_candidate, dtype=np.float64)
-    b = np.asarray(p_incumbent, dtype=np.float64)
-    if not (y.shape == a.shape == b.shape):
-        raise ValueError(f"shapes differ: y {y.shape}, candidate {a.shape}, incumbent {b.shape}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence={confidence!r} must be in (0, 1)")
-    if n_boot < 1:
-        raise ValueError(f"n_boot={n_boot!r} must be >= 1")
+    y, a, b = _checked(y, p_candidate, p_incumbent, n_boot, confidence)
     if y.min() == y.max():
         return {"diff": math.nan, "low": math.nan, "high": math.nan, "n_boot": 0}
     diff = float(roc_auc_score(y, a) - roc_auc_score(y, b))
@@ -59,3 +65,37 @@ def paired_bootstrap_auc_diff(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(diffs, [tail, 1.0 - tail])
     return {"diff": diff, "low": float(low), "high": float(high), "n_boot": len(diffs)}
+
+
+def _row_logloss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    eps = np.finfo(np.float64).eps  # scikit-learn's log_loss clips the same way
+    p = np.clip(p, eps, 1.0 - eps)
+    return -(y * np.log(p) + (1.0 - y) * np.log1p(-p))
+
+
+def paired_bootstrap_logloss_diff(
+    y: np.ndarray,
+    p_candidate: np.ndarray,
+    p_incumbent: np.ndarray,
+    *,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """logloss(candidate) - logloss(incumbent) with a percentile bootstrap interval.
+
+    The per-row logloss difference (probabilities clipped away from 0 and 1 by the float64
+    epsilon, as :func:`reloop.metrics.logloss`) is resampled with the rows, so the interval is
+    the paired one.
+    Returns ``{"diff", "low", "high", "n_boot"}``.
+    """
+    y, a, b = _checked(y, p_candidate, p_incumbent, n_boot, confidence)
+    if y.size == 0:
+        return {"diff": math.nan, "low": math.nan, "high": math.nan, "n_boot": 0}
+    d = _row_logloss(y, a) - _row_logloss(y, b)
+    rng = np.random.default_rng(seed)
+    n = d.size
+    means = np.array([d[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail]) if n_boot >= 2 else (math.nan, math.nan)
+    return {"diff": float(d.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}

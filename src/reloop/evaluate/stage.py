@@ -63,7 +63,10 @@ def score_model(params: Params, checkpoint: Any, window: Any, holdout: Any) -> d
 
 def run_evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Write ``<evaluation_root>/date=D/evaluation.json``; returns its headline figures."""
-    from reloop.evaluate.bootstrap import paired_bootstrap_auc_diff
+    from reloop.evaluate.bootstrap import (
+        paired_bootstrap_auc_diff,
+        paired_bootstrap_logloss_diff,
+    )
     from reloop.logs.atomic import write_json
     from reloop.logs.store import as_date
     from reloop.metrics import evaluate
@@ -73,7 +76,8 @@ def run_evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     start = as_date(start)
     fit_part, holdout = period_splits(params, start)
-    window = fit_part.tail(params.pipeline.memory_window_rows)
+    window = (fit_part.tail(params.pipeline.memory_window_rows)
+              if params.evaluate.prefill == "window" else fit_part.head(0))
     y = holdout[params.features.label].to_numpy()
     users = holdout[params.features.user_field] if params.features.user_field in holdout.columns \
         else None
@@ -87,7 +91,7 @@ def run_evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
         scores["incumbent"] = score_model(params, incumbent, window, holdout)
 
     out: dict[str, Any] = {"period": start.isoformat(), "holdout_rows": holdout.height,
-                           "window_rows": window.height}
+                           "window_rows": window.height, "prefill": params.evaluate.prefill}
     for role, ckpt in (("candidate", candidate), ("incumbent", incumbent)):
         if ckpt is None:
             out[role] = None
@@ -96,12 +100,17 @@ def run_evaluate(params: Params, start: str | dt.date) -> dict[str, Any]:
             kind: evaluate(y, np.clip(p, 0.0, 1.0), users) for kind, p in scores[role].items()
         }
     if incumbent is not None:
+        ci = {"n_boot": params.evaluate.bootstrap, "confidence": params.evaluate.confidence,
+              "seed": params.evaluate.seed}
         out["auc_diff"] = {
             kind: paired_bootstrap_auc_diff(
-                y, scores["candidate"][kind], scores["incumbent"][kind],
-                n_boot=params.evaluate.bootstrap, confidence=params.evaluate.confidence,
-                seed=params.evaluate.seed,
-            )
+                y, scores["candidate"][kind], scores["incumbent"][kind], **ci)
+            for kind in ("base", "memory")
+        }
+        out["logloss_diff"] = {
+            kind: paired_bootstrap_logloss_diff(
+                y, np.clip(scores["candidate"][kind], 0.0, 1.0),
+                np.clip(scores["incumbent"][kind], 0.0, 1.0), **ci)
             for kind in ("base", "memory")
         }
     if params.logs.source == "simulator":

@@ -44,11 +44,13 @@ from reloop.config import CategoricalField, FeaturesConfig, NumericField
 
 __all__ = [
     "HASH_SCHEME",
+    "CachedEncoder",
     "EncodedFeatures",
     "EncodingMismatchError",
     "FeatureEncoder",
     "bucketize",
     "hash_values",
+    "numeric_codes",
 ]
 
 #: Identifies the hashing function; part of the encoding spec so a change is detected.
@@ -83,6 +85,15 @@ def bucketize(x: np.ndarray, boundaries: tuple[float, ...] | list[float]) -> np.
     """Index of the bucket ``[b_{i-1}, b_i)`` holding each value, from 1; NaN gives 0."""
     idx = np.searchsorted(np.asarray(boundaries, dtype=np.float64), x, side="right") + 1
     return np.where(np.isnan(x), 0, idx).astype(np.int64)
+
+
+def numeric_codes(x: np.ndarray, f: NumericField) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(indices, values)`` of a numeric field's float64 values (NaN: missing): bucket indices
+    and no values, or index 0 and the clipped normalised value (0, the mean, when missing)."""
+    if f.transform == "bucketize":
+        return bucketize(x, f.boundaries), None
+    z = np.clip((x - f.mean) / f.std, -f.clip, f.clip)
+    return np.zeros(len(x), dtype=np.int64), np.nan_to_num(z, nan=0.0)
 
 
 @dataclass(frozen=True)
@@ -215,26 +226,71 @@ class FeatureEncoder:
     def _numeric(self, col: pl.Series, f: NumericField) -> tuple[np.ndarray, np.ndarray | None]:
         if not col.dtype.is_numeric():
             raise TypeError(f"field {f.name!r} is numeric but holds {col.dtype} values")
-        x = col.cast(pl.Float64).fill_nan(None).to_numpy()  # nulls become NaN
-        if f.transform == "bucketize":
-            return bucketize(x, f.boundaries), None
-        z = np.clip((x - f.mean) / f.std, -f.clip, f.clip)
-        return np.zeros(len(x), dtype=np.int64), np.nan_to_num(z, nan=0.0)
+        return numeric_codes(col.cast(pl.Float64).fill_nan(None).to_numpy(), f)  # null: NaN
 
     def encode(self, df: pl.DataFrame) -> EncodedFeatures:
         """Encode the configured fields of ``df``; other columns are ignored."""
-        n = df.height
-        indices = np.empty((n, self.num_fields), dtype=np.int64)
-        values = np.ones((n, self.num_fields), dtype=np.float32) if self.has_dense else None
-        for j, f in enumerate(self.fields):
+
+        def codes(f: FieldSpec) -> tuple[np.ndarray, np.ndarray | None]:
             col = self._column(df, f.name)
             if isinstance(f, CategoricalField):
-                indices[:, j] = self._categorical(col, f)
-            else:
-                idx, val = self._numeric(col, f)
-                indices[:, j] = idx
-                if val is not None:
-                    values[:, j] = val
-        return EncodedFeatures(
-            torch.from_numpy(indices), None if values is None else torch.from_numpy(values)
-        )
+                return self._categorical(col, f), None
+            return self._numeric(col, f)
+
+        return _assemble(self, df.height, codes)
+
+
+def _assemble(encoder: FeatureEncoder, n: int, codes) -> EncodedFeatures:
+    """:class:`EncodedFeatures` of ``n`` rows from ``codes(field) -> (indices, values | None)``."""
+    indices = np.empty((n, encoder.num_fields), dtype=np.int64)
+    values = np.ones((n, encoder.num_fields), dtype=np.float32) if encoder.has_dense else None
+    for j, f in enumerate(encoder.fields):
+        idx, val = codes(f)
+        indices[:, j] = idx
+        if val is not None:
+            values[:, j] = val
+    return EncodedFeatures(
+        torch.from_numpy(indices), None if values is None else torch.from_numpy(values)
+    )
+
+
+class CachedEncoder:
+    """:meth:`FeatureEncoder.encode` for columns of Python values, memoising each categorical
+    value's hash: a serving process encodes small batches whose ids repeat, where building a
+    polars frame per request would cost more than the model.
+
+    Categorical columns hold the values as :meth:`FeatureEncoder.encode` hashes them, i.e. as
+    polars casts them to strings (``"5"`` for 5, ``"true"`` for True), or ``None``; numeric
+    columns hold floats (NaN or ``None``: missing). The result equals ``encode`` of a frame of the
+    same values. At most ``max_entries`` values are memoised per field (then the memo restarts).
+    """
+
+    def __init__(self, encoder: FeatureEncoder, max_entries: int = 1_000_000) -> None:
+        self.encoder = encoder
+        self.max_entries = max_entries
+        self._memo: dict[str, dict[str | None, int]] = {
+            f.name: {None: 0} for f in encoder.fields if isinstance(f, CategoricalField)
+        }
+
+    def _indices(self, f: CategoricalField, values: list[str | None]) -> np.ndarray:
+        memo = self._memo[f.name]
+        missing = [v for v in set(values) if v not in memo]
+        if missing:
+            if len(memo) + len(missing) > self.max_entries:
+                memo.clear()
+                memo[None] = 0
+            memo.update(zip(missing, hash_values(missing, f.buckets, f.name).tolist(),
+                            strict=True))
+        return np.fromiter((memo[v] for v in values), dtype=np.int64, count=len(values))
+
+    def encode(self, columns: dict[str, list]) -> EncodedFeatures:
+        """Encode ``{field: values}`` (every configured field, equally long lists)."""
+
+        def codes(f: FieldSpec) -> tuple[np.ndarray, np.ndarray | None]:
+            col = columns[f.name]
+            if isinstance(f, CategoricalField):
+                return self._indices(f, col), None
+            x = np.array([np.nan if v is None else v for v in col], dtype=np.float64)
+            return numeric_codes(x, f)
+
+        return _assemble(self.encoder, len(columns[self.encoder.fields[0].name]), codes)

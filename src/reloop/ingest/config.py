@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["DATASETS", "ReplayConfig", "SimulatorConfig"]
 
@@ -21,6 +21,11 @@ class SimulatorConfig(BaseModel):
 
     seed: int = 2026
     start: dt.date = Field(default=dt.date(2026, 1, 1), description="day 0 of the world")
+    horizon_days: int = Field(
+        default=3650, ge=1, le=36_500,
+        description="the world's last day is start + horizon_days; later dates are refused "
+        "(a day's item catalogue is built from every earlier day's births)",
+    )
     # --- traffic and population
     impressions_per_day: int = Field(default=200_000, ge=1, description="mean requests per day")
     users: int = Field(default=20_000, ge=1)
@@ -77,6 +82,13 @@ class SimulatorConfig(BaseModel):
             raise ValueError(f"devices={list(v)} must be a non-empty list of distinct names")
         return v
 
+    @model_validator(mode="after")
+    def _horizon_is_a_date(self) -> SimulatorConfig:
+        if (dt.date.max - self.start).days < self.horizon_days:
+            raise ValueError(f"start={self.start.isoformat()} + horizon_days={self.horizon_days} "
+                             "is past the last representable date 9999-12-31")
+        return self
+
     @field_validator("shift_days")
     @classmethod
     def _shift_days(cls, v: tuple[int, ...]) -> tuple[int, ...]:
@@ -86,7 +98,7 @@ class SimulatorConfig(BaseModel):
 
 
 #: Public datasets the replay can convert.
-DATASETS = ("movielens-100k", "movielens-1m", "avazu", "criteo")
+DATASETS = ("movielens-100k", "movielens-1m", "movietweetings", "avazu", "criteo")
 
 
 class ReplayConfig(BaseModel):
@@ -98,16 +110,20 @@ class ReplayConfig(BaseModel):
     * ``start``: the date the first pseudo-day of a dataset without real dates (Criteo) maps to.
     * ``criteo_rows_per_day``: rows per pseudo-day in file order (Kaggle ``train.txt``:
       45,840,617 rows over 7 days).
-    * ``min_rating``: a MovieLens rating >= this is a click.
+    * ``min_rating``: a MovieLens rating (1-5) >= this is a click.
+    * ``movietweetings_min_rating``: a MovieTweetings rating (0-10) >= this is a click (8: about
+      half of the 100K snapshot's ratings).
     * ``slot_minutes``: serving slots; labels become known (and enter the memory) between slots.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dataset: Literal["movielens-100k", "movielens-1m", "avazu", "criteo"] = "movielens-100k"
+    dataset: Literal["movielens-100k", "movielens-1m", "movietweetings", "avazu",
+                     "criteo"] = "movielens-100k"
     root: str = "data/replay"
     downloads: str = "data/downloads"
     start: dt.date = dt.date(2026, 1, 1)
     criteo_rows_per_day: int = Field(default=6_548_660, ge=1)
     min_rating: int = Field(default=4, ge=1, le=5)
+    movietweetings_min_rating: int = Field(default=8, ge=1, le=10)
     slot_minutes: int = Field(default=60, ge=1, le=1440)

@@ -10,6 +10,8 @@ With none of these (the first download of Criteo), the archive's SHA-256 is pinn
 summary says it was not verified; every later download is checked against it. A mismatch deletes
 the download and raises. Avazu is only distributed through Kaggle behind a login: the command
 explains where to get ``train.gz``; pass ``--url`` to fetch it from a mirror of your own.
+MovieTweetings publishes no archive (its snapshots are plain files in a git repository): the
+command says which files to place by hand.
 """
 
 from __future__ import annotations
@@ -68,6 +70,13 @@ SOURCES: dict[str, Source] = {
         "train.gz from https://www.kaggle.com/c/avazu-ctr-prediction/data into a folder and run "
         "`reloop replay convert avazu --source FOLDER`, or pass --url (and --checksum) for a "
         "mirror of your own",
+    ),
+    "movietweetings": Source(
+        None, "movietweetings-100k", None, "",
+        note="MovieTweetings publishes no archive to download: place ratings.dat and movies.dat "
+        "of snapshots/100K from https://github.com/sidooms/MovieTweetings (MIT licence; keep "
+        "its LICENSE with them) in a folder by hand and run `reloop replay convert "
+        "movietweetings --source FOLDER`",
     ),
 }
 

@@ -21,7 +21,7 @@ __all__ = ["oracle_report", "read_oracle"]
 
 
 def read_oracle(params: Params, start: str | dt.date) -> pl.DataFrame:
-    """The oracle rows (``request_id``, ``p_true``) of the period starting at ``start``."""
+    """The oracle rows (``request_id``, ``p_true``, ``p_random``, ``p_best``) of the period."""
     days = period_dates(start, params.logs.period_days)
     return scan_partitions(params.logs.oracle_root, "oracle", days).collect()
 
@@ -51,6 +51,11 @@ def oracle_report(
         "period_start": start.isoformat(),
         "rows": df.height,
         "ctr": float(df["y"].mean()),
+        # the online A/B metric of the ReLoop paper: mean true click probability of what was
+        # shown, beside a random pick's and the oracle policy's on the same requests
+        "ctr_expected": float(df["p_true"].mean()),
+        "ctr_random_pick": float(df["p_random"].mean()),
+        "ctr_oracle_policy": float(df["p_best"].mean()),
         "oracle": evaluate(y, df["p_true"].to_numpy(), users),
         "served": evaluate(y, df["score"].to_numpy(), users),
         "base": evaluate(y, df["score_base"].to_numpy(), users),

@@ -2,14 +2,26 @@
 
 **Convert** (once): :func:`convert` reads a dataset in its exact raw format and writes
 time-ordered *events* (request id, event time, user id, item id, the dataset's features, the
-label) to ``<replay.root>/<dataset>/events/date=YYYY-MM-DD/``, plus ``features.yaml``: a
-``features`` section for ``params.yaml`` that fits the converted columns.
+label) to ``<replay.root>/<dataset>/events/date=YYYY-MM-DD/``, and beside them:
+
+* ``manifest.json`` (written last: a conversion without it is unfinished): the events' first and
+  last dates, the **replay range** ``replay_start .. replay_end`` (those dates widened to whole
+  Monday-to-Sunday weeks, so weekly periods, which start on Mondays, are whole), and the rows and
+  clicks of each day. A day of the range without events is an *empty day*: it is replayed as
+  empty partitions. A day outside it is an error naming the range.
+* ``features.yaml``: a ``features`` section for ``params.yaml`` that fits the converted columns;
+* ``suggested_params.yaml``: that ``features`` section and a ``validation`` section fitted to the
+  converted data (:func:`suggested_validation`).
 
 * **MovieLens 100K** (``u.data``, ``u.user``, ``u.item``) and **1M** (``ratings.dat``,
   ``users.dat``, ``movies.dat``): each rating is an impression at its timestamp; a rating
   ``>= replay.min_rating`` (4) is a click. User features (gender, age band, occupation, first zip
   digit) and item features (first genre, release year) are joined in; 100K's exact ages are
   mapped to 1M's age bands. Sparse: use ``logs.period_days: 7``.
+* **MovieTweetings** (``ratings.dat``, ``movies.dat``; ``::``-separated, UTF-8; the 100K
+  snapshot): each rating (0-10) is an impression at its timestamp; a rating
+  ``>= replay.movietweetings_min_rating`` (8) is a click. No user features (``users.dat`` only
+  maps to Twitter ids); item features: first genre, number of genres, release year.
 * **Avazu** (``train``, CSV with header; ``.gz`` is decompressed first): ``hour`` (YYMMDDHH) gives
   the day and hour; rows of one hour are spread evenly over it in file order. ``user_id`` is
   ``device_id``, ``item_id`` is ``site_id/app_id``; the other categorical columns are features.
@@ -18,31 +30,43 @@ label) to ``<replay.root>/<dataset>/events/date=YYYY-MM-DD/``, plus ``features.y
   evenly over each day. Criteo has no user or item ids: both are the constant ``"anonymous"``
   (so gAUC is undefined); I1-I13 are bucketised, C1-C26 hashed.
 
-Feedback in all four has no delay of its own: the label arrives with the impression.
+Feedback in all five has no delay of its own: the label arrives with the impression.
 
 **Replay** (per day, like the simulator): :func:`replay_day` scores day D's events with the
 loop's own production scorer (:mod:`reloop.serving.scorer`), slot by slot, logs ``score``,
 ``score_base`` and ``model_version`` into the impressions log, writes the clicks to the feedback
-log, and writes each label into the error memory once its slot is over.
+log, and writes each label into the error memory once its slot is over (decaying the memory by
+``memory.decay`` at each day's start, as the built-in world does). An empty day of the
+replay range writes empty impressions and feedback partitions (validation accepts them for a
+replay, see :mod:`reloop.validate.suites`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import logging
+import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from reloop.logs.atomic import replace_dir
+from reloop.logs.atomic import replace_dir, write_bytes, write_json
 from reloop.logs.schema import FEEDBACK, conform, impression_columns
-from reloop.logs.store import as_date, write_part
+from reloop.logs.store import (
+    LogError,
+    MissingPartitionError,
+    as_date,
+    period_dates,
+    period_start,
+    write_day_parts,
+)
 from reloop.serving.online import PendingLabels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,17 +76,25 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CONVERTERS",
     "EVENT_CORE",
+    "MANIFEST_FILE",
+    "check_replay_days",
     "convert",
     "events_dir",
+    "manifest_path",
     "read_events",
+    "read_manifest",
     "replay_day",
+    "replay_range",
     "suggested_features",
+    "suggested_validation",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Columns every converted event has, besides its features.
 EVENT_CORE = ("request_id", "event_time", "user_id", "item_id", "label")
+#: Written last by :func:`convert`, beside the events: the replay range and per-day counts.
+MANIFEST_FILE = "manifest.json"
 
 _ML_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -79,6 +111,8 @@ _AVAZU_CATEGORICAL = (
 _CRITEO_INT = tuple(f"I{i}" for i in range(1, 14))
 _CRITEO_CAT = tuple(f"C{i}" for i in range(1, 27))
 _CRITEO_BOUNDARIES = (0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 1000, 10000)
+_ML_FEATURES = ("gender", "age", "occupation", "zip_prefix", "genre", "release_year", "hour")
+_MT_FEATURES = ("genre", "n_genres", "release_year", "hour")
 
 
 def _require(source: Path, *names: str) -> list[Path]:
@@ -101,12 +135,15 @@ def _age_band(age: pl.Expr) -> pl.Expr:
     return band.cast(pl.Int32)
 
 
-def _finish_ml(ratings: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame, tag: str,
-               min_rating: int) -> pl.LazyFrame:
+def _rating_events(ratings: pl.DataFrame, users: pl.DataFrame | None, items: pl.DataFrame,
+                   tag: str, min_rating: int, features: tuple[str, ...]) -> pl.LazyFrame:
+    """Ratings as time-ordered events: ids ``<tag>-<row>``, a rating ``>= min_rating`` is a
+    click, user (when given) and item features joined in, plus the hour of day."""
+    df = ratings.lazy()
+    if users is not None:
+        df = df.join(users.lazy(), on="user_id", how="left")
     df = (
-        ratings.lazy()
-        .join(users.lazy(), on="user_id", how="left")
-        .join(items.lazy(), on="item_id", how="left")
+        df.join(items.lazy(), on="item_id", how="left")
         .with_columns(event_time=_utc_seconds("timestamp"))
         .sort("event_time", "user_id", "item_id", maintain_order=True)
         .with_row_index("_row")
@@ -116,8 +153,7 @@ def _finish_ml(ratings: pl.DataFrame, users: pl.DataFrame, items: pl.DataFrame, 
             hour=pl.col("event_time").dt.hour().cast(pl.Int8),
         )
     )
-    return df.select(*EVENT_CORE, "gender", "age", "occupation", "zip_prefix", "genre",
-                     "release_year", "hour")
+    return df.select(*EVENT_CORE, *features)
 
 
 def convert_movielens_100k(source: Path, cfg: Any) -> pl.LazyFrame:
@@ -148,26 +184,46 @@ def convert_movielens_100k(source: Path, cfg: Any) -> pl.LazyFrame:
         genre=first_genre,
         release_year=pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False),
     )
-    return _finish_ml(ratings, users, items, "ml100k", cfg.min_rating)
+    return _rating_events(ratings, users, items, "ml100k", cfg.min_rating, _ML_FEATURES)
 
 
-def _split_double_colon(path: Path, names: list[str]) -> pl.DataFrame:
+def _split_double_colon(path: Path, names: list[str], encoding: str = "latin1") -> pl.DataFrame:
     rows = [line.rstrip("\n").split("::", len(names) - 1)
-            for line in path.read_text(encoding="latin1").splitlines() if line.strip()]
+            for line in path.read_text(encoding=encoding).splitlines() if line.strip()]
     bad = [i for i, r in enumerate(rows) if len(r) != len(names)]
     if bad:
         raise ValueError(f"{path}: line {bad[0] + 1} does not have {len(names)} '::' fields")
     return pl.DataFrame(rows, schema=names, orient="row")
 
 
-def convert_movielens_1m(source: Path, cfg: Any) -> pl.LazyFrame:
-    ratings_p, users_p, movies_p = _require(source, "ratings.dat", "users.dat", "movies.dat")
-    ratings = pl.read_csv(ratings_p, separator=":", has_header=False,
+def _dat_ratings(path: Path) -> pl.DataFrame:
+    """``user_id::item_id::rating::timestamp`` lines (MovieLens 1M, MovieTweetings)."""
+    ratings = pl.read_csv(path, separator=":", has_header=False,
                           new_columns=["user_id", "_a", "item_id", "_b", "rating", "_c",
                                        "timestamp"],
                           schema_overrides={"user_id": pl.Int64, "item_id": pl.Int64,
                                             "rating": pl.Int32, "timestamp": pl.Int64})
-    ratings = ratings.select("user_id", "item_id", "rating", "timestamp")
+    return ratings.select("user_id", "item_id", "rating", "timestamp")
+
+
+def _dat_movies(path: Path, encoding: str) -> pl.DataFrame:
+    """``item_id::title (year)::genre|genre|...`` lines as the item id, first genre (null when
+    none is listed), number of genres and release year (from the title)."""
+    movies = _split_double_colon(path, ["item_id", "title", "genres"], encoding)
+    listed = pl.col("genres") != ""
+    return movies.select(
+        pl.col("item_id").cast(pl.Int64),
+        genre=pl.when(listed).then(pl.col("genres").str.split("|").list.first()),
+        n_genres=pl.when(listed).then(pl.col("genres").str.split("|").list.len())
+        .otherwise(0).cast(pl.Int8),
+        release_year=pl.col("title").str.extract(r"\((\d{4})\)\s*$").cast(pl.Int32,
+                                                                           strict=False),
+    )
+
+
+def convert_movielens_1m(source: Path, cfg: Any) -> pl.LazyFrame:
+    ratings_p, users_p, movies_p = _require(source, "ratings.dat", "users.dat", "movies.dat")
+    ratings = _dat_ratings(ratings_p)
     users = _split_double_colon(users_p, ["user_id", "gender", "age", "occupation", "zip"])
     users = users.select(
         pl.col("user_id").cast(pl.Int64), "gender",
@@ -175,14 +231,15 @@ def convert_movielens_1m(source: Path, cfg: Any) -> pl.LazyFrame:
         occupation=pl.col("occupation"),
         zip_prefix=pl.col("zip").str.slice(0, 1),
     )
-    movies = _split_double_colon(movies_p, ["item_id", "title", "genres"])
-    items = movies.select(
-        pl.col("item_id").cast(pl.Int64),
-        genre=pl.col("genres").str.split("|").list.first(),
-        release_year=pl.col("title").str.extract(r"\((\d{4})\)\s*$").cast(pl.Int32,
-                                                                           strict=False),
-    )
-    return _finish_ml(ratings, users, items, "ml1m", cfg.min_rating)
+    items = _dat_movies(movies_p, "latin1")
+    return _rating_events(ratings, users, items, "ml1m", cfg.min_rating, _ML_FEATURES)
+
+
+def convert_movietweetings(source: Path, cfg: Any) -> pl.LazyFrame:
+    ratings_p, movies_p = _require(source, "ratings.dat", "movies.dat")
+    items = _dat_movies(movies_p, "utf-8")
+    return _rating_events(_dat_ratings(ratings_p), None, items, "mt", cfg.movietweetings_min_rating,
+                          _MT_FEATURES)
 
 
 def _plain(path: Path) -> Path:
@@ -254,6 +311,7 @@ def convert_criteo(source: Path, cfg: Any) -> pl.LazyFrame:
 CONVERTERS: dict[str, Callable[[Path, Any], pl.LazyFrame]] = {
     "movielens-100k": convert_movielens_100k,
     "movielens-1m": convert_movielens_1m,
+    "movietweetings": convert_movietweetings,
     "avazu": convert_avazu,
     "criteo": convert_criteo,
 }
@@ -272,6 +330,16 @@ def suggested_features(dataset: str) -> dict[str, Any]:
             {"name": "genre", "kind": "categorical", "buckets": 32},
             {"name": "release_year", "kind": "numeric", "transform": "bucketize",
              "boundaries": [1950, 1970, 1980, 1990, 1995, 1998]},
+            {"name": "hour", "kind": "categorical", "buckets": 32},
+        ]
+    elif dataset == "movietweetings":
+        fields = [
+            {"name": "user_id", "kind": "categorical", "buckets": 65536},
+            {"name": "item_id", "kind": "categorical", "buckets": 32768},
+            {"name": "genre", "kind": "categorical", "buckets": 64},
+            {"name": "n_genres", "kind": "categorical", "buckets": 16},
+            {"name": "release_year", "kind": "numeric", "transform": "bucketize",
+             "boundaries": [1960, 1980, 1990, 2000, 2005, 2010, 2012, 2013]},
             {"name": "hour", "kind": "categorical", "buckets": 32},
         ]
     elif dataset == "avazu":
@@ -294,9 +362,143 @@ def events_dir(params: Params, dataset: str | None = None) -> Path:
     return Path(params.replay.root) / (dataset or params.replay.dataset) / "events"
 
 
+def manifest_path(params: Params, dataset: str | None = None) -> Path:
+    return events_dir(params, dataset).parent / MANIFEST_FILE
+
+
+def _manifest(out: Path, dataset: str) -> dict[str, Any]:
+    """The manifest of the events just written under ``out``: dates, replay range, counts."""
+    per_day = (
+        pl.scan_parquet(str(out / "**" / "*.parquet"), hive_partitioning=True)
+        .group_by(date=pl.col("date").cast(pl.String))
+        .agg(rows=pl.len(), clicks=pl.col("label").cast(pl.Int64).sum())
+        .sort("date")
+        .collect()
+    )
+    if per_day.height == 0:
+        raise ValueError(f"dataset={dataset!r}: the source holds no rows to convert")
+    first, last = as_date(per_day["date"][0]), as_date(per_day["date"][-1])
+    rows, clicks = int(per_day["rows"].sum()), int(per_day["clicks"].sum())
+    return {
+        "dataset": dataset,
+        "events": str(out),
+        "first_date": first.isoformat(),
+        "last_date": last.isoformat(),
+        # widened to whole Monday..Sunday weeks: weekly periods start on Mondays
+        "replay_start": period_start(first, 7).isoformat(),
+        "replay_end": (period_start(last, 7) + dt.timedelta(days=6)).isoformat(),
+        "rows": rows,
+        "clicks": clicks,
+        "ctr": clicks / rows,
+        "day_rows": dict(zip(per_day["date"], per_day["rows"], strict=True)),
+        "day_clicks": dict(zip(per_day["date"], per_day["clicks"], strict=True)),
+    }
+
+
+def read_manifest(params: Params, dataset: str | None = None) -> dict[str, Any]:
+    """The manifest of the conversion of ``dataset`` (default ``replay.dataset``).
+
+    Raises :class:`~reloop.logs.store.MissingPartitionError` when there is none: the dataset was
+    never converted, or its conversion did not finish.
+    """
+    path = manifest_path(params, dataset)
+    if not path.is_file():
+        name = dataset or params.replay.dataset
+        raise MissingPartitionError(
+            f"the replay events of {name} are missing under {path.parent} (no {MANIFEST_FILE}: "
+            f"not converted, or the conversion did not finish); run `reloop replay convert "
+            f"{name} --source DIR` first"
+        )
+    return json.loads(path.read_text())
+
+
+def replay_range(params: Params) -> tuple[dt.date, dt.date]:
+    """First and last day of the converted ``replay.dataset`` that can be replayed: its events'
+    dates widened to whole Monday..Sunday weeks. Raises like :func:`read_manifest`."""
+    return _range(read_manifest(params))
+
+
+def _range(manifest: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    return as_date(manifest["replay_start"]), as_date(manifest["replay_end"])
+
+
+def check_replay_days(params: Params, days: Iterable[str | dt.date]) -> dict[str, Any]:
+    """Check that every day of ``days`` lies in the converted replay range; returns the manifest.
+
+    Raises :class:`~reloop.logs.store.MissingPartitionError` when the conversion is missing and
+    :class:`~reloop.logs.store.LogError` naming the range when a day is outside it.
+    """
+    m = read_manifest(params)
+    lo, hi = _range(m)
+    days = [as_date(d) for d in days]
+    outside = [d for d in days if not lo <= d <= hi]
+    if outside:
+        more = f" (and {len(outside) - 1} more of the {len(days)} days)" if len(outside) > 1 else ""
+        raise LogError(
+            f"replay day {outside[0].isoformat()}{more} is outside the converted "
+            f"{m['dataset']} events, which cover {lo} .. {hi} (events "
+            f"{m['first_date']} .. {m['last_date']}, widened to whole Monday-Sunday weeks; see "
+            f"{manifest_path(params)})"
+        )
+    return m
+
+
+def suggested_validation(params: Params, manifest: dict[str, Any]) -> dict[str, Any]:
+    """A ``validation`` section for ``params.yaml`` fitted to a conversion's ``manifest``.
+
+    ``params.validation`` with these keys replaced:
+
+    * ``min_rows: 0``: a replay serves exactly the converted events, so a floor on a day's rows
+      has nothing to catch, while partial first and last days and quiet days hold few rows;
+    * ``ctr_min`` / ``ctr_max``: halfway from the lowest period CTR down to 0 and from the highest
+      up to 1 (rounded outward to 3 decimals). Periods are ``logs.period_days`` long from the
+      manifest's ``replay_start``; periods without events are skipped;
+    * ``ctr_tolerance``: 1.5 x the largest relative gap between a period's CTR and the mean CTR
+      of the ``ctr_history`` periods before it, as the joined table's CTR check computes it, and
+      at least 0.05 (rounded up to 2 decimals); unchanged with fewer than two periods or
+      ``ctr_history: 0``.
+    """
+    v = params.validation
+    ctrs = _period_ctrs(manifest, params.logs.period_days)
+    update: dict[str, Any] = {"min_rows": 0}
+    if ctrs:
+        update["ctr_min"] = _round_out(min(ctrs) / 2, 3, up=False)
+        update["ctr_max"] = _round_out((1 + max(ctrs)) / 2, 3, up=True)
+    gaps = []
+    if v.ctr_history:
+        for i in range(1, len(ctrs)):
+            recent = ctrs[max(0, i - v.ctr_history):i]
+            ref = sum(recent) / len(recent)
+            if ref > 0:
+                gaps.append(abs(ctrs[i] / ref - 1.0))
+    if gaps:
+        update["ctr_tolerance"] = _round_out(max(1.5 * max(gaps), 0.05), 2, up=True)
+    return type(v).model_validate({**v.model_dump(), **update}).model_dump(mode="json")
+
+
+def _round_out(x: float, digits: int, *, up: bool) -> float:
+    """``x`` rounded up (or down) to ``digits`` decimals, ignoring float noise below 1e-9."""
+    scaled = round(x * 10**digits, 9)
+    return (math.ceil(scaled) if up else math.floor(scaled)) / 10**digits
+
+
+def _period_ctrs(manifest: dict[str, Any], period_days: int) -> list[float]:
+    """CTR of each period of the replay range that has events, in order."""
+    day, end = _range(manifest)
+    out = []
+    while day <= end:
+        dates = [d.isoformat() for d in period_dates(day, period_days)]
+        rows = sum(manifest["day_rows"].get(d, 0) for d in dates)
+        if rows:
+            out.append(sum(manifest["day_clicks"].get(d, 0) for d in dates) / rows)
+        day += dt.timedelta(days=period_days)
+    return out
+
+
 def convert(params: Params, dataset: str, source: str | Path) -> dict[str, Any]:
     """Convert a raw dataset under ``source`` into daily event partitions (replacing any earlier
-    conversion of it atomically); returns a summary with the dates written."""
+    conversion of it atomically), then write ``features.yaml``, ``suggested_params.yaml`` and,
+    last, ``manifest.json`` beside them; returns a summary with the dates written."""
     import yaml
 
     if dataset not in CONVERTERS:
@@ -313,39 +515,60 @@ def convert(params: Params, dataset: str, source: str | Path) -> dict[str, Any]:
 
     def build(tmp: Path) -> None:
         lf.sink_parquet(pl.PartitionBy(tmp, key="date", include_key=False), mkdir=True)
+        # the new events replace the old next: until the new manifest is written, none
+        manifest_path(params, dataset).unlink(missing_ok=True)
 
     replace_dir(out, build)
-    (out.parent / "features.yaml").write_text(
+    m = _manifest(out, dataset)
+    features = suggested_features(dataset)
+    validation = suggested_validation(params, m)
+    write_bytes(out.parent / "features.yaml", (
         "# features section for params.yaml matching the converted columns\n"
-        + yaml.safe_dump({"features": suggested_features(dataset)}, sort_keys=False)
-    )
-    dates = sorted(p.name.removeprefix("date=") for p in out.glob("date=*"))
-    rows = pl.scan_parquet(str(out / "**" / "*.parquet"), hive_partitioning=False).select(
-        pl.len(), pl.col("label").mean()).collect()
-    summary = {"dataset": dataset, "events": str(out), "rows": int(rows[0, 0]),
-               "ctr": float(rows[0, 1]) if rows[0, 0] else None,
-               "first_date": dates[0] if dates else None,
-               "last_date": dates[-1] if dates else None, "days": len(dates),
+        + yaml.safe_dump({"features": features}, sort_keys=False)).encode())
+    ctrs = _period_ctrs(m, params.logs.period_days)
+    write_bytes(out.parent / "suggested_params.yaml", (
+        f"# Sections for params.yaml fitted to the converted {dataset} events:\n"
+        f"# {m['rows']} rows from {m['first_date']} to {m['last_date']}, CTR {m['ctr']:.4f}.\n"
+        f"# validation: fitted to {len(ctrs)} periods of logs.period_days: "
+        f"{params.logs.period_days} from {m['replay_start']}\n"
+        f"# (period CTR {min(ctrs):.4f} .. {max(ctrs):.4f}); convert again after changing "
+        "logs.period_days.\n"
+        f"# Also set logs.source: replay and replay.dataset: {dataset}.\n"
+        + yaml.safe_dump({"features": features, "validation": validation}, sort_keys=False)
+    ).encode())
+    write_json(manifest_path(params, dataset), m)
+    summary = {"dataset": dataset, "events": str(out), "rows": m["rows"], "ctr": m["ctr"],
+               "first_date": m["first_date"], "last_date": m["last_date"],
+               "days": len(m["day_rows"]), "replay_start": m["replay_start"],
+               "replay_end": m["replay_end"],
                "features_yaml": str(out.parent / "features.yaml"),
+               "suggested_params": str(out.parent / "suggested_params.yaml"),
+               "manifest": str(manifest_path(params, dataset)),
                "seconds": time.perf_counter() - t0}
     log.info("converted %s: %d events over %d days (%s .. %s)", dataset, summary["rows"],
-             len(dates), summary["first_date"], summary["last_date"])
+             summary["days"], summary["first_date"], summary["last_date"])
     return summary
 
 
 def read_events(params: Params, day: str | dt.date) -> pl.DataFrame:
-    """Converted events of one day, in time order."""
-    from reloop.logs.store import MissingPartitionError
-
+    """Converted events of one day, in time order; no rows for a day of the replay range without
+    events (see :func:`check_replay_days` for the errors)."""
     day = as_date(day)
-    pdir = events_dir(params) / f"date={day.isoformat()}"
+    m = check_replay_days(params, [day])
+    root = events_dir(params)
+    pdir = root / f"date={day.isoformat()}"
     files = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
-    if not files:
+    if files:
+        return pl.read_parquet(files).sort("event_time", "request_id", maintain_order=True)
+    counted = m["day_rows"].get(day.isoformat(), 0)
+    any_file = min(root.glob("date=*/*.parquet"), default=None)
+    if counted or any_file is None:
         raise MissingPartitionError(
-            f"replay events for {day.isoformat()} are missing under {events_dir(params)}; run "
-            f"`reloop replay convert {params.replay.dataset} --source DIR` first"
+            f"replay events for {day.isoformat()} are missing under {root}, although "
+            f"{manifest_path(params)} counts {counted} rows that day: the conversion was altered "
+            f"since; run `reloop replay convert {params.replay.dataset} --source DIR` again"
         )
-    return pl.read_parquet(files).sort("event_time", "request_id", maintain_order=True)
+    return pl.DataFrame(schema=pl.read_parquet_schema(any_file))  # an empty day
 
 
 def replay_day(params: Params, day: str | dt.date, scorer: Scorer) -> dict[str, Any]:
@@ -371,6 +594,9 @@ def replay_day(params: Params, day: str | dt.date, scorer: Scorer) -> dict[str, 
     slot_s = params.replay.slot_minutes * 60.0
     bounds = np.searchsorted(seconds, np.arange(0.0, 86400.0 + slot_s, slot_s))
     labels = events["label"].to_numpy()
+    memory = getattr(scorer, "memory", None)
+    if memory is not None and len(memory) > 0:
+        memory.decay()  # day boundary, as the built-in world does (memory.decay = 1 keeps all)
     pending = PendingLabels()
     for s_idx in range(len(bounds) - 1):
         a, b = int(bounds[s_idx]), int(bounds[s_idx + 1])
@@ -393,12 +619,9 @@ def replay_day(params: Params, day: str | dt.date, scorer: Scorer) -> dict[str, 
     )
     producer = f"replay-{day.isoformat()}"
     root = params.logs.root
-    nxt = day + dt.timedelta(days=1)
-    files = {
-        "feedback_next": write_part(root, "feedback", nxt, feedback.clear(), producer),
-        "feedback": write_part(root, "feedback", day, feedback, producer),
-        "impressions": write_part(root, "impressions", day, impressions, producer),
-    }
+    # impressions last: see reloop.logs.store.write_day_parts
+    files = write_day_parts(root, day, producer, impressions=impressions, feedback=feedback,
+                            feedback_next=feedback.clear())
     summary = {"date": day.isoformat(), "dataset": params.replay.dataset, "impressions": n,
                "clicks": feedback.height, "ctr": feedback.height / n if n else None,
                "model_version": scorer.model_version, "memory_written": pending.written,

@@ -13,7 +13,9 @@ For day D (see :mod:`reloop.ingest.world` for the click model and its drift):
    bootstrap policy's constant score, go to the first retrieved candidate, so the bootstrap policy
    serves popularity-weighted random items. ``score`` and ``score_base`` of the shown item are
    logged with the model version.
-3. **Clicks.** Each shown item is clicked with its true probability; the click arrives after a
+3. **Clicks.** Each shown item is clicked with its true probability (logged to the oracle with
+   the mean and the highest true probability of the request's candidates: the CTR a random pick
+   and the oracle policy would have had on the same requests); the click arrives after a
    log-normal delay (median ``click_delay_median_seconds``, capped at
    ``click_delay_max_minutes``), so late-evening clicks land in the next day's feedback
    partition.
@@ -43,7 +45,7 @@ import polars as pl
 
 from reloop.ingest import world
 from reloop.logs.schema import ORACLE, conform, impression_columns, table_columns
-from reloop.logs.store import as_date, write_part
+from reloop.logs.store import as_date, write_day_parts
 from reloop.serving.online import PendingLabels, label_known_at
 from reloop.serving.scorer import Scorer, load_scorer
 
@@ -51,7 +53,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
     from reloop.features.encoding import FeatureEncoder
 
-__all__ = ["DayLogs", "simulate", "simulate_day", "simulate_logs"]
+__all__ = ["DayLogs", "DayRequests", "draw_requests", "simulate", "simulate_day",
+           "simulate_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -96,27 +99,62 @@ def _entity_codes(
     return out
 
 
-def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs:
-    """Simulate day ``day`` served by ``scorer`` and return its tables (nothing is written).
+@dataclass
+class DayRequests:
+    """Day ``day``'s requests, drawn before anything is served, sorted by time.
 
-    The scorer's memory (if any) receives the day's labels online, as described in the module
-    docstring.
+    ``seconds``/``hours``/``users``/``devices`` per request, ``cands`` ``(n, C)`` the live-item
+    indices retrieval proposed, ``explore``/``explore_pick`` the exposure coin flips, ``u_click``
+    and ``z_delay`` the click draws; plus the day's world (catalogue, appeal, tastes, biases).
     """
-    t0 = time.perf_counter()
+
+    day: dt.date
+    seconds: np.ndarray
+    hours: np.ndarray
+    users: np.ndarray
+    devices: np.ndarray
+    cands: np.ndarray
+    explore: np.ndarray
+    explore_pick: np.ndarray
+    u_click: np.ndarray
+    z_delay: np.ndarray
+    catalog: Any
+    appeal: np.ndarray
+    latents: np.ndarray
+    cat_bias: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.seconds.shape[0]
+
+    def p_true(self, cfg: Any, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """True click probability of showing live item ``items[i]`` to request ``rows[i]``."""
+        logit = world.true_logit(
+            cfg, users=self.users[rows], items=items, devices=self.devices[rows],
+            hours=self.hours[rows], user_latent=self.latents, catalog=self.catalog,
+            appeal=self.appeal, cat_bias=self.cat_bias,
+        )
+        return 1.0 / (1.0 + np.exp(-logit))
+
+    def p_candidates(self, cfg: Any) -> np.ndarray:
+        """``(n, C)`` true click probability of every candidate."""
+        C = self.cands.shape[1]
+        return self.p_true(cfg, np.repeat(np.arange(self.n), C),
+                           self.cands.reshape(-1)).reshape(self.n, C)
+
+
+def draw_requests(params: Params, day: str | dt.date) -> DayRequests:
+    """Draw day ``day``'s requests (deterministic given ``simulator.seed`` and the date)."""
     cfg = params.simulator
     day = as_date(day)
     _check_fields(params)
     d = world.day_index(cfg, day)
     dow = day.weekday()
-    window_s = params.join.window_minutes * 60.0
-
     pop = world.population(cfg)
     catalog = world.catalog_on(cfg, d)
     appeal = world.item_appeal(cfg, catalog)
-    latents = world.user_latents_on(cfg, d)
-    cat_bias = world.category_bias_on(cfg, d, dow)
 
-    # ---- requests (all random draws up front, in a fixed order: deterministic) ------------
+    # all random draws up front, in a fixed order: deterministic
     rng = world.day_rng(cfg, d)
     n = world.requests_on(cfg, d, dow)
     C = cfg.candidates_per_request
@@ -132,10 +170,32 @@ def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs
     u_click = rng.random(n)
     z_delay = rng.standard_normal(n)
     order = np.argsort(seconds, kind="stable")
-    hours, seconds, users, devices = hours[order], seconds[order], users[order], devices[order]
-    cands, explore, explore_pick = cands[order], explore[order], explore_pick[order]
-    u_click, z_delay = u_click[order], z_delay[order]
-    hours = (seconds // 3600).astype(np.int64)
+    seconds = seconds[order]
+    return DayRequests(
+        day, seconds, (seconds // 3600).astype(np.int64), users[order], devices[order],
+        cands[order], explore[order], explore_pick[order], u_click[order], z_delay[order],
+        catalog, appeal, world.user_latents_on(cfg, d), world.category_bias_on(cfg, d, dow),
+    )
+
+
+def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs:
+    """Simulate day ``day`` served by ``scorer`` and return its tables (nothing is written).
+
+    The scorer's memory (if any) receives the day's labels online, as described in the module
+    docstring.
+    """
+    t0 = time.perf_counter()
+    cfg = params.simulator
+    day = as_date(day)
+    window_s = params.join.window_minutes * 60.0
+    req = draw_requests(params, day)
+    d = world.day_index(cfg, day)
+    pop = world.population(cfg)
+    catalog = req.catalog
+    n, C = req.n, cfg.candidates_per_request
+    hours, seconds, users, devices = req.hours, req.seconds, req.users, req.devices
+    cands, explore, explore_pick = req.cands, req.explore, req.explore_pick
+    u_click, z_delay = req.u_click, req.z_delay
 
     # ---- encoded entity tables (only when a model serves) ----------------------------------
     codes = None
@@ -185,12 +245,7 @@ def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs
                 import torch
 
                 items = cands[a:b][np.arange(m), pick]
-                logit = world.true_logit(
-                    cfg, users=users[a:b], items=items, devices=devices[a:b],
-                    hours=hours[a:b], user_latent=latents, catalog=catalog, appeal=appeal,
-                    cat_bias=cat_bias,
-                )
-                p = 1.0 / (1.0 + np.exp(-logit))
+                p = req.p_true(cfg, np.arange(a, b), items)
                 clicked = u_click[a:b] < p
                 delay = _delays(cfg, z_delay[a:b])
                 y, known = label_known_at(seconds[a:b], seconds[a:b] + delay, clicked, window_s)
@@ -201,13 +256,11 @@ def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs
     # ---- outcomes ------------------------------------------------------------------------------
     rows = np.arange(n)
     items = cands[rows, chosen]
-    logit = world.true_logit(
-        cfg, users=users, items=items, devices=devices, hours=hours, user_latent=latents,
-        catalog=catalog, appeal=appeal, cat_bias=cat_bias,
-    )
-    p_true = 1.0 / (1.0 + np.exp(-logit))
+    p_true = req.p_true(cfg, rows, items)
     clicked = u_click < p_true
     delay = _delays(cfg, z_delay)
+    # every candidate's true probability: what a random pick and the oracle policy would get
+    p_cand = req.p_candidates(cfg)
 
     midnight_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()
                       * _US_PER_S)
@@ -240,8 +293,11 @@ def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs
     }).sort("event_time", "request_id")
     feedback = conform(feedback, table_columns("feedback"), "simulated feedback")
     oracle = conform(
-        impressions.select("request_id").with_columns(p_true=pl.Series(p_true)), ORACLE,
-        "simulated oracle",
+        impressions.select("request_id").with_columns(
+            p_true=pl.Series(p_true), p_random=pl.Series(p_cand.mean(axis=1)),
+            p_best=pl.Series(p_cand.max(axis=1)),
+        ),
+        ORACLE, "simulated oracle",
     )
 
     from reloop.metrics import auc
@@ -260,6 +316,9 @@ def simulate_logs(params: Params, day: str | dt.date, scorer: Scorer) -> DayLogs
         "model_version": scorer.model_version,
         "explored": int(explore.sum()),
         "memory_written": pending.written,
+        "ctr_expected": float(p_true.mean()),
+        "ctr_random_pick": float(p_cand.mean()),
+        "ctr_oracle_policy": float(p_cand.max(axis=1).mean()),
         "auc_oracle": auc(y_any, p_true),
         "auc_served": auc(y_any, score),
         "auc_base": auc(y_any, score_base),
@@ -322,14 +381,11 @@ def write_day(params: Params, logs: DayLogs, *, producer: str | None = None) -> 
         raise ValueError(
             f"{extra} simulated clicks fall after {nxt}; lower simulator.click_delay_max_minutes"
         )
-    out = {
-        "oracle": write_part(oracle_root, "oracle", day, logs.oracle, producer),
-        "feedback_next": write_part(root, "feedback", nxt,
-                                    logs.feedback.filter(fb_date == nxt), producer),
-        "feedback": write_part(root, "feedback", day, logs.feedback.filter(fb_date == day),
-                               producer),
-        "impressions": write_part(root, "impressions", day, logs.impressions, producer),
-    }
+    # impressions last: see reloop.logs.store.write_day_parts
+    out = write_day_parts(root, day, producer, impressions=logs.impressions,
+                          feedback=logs.feedback.filter(fb_date == day),
+                          feedback_next=logs.feedback.filter(fb_date == nxt),
+                          oracle=logs.oracle, oracle_root=oracle_root)
     return {k: str(v) for k, v in out.items()}
 
 

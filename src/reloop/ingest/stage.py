@@ -8,6 +8,12 @@
   of the period has arrived (and is readable), and report their files.
 
 The same function backs ``reloop ingest``, the DVC stage and the Airflow task.
+
+A period's ingest is all or nothing: everything that can be checked is checked for every day of
+the period before anything is written (the start is a period start, i.e. a Monday for weekly
+periods; the simulator's days are not before ``simulator.start``; the replay's days lie in the
+converted range). Raw logs are append-only and a rerun rewrites identical content as a no-op, so
+a period that still fails part-way (e.g. a full disk) completes on a rerun.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reloop.logs.store import check_readable, part_files, period_dates
+from reloop.logs.store import check_period_start, check_readable, part_files, period_dates
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -40,7 +46,8 @@ def ingest_period(
     ``memory_out`` saves the serving memory after the period (simulator and replay only): the
     state the incumbent keeps serving with if no new model is promoted.
     """
-    days = period_dates(start, params.logs.period_days)
+    days = period_dates(check_period_start(start, params.logs.period_days),
+                        params.logs.period_days)
     source = params.logs.source
     if source == "external":
         if checkpoint is not None or memory is not None:
@@ -55,6 +62,7 @@ def ingest_period(
 
     from reloop.serving.scorer import load_scorer
 
+    _check_days(params, days)  # before anything is written
     scorer = load_scorer(params, checkpoint, memory)
     if source == "simulator":
         from reloop.ingest.simulator import simulate_day
@@ -70,3 +78,16 @@ def ingest_period(
         saved = scorer.save_memory(memory_out)
         summary["memory_out"] = None if saved is None else str(saved)
     return summary
+
+
+def _check_days(params: Params, days: list[dt.date]) -> None:
+    """Raise, naming the day, if a day of the period cannot be simulated or replayed."""
+    if params.logs.source == "simulator":
+        from reloop.ingest.world import day_index
+
+        for day in days:
+            day_index(params.simulator, day)
+    else:
+        from reloop.ingest.replay import check_replay_days
+
+        check_replay_days(params, days)

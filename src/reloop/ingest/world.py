@@ -4,6 +4,11 @@ Everything here is a pure function of the ``simulator`` config and a day index `
 ``simulator.start``), each random draw coming from a generator seeded with ``(seed, stream, d)``,
 so any day can be built on its own, in any order, with the same result.
 
+The world has a horizon: it exists from ``simulator.start`` to ``start + horizon_days``
+(:func:`last_day`; ten years by default) and later dates are refused (:func:`check_horizon`).
+Within it, the cost of building a day is bounded: a day's catalogue draws in full only the item
+cohorts still alive on it; every other cohort costs one small cached draw of its lifetimes.
+
 True click logit of user ``i`` shown item ``j`` (category ``c``) on device ``e`` at hour ``h``::
 
     logit = base_logit + user_bias_i + appeal_j(d) + category_bias_c(d) + weekly_c(dow(d))
@@ -31,6 +36,7 @@ Non-stationarity, each with its own knob:
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -44,10 +50,12 @@ __all__ = [
     "Population",
     "catalog_on",
     "category_bias_on",
+    "check_horizon",
     "day_index",
     "day_rng",
     "diurnal_profile",
     "item_appeal",
+    "last_day",
     "population",
     "requests_on",
     "true_logit",
@@ -78,13 +86,34 @@ def day_rng(cfg: SimulatorConfig, d: int) -> np.random.Generator:
     return _rng(cfg, _REQUESTS, d)
 
 
+def last_day(cfg: SimulatorConfig) -> dt.date:
+    """The world's last day: ``simulator.start + simulator.horizon_days``."""
+    return cfg.start + dt.timedelta(days=cfg.horizon_days)
+
+
+def check_horizon(cfg: SimulatorConfig, day: dt.date) -> None:
+    """Raise a ``ValueError`` naming the horizon if ``day`` is after the world's last day.
+
+    Cheap (no world is built): entry points call it before they take the workspace lock.
+    """
+    if day > last_day(cfg):
+        raise ValueError(
+            f"date {day.isoformat()} is beyond the built-in world's horizon: its last day is "
+            f"{last_day(cfg).isoformat()} (simulator.start={cfg.start.isoformat()} + "
+            f"simulator.horizon_days={cfg.horizon_days}); use an earlier date or raise "
+            "simulator.horizon_days"
+        )
+
+
 def day_index(cfg: SimulatorConfig, day: dt.date) -> int:
-    """Days since ``simulator.start``; the world does not exist before it."""
+    """Days since ``simulator.start``; the world exists from ``simulator.start`` to
+    :func:`last_day` (``simulator.horizon_days`` later), inclusive."""
     d = (day - cfg.start).days
     if d < 0:
         raise ValueError(
             f"date {day.isoformat()} is before simulator.start={cfg.start.isoformat()}"
         )
+    check_horizon(cfg, day)
     return d
 
 
@@ -205,20 +234,55 @@ class Catalog:
         return self.item_id.shape[0]
 
 
-def _cohort(cfg: SimulatorConfig, t: int) -> dict[str, np.ndarray]:
-    """Items born on day ``t`` (``t = 0``: the initial catalogue, born before the world starts)."""
-    rng = _rng(cfg, _ITEMS, t)
+def _lifespans(
+    cfg: SimulatorConfig, t: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Birth and death days of cohort ``t``'s items: the first draws of its generator."""
     if t == 0:
         n = cfg.initial_items
-        first = 0
         age = rng.integers(0, int(np.ceil(cfg.item_lifetime_days)), n)
         birth = -age
         lifetime = age + rng.geometric(1.0 / cfg.item_lifetime_days, n)  # all alive on day 0
     else:
         n = cfg.new_items_per_day
-        first = cfg.initial_items + (t - 1) * cfg.new_items_per_day
         birth = np.full(n, t)
         lifetime = rng.geometric(1.0 / cfg.item_lifetime_days, n)
+    return birth, birth + lifetime
+
+
+_ENDS_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _cohort_ends(cfg: SimulatorConfig) -> list[int]:
+    """Per config, ``ends[t]``: the day cohort ``t``'s last item retires (filled by
+    :func:`_alive_cohorts` as days are asked for)."""
+    return []
+
+
+def _alive_cohorts(cfg: SimulatorConfig, d: int) -> list[int]:
+    """The cohorts with an item alive on day ``d``, oldest first.
+
+    A cohort's death days are the first draws of its own generator, so finding when its last
+    item retires costs one small draw (once per cohort and config, cached), not the whole
+    cohort: building day ``d`` draws in full only the cohorts still alive on it (about
+    ``item_lifetime_days * log(new_items_per_day)`` of them), exactly as if every cohort since
+    day 0 had been built and filtered.
+    """
+    ends = _cohort_ends(cfg)
+    with _ENDS_LOCK:
+        for t in range(len(ends), d + 1):
+            _, death = _lifespans(cfg, t, _rng(cfg, _ITEMS, t))
+            ends.append(int(death.max()) if death.size else t)
+    return [t for t in range(d + 1) if ends[t] > d]
+
+
+def _cohort(cfg: SimulatorConfig, t: int) -> dict[str, np.ndarray]:
+    """Items born on day ``t`` (``t = 0``: the initial catalogue, born before the world starts)."""
+    rng = _rng(cfg, _ITEMS, t)
+    birth, death = _lifespans(cfg, t, rng)
+    n = birth.shape[0]
+    first = 0 if t == 0 else cfg.initial_items + (t - 1) * cfg.new_items_per_day
     pop = population(cfg)
     w = pop.cat_weight / pop.cat_weight.sum()
     category = rng.choice(cfg.categories, size=n, p=w)
@@ -231,18 +295,21 @@ def _cohort(cfg: SimulatorConfig, t: int) -> dict[str, np.ndarray]:
         "quality": rng.normal(0.0, cfg.item_quality_std, n),
         "slope": rng.normal(0.0, cfg.trend_std, n),
         "birth": birth.astype(np.int64),
-        "death": (birth + lifetime).astype(np.int64),
+        "death": death.astype(np.int64),
     }
 
 
 def catalog_on(cfg: SimulatorConfig, d: int) -> Catalog:
     """Items alive on day ``d``: born on or before ``d`` and not yet retired."""
-    parts = [_cohort(cfg, t) for t in range(0, d + 1)]
+    if not 0 <= d <= cfg.horizon_days:
+        raise ValueError(f"world day {d} is outside the world's days 0..{cfg.horizon_days} "
+                         f"(simulator.horizon_days, last day {last_day(cfg).isoformat()})")
+    parts = [_cohort(cfg, t) for t in _alive_cohorts(cfg, d)]
     alive = [(p["birth"] <= d) & (p["death"] > d) for p in parts]
+    if not parts:
+        raise ValueError(f"no item is alive on world day {d}; raise simulator.new_items_per_day")
     cat = {key: np.concatenate([p[key][a] for p, a in zip(parts, alive, strict=True)])
            for key in parts[0]}
-    if cat["item_id"].size == 0:
-        raise ValueError(f"no item is alive on world day {d}; raise simulator.new_items_per_day")
     return Catalog(
         item_id=cat["item_id"], category=cat["category"], latent=cat["latent"],
         quality=cat["quality"], slope=cat["slope"], birth=cat["birth"],

@@ -10,6 +10,14 @@ attribution window ``w`` (``join.window_minutes``):
   file or row order. Removed rows are counted (``duplicate_impressions``).
 * **Feedback**: the period's feedback partitions plus the next day's (the window may reach past
   ``end``). That partition must have arrived unless ``join.allow_missing_next_feedback``.
+* **The inputs are a function of the period alone.** The next day's partition keeps growing
+  after the period ran: the next period's ingest adds its own clicks to it. So only feedback that
+  no later ingest can add takes part in the join, labels and every count alike: the rows of the
+  period's own partitions, and the rows of the next day's partition that are for an impression
+  of the period and have ``event_time < end + w``. Everything else in the next day's partition
+  (the next period's own feedback, and clicks after ``end + w``, which could only be late ones)
+  is not read at all. A rerun of the period after the next one ran therefore joins the same rows
+  and writes a byte-identical table and ``stats.json``.
 * **Labels**: ``y = 1`` when at least one ``click = 1`` event for the impression arrives within
   ``[event_time, event_time + w]``; otherwise ``y = 0`` (impressions without a click in the window
   become negatives). Further in-window clicks of the same impression are counted
@@ -17,8 +25,10 @@ attribution window ``w`` (``join.window_minutes``):
   impression too (``early_labels``), and ``click = 0`` events (``explicit_negatives``).
 * **Orphans**: feedback in the period's own partitions whose ``request_id`` matches no impression
   of the period nor of the day before it (whose late clicks legitimately land here) is counted
-  (``orphan_labels``), never silently dropped. Unmatched feedback in the next day's partition
-  belongs to the next period and is only counted (``next_period_feedback``).
+  (``orphan_labels``), never silently dropped; the ones that match the day before are counted as
+  ``previous_period_feedback``. ``next_day_feedback`` counts the rows read from the next day's
+  partition (the period's own feedback that arrived after ``end``). ``feedback_rows`` counts
+  every feedback row the join read.
 * **Bad values**: a ``click`` other than 0/1, or a ``score`` / ``score_base`` that is null, NaN
   or outside [0, 1], fails the join with the count (validation quarantines such partitions
   first; this guards a join run without it).
@@ -113,8 +123,10 @@ def join_frames(
 ) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Join lazily and collect: ``(training table, counts)``. See the module docstring.
 
-    ``feedback`` holds the period's partitions and the next day's; ``previous_ids`` the
-    ``request_id`` column of the day before the period (for orphan accounting).
+    ``feedback`` holds the period's partitions and the next day's; only its rows before ``end``,
+    and the rows from ``end`` to ``end + window`` that are for an impression of the period, are
+    read. ``previous_ids`` is the ``request_id`` column of the day before the period (for orphan
+    accounting).
     """
     # 1. the impressions, deduplicated, with their checks (one pass over the scan)
     outside = impressions.filter(
@@ -126,12 +138,8 @@ def join_frames(
         for c in ("score", "score_base")
     )
     raw_q = impressions.select(pl.len().alias("n"))
-    fb_q = feedback.select(
-        pl.len().alias("n"),
-        (~pl.col("click").is_in([0, 1]) | pl.col("click").is_null()).sum().alias("bad_click"),
-    )
-    imps_df, outside_df, scores_df, raw_df, fb_df = pl.collect_all(
-        [dedupe_impressions(impressions), outside, bad_scores, raw_q, fb_q]
+    imps_df, outside_df, scores_df, raw_df = pl.collect_all(
+        [dedupe_impressions(impressions), outside, bad_scores, raw_q]
     )
     n_outside = int(outside_df["n"][0])
     if n_outside:
@@ -146,22 +154,28 @@ def join_frames(
             "impressions hold scores that are not probabilities (null, NaN or outside [0, 1]): "
             + ", ".join(f"{n} rows of {c!r}" for c, n in bad.items())
         )
-    if int(fb_df["bad_click"][0]):
-        raise JoinError(
-            f"{int(fb_df['bad_click'][0])} feedback rows have a click other than 0 or 1"
-        )
 
-    # 2. labels: only the impressions that have feedback take part in the label join
+    # 2. the feedback the period reads (module docstring): its own partitions' rows, and the next
+    # day's rows for its impressions before end + window; nothing a later ingest can add
     imps = imps_df.lazy()
+    feedback = feedback.filter(pl.col("event_time") < end + window)
     served = imps.select("request_id", pl.col("event_time").alias("_served")).join(
         feedback.select("request_id"), on="request_id", how="semi"
     )
-    fb = feedback.join(served, on="request_id", how="left")
-    delay = pl.col("event_time") - pl.col("_served")
     own = pl.col("event_time") < end
-    fb = fb.with_columns(
+    read = feedback.join(served, on="request_id", how="left").filter(
+        own | pl.col("_served").is_not_null()
+    ).collect()
+    bad_clicks = read.select(
+        (~pl.col("click").is_in([0, 1]) | pl.col("click").is_null()).sum()).item()
+    if bad_clicks:
+        raise JoinError(f"{bad_clicks} feedback rows have a click other than 0 or 1")
+
+    # 3. labels: only the impressions that have feedback take part in the label join
+    delay = pl.col("event_time") - pl.col("_served")
+    fb = read.lazy().with_columns(
         _kind=pl.when(pl.col("_served").is_null())
-        .then(pl.when(own).then(pl.lit("unmatched")).otherwise(pl.lit("next_period")))
+        .then(pl.lit("unmatched"))
         .when(pl.col("click") != 1)
         .then(pl.lit("explicit_negative"))
         .when(delay < dt.timedelta(0))
@@ -205,7 +219,7 @@ def join_frames(
         "rows": rows,
         "clicks": clicks,
         "ctr": clicks / rows if rows else float("nan"),
-        "feedback_rows": int(fb_df["n"][0]),
+        "feedback_rows": read.height,
         "clicks_in_window": int(by_kind.get("in_window", 0)),
         "duplicate_clicks": int(counts["duplicate_clicks"][0] or 0),
         "late_labels": int(by_kind.get("late", 0)),
@@ -213,7 +227,7 @@ def join_frames(
         "explicit_negatives": int(by_kind.get("explicit_negative", 0)),
         "orphan_labels": int(orphans_df["n"][0]),
         "previous_period_feedback": int(by_kind.get("unmatched", 0)) - int(orphans_df["n"][0]),
-        "next_period_feedback": int(by_kind.get("next_period", 0)),
+        "next_day_feedback": read.height - int(read.select(own.sum()).item()),
     }
     return table_df.drop("_clicks"), stats
 
@@ -237,8 +251,9 @@ def _refuse_quarantined(params: Params, table: str, day: dt.date) -> None:
 def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Join the period starting at ``start`` and write ``train.parquet`` and ``stats.json``.
 
-    Reads only the period's partitions (and the next day's feedback); writes only
-    ``<join.out_root>/date=<start>/``, atomically (a rerun replaces it with identical content).
+    Reads only the period's partitions (and, of the next day's feedback, only what no later ingest
+    can add: see the module docstring); writes only ``<join.out_root>/date=<start>/``, atomically
+    (a rerun, even after later periods ran, replaces it with identical content).
     Returns the stats (also written as ``stats.json``).
     """
     t0 = time.perf_counter()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import FeaturesConfig
 
 __all__ = [
+    "BOOTSTRAP_VERSION",
     "FEEDBACK",
     "IMPRESSIONS_CORE",
     "ORACLE",
@@ -51,6 +52,9 @@ __all__ = [
     "impression_columns",
     "table_columns",
 ]
+
+#: ``model_version`` logged while no model has been promoted (the bootstrap policy serves).
+BOOTSTRAP_VERSION = "bootstrap"
 
 #: The canonical timestamp type of every log.
 TIME_DTYPE = pl.Datetime("us", "UTC")
@@ -87,6 +91,11 @@ FEEDBACK: tuple[ColumnSpec, ...] = (
 ORACLE: tuple[ColumnSpec, ...] = (
     ColumnSpec("request_id", "string", "the impression"),
     ColumnSpec("p_true", "probability", "true click probability (built-in world only)"),
+    ColumnSpec("p_random", "probability",
+               "mean true click probability of the request's candidates: a random pick's CTR"),
+    ColumnSpec("p_best", "probability",
+               "highest true click probability among the request's candidates: the oracle "
+               "policy's CTR"),
 )
 
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)

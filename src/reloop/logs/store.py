@@ -10,6 +10,24 @@ Layout (``table`` is ``impressions``, ``feedback`` or ``oracle``)::
   partition's date, writes under a temporary name and links the file into place, so an existing
   part is never replaced: re-writing identical content is a no-op (idempotent reruns), different
   content raises :class:`RawPartitionExistsError`.
+* **Temporary files never live in a partition.** They are written to ``<root>/.tmp/`` (same
+  file system, so the link into place is atomic) as ``<table>.date=D.part-<producer>.*.tmp``. A
+  writer killed mid-write leaves its temporary file there, never inside the append-only
+  partition; the next write of the same part removes it. ``.part-*.tmp`` files that an older
+  writer left inside a partition are removed by the next write to that partition. Raw logs are
+  written by the ``ingest`` stage, under the workspace lock, so no live writer owns them.
+* **Readers see part files only:** :func:`part_files` (and so every scan) lists exactly the files
+  named ``part-<producer>.parquet``; anything else in a partition is ignored.
+* **A day is written in an order no reader can misread** (:func:`write_day_parts`): first the
+  day's impressions partition *directory* (the day has started: the sequential-period check sees
+  it), then the day's feedback, its share of the next day's feedback and its oracle, and **the
+  impressions part last**. Every reader of a day needs that day's impressions part, so until it
+  is linked a reader gets a :class:`MissingPartitionError` naming the partition ("holds no
+  part-*.parquet files"), never a day with its clicks half written; once it is, the day is
+  complete. Writing the impressions first would let a killed ingest leave impressions whose
+  own-day feedback partition already holds the previous day's late clicks: a join would read that
+  as complete and label the day's clicks as negatives. The next day's partition is safe to extend
+  early: a period's join reads only its own rows from it (:mod:`reloop.join.join`).
 * Readers report a missing partition, a partition without part files, and an unreadable (e.g.
   truncated) parquet file with errors that name the partition and the file.
 """
@@ -33,14 +51,17 @@ __all__ = [
     "MissingPartitionError",
     "RawPartitionExistsError",
     "as_date",
+    "check_period_start",
     "dated_dirs",
     "check_readable",
     "list_dates",
     "part_files",
     "partition_dir",
     "period_dates",
+    "period_start",
     "read_partition",
     "scan_partitions",
+    "write_day_parts",
     "write_part",
 ]
 
@@ -49,6 +70,9 @@ log = logging.getLogger(__name__)
 TABLES = ("impressions", "feedback", "oracle")
 _PRODUCER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_PART_FILE = re.compile(r"^part-[A-Za-z0-9][A-Za-z0-9._-]*\.parquet$")
+#: Where :func:`write_part` writes before linking into a partition: ``<root>/.tmp/``.
+TMP_DIR = ".tmp"
 
 
 class LogError(ValueError):
@@ -85,6 +109,32 @@ def period_dates(start: str | dt.date, days: int) -> list[dt.date]:
         raise ValueError(f"days={days} must be >= 1")
     first = as_date(start)
     return [first + dt.timedelta(days=i) for i in range(days)]
+
+
+def period_start(day: str | dt.date, period_days: int) -> dt.date:
+    """The start of the period of ``period_days`` days that holds ``day``.
+
+    Weekly periods (``period_days`` a multiple of 7) start on Mondays, as the DAG schedules them:
+    the Monday on or before ``day``. Other periods have no fixed phase: ``day`` itself.
+    """
+    day = as_date(day)
+    if period_days % 7:
+        return day
+    return day - dt.timedelta(days=day.weekday())
+
+
+def check_period_start(day: str | dt.date, period_days: int, what: str = "period start") -> dt.date:
+    """``day`` as a date; a :class:`ValueError` naming it, its weekday and the Monday to use when
+    it is not a period start (:func:`period_start`)."""
+    day = as_date(day, what)
+    start = period_start(day, period_days)
+    if start != day:
+        raise ValueError(
+            f"{what} {day.isoformat()} is a {day:%A}; periods of logs.period_days={period_days} "
+            f"start on Mondays (as the DAG schedules them): use {start.isoformat()}, the Monday "
+            "on or before it"
+        )
+    return day
 
 
 def _check_table(table: str) -> None:
@@ -140,7 +190,7 @@ def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
     pdir = partition_dir(root, table, day)
     if not pdir.is_dir():
         raise MissingPartitionError(f"partition {_name(table, day)} is missing under {root}")
-    files = sorted(p for p in pdir.glob("part-*.parquet") if p.is_file())
+    files = sorted(p for p in pdir.iterdir() if _PART_FILE.match(p.name) and p.is_file())
     if not files:
         raise MissingPartitionError(
             f"partition {_name(table, day)} under {root} holds no part-*.parquet files"
@@ -215,10 +265,11 @@ def write_part(
     """Append ``df`` to partition ``day`` of ``table`` as ``part-<producer>.parquet``.
 
     Every row's ``event_time`` (when the table has one) must fall on ``day`` (UTC). The file is
-    written under a temporary name and hard-linked into place, which fails if the name exists, so
-    two writers can never both win and an existing file is never replaced. If the file exists with
-    the same content the call is a no-op; with different content it raises
-    :class:`RawPartitionExistsError`.
+    written under a temporary name in ``<root>/.tmp/`` and hard-linked into place, which fails if
+    the name exists, so two writers can never both win and an existing file is never replaced. If
+    the file exists with the same content the call is a no-op; with different content it raises
+    :class:`RawPartitionExistsError`. Temporary files a killed writer left (see the module
+    docstring) are removed first.
     """
     day = as_date(day)
     if not _PRODUCER.match(producer):
@@ -234,7 +285,13 @@ def write_part(
     pdir = partition_dir(root, table, day)
     pdir.mkdir(parents=True, exist_ok=True)
     final = pdir / f"part-{producer}.parquet"
-    fd, tmp = tempfile.mkstemp(prefix=f".part-{producer}.", suffix=".tmp", dir=pdir)
+    tmp_dir = Path(root) / TMP_DIR
+    tmp_dir.mkdir(exist_ok=True)
+    prefix = f"{table}.date={day.isoformat()}.part-{producer}."
+    for stale in [*tmp_dir.glob(f"{prefix}*.tmp"), *pdir.glob(".part-*.tmp")]:
+        log.warning("removing %s, left by a killed writer", stale)
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=tmp_dir)
     os.close(fd)
     try:
         df.write_parquet(tmp, compression="zstd", statistics=True)
@@ -254,3 +311,36 @@ def write_part(
     finally:
         Path(tmp).unlink(missing_ok=True)
     return final
+
+
+def write_day_parts(
+    root: str | Path,
+    day: str | dt.date,
+    producer: str,
+    *,
+    impressions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    feedback_next: pl.DataFrame,
+    oracle: pl.DataFrame | None = None,
+    oracle_root: str | Path | None = None,
+) -> dict[str, Path]:
+    """Write one day of logs through :func:`write_part`, in the order no reader can misread.
+
+    The day's impressions partition directory first (the day has started), then ``feedback``
+    (the day's own clicks), ``feedback_next`` (its clicks that land on the next day), ``oracle``
+    (under ``oracle_root``), and the ``impressions`` part last, which publishes the day (see the
+    module docstring). Returns ``{name: file}``.
+    """
+    day = as_date(day)
+    if oracle is not None and oracle_root is None:
+        raise ValueError("oracle given without oracle_root")
+    partition_dir(root, "impressions", day).mkdir(parents=True, exist_ok=True)
+    out = {
+        "feedback": write_part(root, "feedback", day, feedback, producer),
+        "feedback_next": write_part(root, "feedback", day + dt.timedelta(days=1), feedback_next,
+                                    producer),
+    }
+    if oracle is not None:
+        out["oracle"] = write_part(oracle_root, "oracle", day, oracle, producer)
+    out["impressions"] = write_part(root, "impressions", day, impressions, producer)
+    return out

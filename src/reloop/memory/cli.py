@@ -38,28 +38,23 @@ def stream_eval_cmd(
     base + sketch and base + exact memory. The memory is configured by params.yaml's
     ``memory`` section.
     """
-    from reloop.config import ConfigError, load_params
-    from reloop.memory.snapshot import SnapshotError
+    from reloop.config import load_params
     from reloop.memory.stream import stream_eval_checkpoint
     from reloop.train import load_checkpoint
-    from reloop.train.checkpoint import CheckpointError
 
-    try:
-        cfg = load_params(params)
-        ckpt = load_checkpoint(checkpoint, cfg.features)
-        report = stream_eval_checkpoint(
-            ckpt,
-            data,
-            n_slots=slots,
-            config=cfg.memory,
-            exact=exact,
-            time_column=time_column,
-            label=cfg.features.label,
-            user_field=cfg.features.user_field,
-        )
-    except (ConfigError, CheckpointError, SnapshotError, ValueError, FileNotFoundError) as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(code=2) from None
+    # errors end as `error: ...`, exit 2, in the root command (reloop.cli)
+    cfg = load_params(params)
+    ckpt = load_checkpoint(checkpoint, cfg.features)
+    report = stream_eval_checkpoint(
+        ckpt,
+        data,
+        n_slots=slots,
+        config=cfg.memory,
+        exact=exact,
+        time_column=time_column,
+        label=cfg.features.label,
+        user_field=cfg.features.user_field,
+    )
     text = json.dumps(report.to_dict(), indent=2, sort_keys=True)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

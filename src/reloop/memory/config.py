@@ -52,8 +52,10 @@ class MemoryConfig(BaseModel):
       whose levels share one hyperplane each): the buckets are then filled evenly instead of a
       few dozen of them holding everything. A node is cut only if both halves keep
       ``leaf_share`` of the first batch or more, so no bucket is narrower than that share of the
-      traffic (about ``1 / leaf_share`` buckets per array are used, at most ``2**L``). Costs a
-      ``K x 2**L`` float32 table and a walk down the tree per array.
+      traffic (about ``1 / leaf_share`` buckets per array are used, at most ``2**L``), and
+      ``min_leaf_rows`` rows or more, so a small first batch (a weekly replay's snapshot of a few
+      hundred rows) does not make buckets of a few rows. Costs a ``K x 2**L`` float32 table and
+      a walk down the tree per array.
     * ``hash_rank``: draw the hash planes in the span of the top ``hash_rank`` principal
       directions of the first written batch's normalised hidden vectors (the random planes are
       projected onto it), so that no bit is spent on directions the traffic barely varies in;
@@ -84,6 +86,11 @@ class MemoryConfig(BaseModel):
     leaf_share: float = Field(
         default=0.003, gt=0.0, lt=0.5,
         description="tree cuts: least share of the first batch a bucket is cut down to",
+    )
+    min_leaf_rows: int = Field(
+        default=64, ge=1,
+        description="tree cuts: least rows of the first batch a bucket is cut down to, whatever "
+        "the batch's size (a small first batch otherwise makes buckets of a few rows)",
     )
     hash_rank: int = Field(
         default=0, ge=0, description="principal directions the planes span (0: all)"

@@ -350,9 +350,9 @@ class ErrorMemory:
         """``cuts="tree"``: the node thresholds on the first batch's normalised projections ``z``.
 
         See :func:`reloop.memory.estimator.fit_tree_cuts`: median cuts, no node cut below
-        ``leaf_share`` of the batch (at least one row).
+        ``leaf_share`` of the batch nor below ``min_leaf_rows`` rows.
         """
-        min_leaf = max(1, round(self.config.leaf_share * z.shape[0]))
+        min_leaf = max(self.config.min_leaf_rows, round(self.config.leaf_share * z.shape[0]))
         return fit_tree_cuts(z, self.config.L, min_leaf)
 
     def _with_tree(self, state: _HashState) -> _HashState:

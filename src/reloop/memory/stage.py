@@ -44,8 +44,11 @@ def build_memory(params: Params, checkpoint: Any, window: Any) -> Any:
 def run_memory(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Write ``<memory_root>/date=D/memory.safetensors`` for the period's candidate.
 
-    The window is the last ``pipeline.memory_window_rows`` labelled rows before the held-out
-    tail, so evaluation never scores a row whose label is already in the memory.
+    The snapshot is what serving starts the next period with if the candidate is promoted. It
+    holds the last ``pipeline.memory_window_rows`` labelled rows of the period's fit part
+    (``pipeline.snapshot_rows: fit``) or of its held-out tail (``holdout``: rows the candidate
+    never trained on, so their errors are the ones it makes when serving). ``evaluate`` builds
+    its own memories (``evaluate.prefill``), never from held-out rows it scores.
     """
     from reloop.logs.store import as_date
     from reloop.train import load_checkpoint
@@ -53,8 +56,9 @@ def run_memory(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     start = as_date(start)
     ckpt = load_checkpoint(candidate_dir(params, start), params.features)
-    fit_part, _ = period_splits(params, start)
-    window = fit_part.tail(params.pipeline.memory_window_rows)
+    fit_part, holdout = period_splits(params, start)
+    rows = holdout if params.pipeline.snapshot_rows == "holdout" else fit_part
+    window = rows.tail(params.pipeline.memory_window_rows)
     memory = build_memory(params, ckpt, window)
     path = memory.save(snapshot_dir(params, start) / SNAPSHOT_FILE)
     log.info("memory snapshot for %s from %d rows: %s", ckpt.model_id, window.height, path)

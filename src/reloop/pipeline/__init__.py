@@ -116,15 +116,22 @@ STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
 
 
 def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]:
-    """Run one stage by name, holding the workspace lock (:mod:`reloop.pipeline.lock`)."""
-    from reloop.logs.store import as_date
+    """Run one stage by name, holding the workspace lock (:mod:`reloop.pipeline.lock`).
+
+    ``start`` must be a period start (weekly periods start on Mondays), else a ``ValueError``.
+    """
+    from reloop.logs.store import check_period_start
     from reloop.pipeline.lock import workspace_lock
 
     try:
         fn = STAGES[name]
     except KeyError:
         raise ValueError(f"stage={name!r} is not a stage; expected one of {list(STAGES)}") from None
-    start = as_date(start)
+    start = check_period_start(start, params.logs.period_days)
+    if params.logs.source == "simulator":  # refused before the lock is taken
+        from reloop.ingest.world import check_horizon
+
+        check_horizon(params.simulator, start + dt.timedelta(days=params.logs.period_days - 1))
     with workspace_lock(params.pipeline.lock_file, params.pipeline.lock_timeout_s,
                         what=f"stage {name}, period {start}"):
         log.info("stage %s, period %s", name, start)

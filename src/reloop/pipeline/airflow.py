@@ -6,6 +6,14 @@ on first use). With a scheduler, use ``airflow backfill create`` instead (see th
 
 Airflow reads its configuration when it is first imported, so the environment is prepared before
 any Airflow import, and this module imports Airflow only inside functions.
+
+The project-local home is configured for one machine (:func:`configure_home`, run by ``make
+install`` and by :func:`backfill`): the API server and the scheduler's health check bind to
+127.0.0.1, ``[core] parallelism`` is the machine's CPU count, and the executor is
+:data:`EXECUTOR`, Airflow's LocalExecutor without the log server (Airflow 3.3 binds that server
+to every interface and has no setting for its host; task logs are files under the home anyway).
+
+``python -m reloop.pipeline.airflow HOME`` configures the home ``HOME``.
 """
 
 from __future__ import annotations
@@ -13,12 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["airflow_env", "backfill", "period_starts"]
+__all__ = ["EXECUTOR", "airflow_env", "airflow_settings", "backfill", "configure_home",
+           "machine_parallelism", "period_starts"]
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +36,12 @@ DAG_ID = "reloop_retrain"
 
 
 def period_starts(start: str | dt.date, end: str | dt.date, period_days: int) -> list[dt.date]:
-    """Start dates of the periods from ``start`` to ``end`` (inclusive), in order."""
-    from reloop.logs.store import as_date
+    """Start dates of the periods from ``start`` to ``end`` (inclusive), in order; ``start``
+    must be a period start (weekly periods start on Mondays)."""
+    from reloop.logs.store import as_date, check_period_start
 
-    first, last = as_date(start, "--start"), as_date(end, "--end")
+    first = check_period_start(start, period_days, "--start")
+    last = as_date(end, "--end")
     if last < first:
         raise ValueError(f"--end {last} is before --start {first}; give the range in order")
     out, day = [], first
@@ -39,14 +51,103 @@ def period_starts(start: str | dt.date, end: str | dt.date, period_days: int) ->
     return out
 
 
+#: ``[core] executor`` of the project-local home: :class:`LocalExecutor` below
+EXECUTOR = "reloop.pipeline.airflow.LocalExecutor"
+
+
+def __getattr__(name: str) -> Any:
+    """``LocalExecutor``: Airflow's LocalExecutor without the log server (``serve_logs`` off,
+    so ``airflow scheduler`` starts none). Built on first use, so importing this module does not
+    import Airflow; Airflow imports it by its dotted name, :data:`EXECUTOR`."""
+    if name != "LocalExecutor":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from airflow.executors.local_executor import LocalExecutor as AirflowLocalExecutor
+
+    cls = type("LocalExecutor", (AirflowLocalExecutor,), {
+        "__module__": "reloop.pipeline.airflow",
+        "__qualname__": "LocalExecutor",
+        "__doc__": "Airflow's LocalExecutor without the log server (see the module docstring).",
+        "serve_logs": False,
+    })
+    globals()[name] = cls
+    return cls
+
+
+def machine_parallelism() -> int:
+    """Task processes Airflow may run at once here: the CPUs this process may use (at most
+    Airflow's default of 32)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(32, cpus))
+
+
+def airflow_settings() -> dict[tuple[str, str], str]:
+    """``{(section, key): value}`` of the project-local home (see the module docstring)."""
+    return {
+        ("core", "executor"): EXECUTOR,
+        ("core", "parallelism"): str(machine_parallelism()),
+        ("core", "load_examples"): "False",
+        ("api", "host"): "127.0.0.1",
+        ("scheduler", "scheduler_health_check_server_host"): "127.0.0.1",
+    }
+
+
+def configure_home(home: str | Path) -> Path:
+    """Write :func:`airflow_settings` into ``HOME/airflow.cfg``; returns its path.
+
+    An existing file (e.g. the one ``airflow db migrate`` generates) is edited in place: each
+    key's active line is replaced, or the key is added at the top of its section, so Airflow's
+    comments stay. A missing file is created with just these settings (Airflow's defaults
+    apply to the rest). Rerunning changes nothing.
+    """
+    path = Path(home) / "airflow.cfg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = path.read_text().splitlines() if path.is_file() else []
+    for (section, key), value in airflow_settings().items():
+        _set_option(lines, section, key, value)
+    text = "\n".join(lines) + "\n"
+    if not path.is_file() or path.read_text() != text:
+        # the file holds Airflow's secret keys: keep its mode (Airflow creates it 0600)
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o600
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    return path
+
+
+def _set_option(lines: list[str], section: str, key: str, value: str) -> None:
+    """Set ``key = value`` in ``[section]`` of the INI text ``lines`` (edited in place)."""
+    header = re.compile(r"^\s*\[([^\]]+)\]\s*$")
+    option = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    start = next((i for i, line in enumerate(lines)
+                  if (m := header.match(line)) and m.group(1).strip() == section), None)
+    if start is None:
+        lines += ([""] if lines else []) + [f"[{section}]", f"{key} = {value}"]
+        return
+    end = next((i for i in range(start + 1, len(lines)) if header.match(lines[i])), len(lines))
+    for i in range(start + 1, end):
+        if option.match(lines[i]):
+            lines[i] = f"{key} = {value}"
+            return
+    lines.insert(start + 1, f"{key} = {value}")
+
+
 def airflow_env(home: str | Path, dags_folder: str | Path, params_file: str | Path) -> dict:
-    """Environment for Airflow with a project-local home, our DAG folder and our params."""
+    """Environment for Airflow with a project-local home, our DAG folder and our params.
+
+    It carries :func:`airflow_settings` too, so they hold even for a home configured otherwise.
+    """
+    settings = {f"AIRFLOW__{section.upper()}__{key.upper()}": value
+                for (section, key), value in airflow_settings().items()}
     return {
         "AIRFLOW_HOME": str(Path(home).resolve()),
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__PARALLELISM": "2",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        **settings,
         "RELOOP_PARAMS": str(Path(params_file).resolve()),
         "GX_ANALYTICS_ENABLED": "false",
         "DVC_NO_ANALYTICS": "1",
@@ -80,12 +181,18 @@ def backfill(
 
     params = load_params(params_file)
     starts = period_starts(start, end, params.logs.period_days)
+    if params.logs.source == "simulator":  # every period inside the world, before any run
+        from reloop.ingest.world import check_horizon
+
+        check_horizon(params.simulator,
+                      starts[-1] + dt.timedelta(days=params.logs.period_days - 1))
     env = airflow_env(airflow_home, dags_folder, params_file)
     if not Path(env["AIRFLOW__CORE__DAGS_FOLDER"], "reloop_retrain.py").is_file():
         raise FileNotFoundError(f"no reloop_retrain.py in dags folder {dags_folder!r}")
     os.environ.update(env)  # before Airflow is imported in this process
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow_cli(env, "db", "migrate")
+    configure_home(env["AIRFLOW_HOME"])  # after: migrate writes the default airflow.cfg
     _airflow_cli(env, "dags", "reserialize")
 
     from airflow.dag_processing.dagbag import DagBag
@@ -109,3 +216,9 @@ def backfill(
             raise RuntimeError(f"the DAG run for period {day} ended {state}; later periods were "
                                "not run (production is unchanged by the failed period)")
     return results
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m reloop.pipeline.airflow HOME`
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m reloop.pipeline.airflow AIRFLOW_HOME")
+    print(f"configured {configure_home(sys.argv[1])}")

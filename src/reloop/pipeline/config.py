@@ -35,6 +35,11 @@ class PipelineConfig(_Section):
     memory_window_rows: int = Field(
         default=50_000, ge=1, description="most recent labelled rows the snapshot is built from"
     )
+    snapshot_rows: Literal["fit", "holdout"] = Field(
+        default="holdout",
+        description="rows the serving snapshot is built from: the latest fit rows (the "
+        "candidate trained on them) or the held-out tail (it never did; the freshest rows)",
+    )
     plots_file: str = Field(
         default="reports/plots/periods.json",
         description="per-period curves (AUC, oracle, decision, drift) rebuilt by promote",
@@ -57,6 +62,11 @@ class EvaluateConfig(_Section):
     """Candidate vs incumbent on the held-out tail."""
 
     slots: int = Field(default=10, ge=1, description="streaming slots; labels enter the memory")
+    prefill: Literal["window", "none"] = Field(
+        default="none",
+        description="memories start from the latest fit rows (window) or empty (none: only "
+        "rows neither model trained on, the holdout's own earlier slots, are written)",
+    )
     bootstrap: int = Field(default=200, ge=1, description="paired bootstrap replicates")
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
     seed: int = 0
@@ -65,8 +75,15 @@ class EvaluateConfig(_Section):
 class PromoteConfig(_Section):
     """The gate a candidate must pass to replace the incumbent."""
 
-    compare: Literal["memory", "base"] = Field(
-        default="memory", description="compare models as served (with memory) or base alone"
+    compare: Literal["served", "memory", "base"] = Field(
+        default="served",
+        description="served: as serving will serve it (with memory iff serving.use_memory); "
+        "memory: with memory; base: the model alone",
+    )
+    rule: Literal["point", "ci"] = Field(
+        default="ci",
+        description="point: the measured AUC gain and logloss change must meet the thresholds; "
+        "ci: the candidate is refused only when the bootstrap CI shows it misses them",
     )
     min_auc_gain: float = -1.0e-3
     max_logloss_regression: float = Field(default=5.0e-3, ge=0.0)

@@ -28,26 +28,56 @@ def decide(
     min_auc_gain: float,
     max_logloss_regression: float,
     require_ci_excludes_zero: bool,
+    rule: str = "point",
+    logloss_diff_ci: dict[str, float] | None = None,
 ) -> Decision:
     """Apply the gate.
 
     ``candidate``/``incumbent`` hold ``auc`` and ``logloss`` on the same held-out rows;
-    ``auc_diff_ci`` is the paired-bootstrap result (``diff``, ``low``, ``high``). With no
-    incumbent (the first period) a candidate with a finite AUC is promoted.
+    ``auc_diff_ci`` / ``logloss_diff_ci`` are the paired-bootstrap results (``diff``, ``low``,
+    ``high``) of candidate minus incumbent. With no incumbent (the first period) a candidate with
+    a finite AUC is promoted.
+
+    * ``rule="point"``: the measured AUC gain must be >= ``min_auc_gain`` and the measured logloss
+      change <= ``max_logloss_regression``.
+    * ``rule="ci"``: the candidate is refused only on evidence: when the whole CI of its AUC gain
+      lies below ``min_auc_gain``, or the whole CI of its logloss change lies above
+      ``max_logloss_regression``. On a small holdout the CIs are wide, so noise cannot refuse a
+      fresher model. Where a CI is missing (NaN), the point estimate decides.
     """
+    if rule not in ("point", "ci"):
+        raise ValueError(f"rule={rule!r} is not supported; expected one of ['ci', 'point']")
     if not math.isfinite(candidate.get("auc", math.nan)):
         return Decision(False, ["candidate AUC is not finite (single-class or empty holdout)"])
     if incumbent is None:
         return Decision(True, ["no incumbent in production: the first model is promoted"])
     reasons, ok = [], True
     gain = candidate["auc"] - incumbent["auc"]
-    if gain >= min_auc_gain:
+    regression = candidate["logloss"] - incumbent["logloss"]
+    auc_high = (auc_diff_ci or {}).get("high", math.nan) if rule == "ci" else math.nan
+    ll_low = (logloss_diff_ci or {}).get("low", math.nan) if rule == "ci" else math.nan
+    if math.isfinite(auc_high):
+        if auc_high >= min_auc_gain:
+            reasons.append(f"AUC gain {gain:+.5f}, CI high {auc_high:+.5f} >= min_auc_gain "
+                           f"{min_auc_gain}")
+        else:
+            ok = False
+            reasons.append(f"AUC gain {gain:+.5f}, CI high {auc_high:+.5f} < min_auc_gain "
+                           f"{min_auc_gain}")
+    elif gain >= min_auc_gain:
         reasons.append(f"AUC gain {gain:+.5f} >= min_auc_gain {min_auc_gain}")
     else:
         ok = False
         reasons.append(f"AUC gain {gain:+.5f} < min_auc_gain {min_auc_gain}")
-    regression = candidate["logloss"] - incumbent["logloss"]
-    if regression <= max_logloss_regression:
+    if math.isfinite(ll_low):
+        if ll_low <= max_logloss_regression:
+            reasons.append(f"logloss change {regression:+.5f}, CI low {ll_low:+.5f} <= "
+                           f"max_logloss_regression {max_logloss_regression}")
+        else:
+            ok = False
+            reasons.append(f"logloss change {regression:+.5f}, CI low {ll_low:+.5f} > "
+                           f"max_logloss_regression {max_logloss_regression}")
+    elif regression <= max_logloss_regression:
         reasons.append(
             f"logloss change {regression:+.5f} <= max_logloss_regression {max_logloss_regression}"
         )

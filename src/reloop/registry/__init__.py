@@ -15,6 +15,19 @@ temporary file and :func:`os.replace`, which is atomic on POSIX: a crash at any 
 old pointer or the new one, never a broken state. The history lives inside the pointer file for
 the same reason. Callers serialise writers with :meth:`Registry.lock` (an OS-level file lock,
 released by the kernel if the process dies, so a killed run leaves no stale lock).
+
+**Version ids** are the checkpoints' ``model_id``: exactly 16 lowercase hexadecimal characters
+(a sha256 prefix, :mod:`reloop.train.checkpoint`). Every id the registry is asked for (``get``,
+``register``, ``promote``, ``rollback --to``) or reads from ``production.json`` is checked against
+that format before it touches a path, and must name a version the registry lists, so no id can
+reach outside ``versions/``.
+
+**Whose turn it is to move the pointer.** A period's promotion moves production forward; moving
+it back is :meth:`Registry.rollback`'s job. :meth:`Registry.production_before` replays the
+history up to the first event made by that period or a later one, so a rerun of a period sees
+the incumbent its first run saw, whatever happened since; :meth:`Registry.pointer_held` says
+why a (re)run of a period may not move the pointer any more: a later period has moved it, or it
+was rolled back after this period's own promotion.
 """
 
 from __future__ import annotations
@@ -22,9 +35,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,17 +46,31 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-__all__ = ["Registry", "RegistryError", "VersionRecord"]
+__all__ = ["VERSION_ID", "Registry", "RegistryError", "VersionRecord", "check_version_id"]
 
 log = logging.getLogger(__name__)
 
 POINTER = "production.json"
 VERSIONS = "versions"
 RECORD = "version.json"
+#: A version id: a checkpoint's ``model_id``, the first 16 hex digits of a sha256.
+VERSION_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 class RegistryError(RuntimeError):
     """The registry cannot do what was asked (unknown version, busy, inconsistent)."""
+
+
+def check_version_id(model_id: object, what: str = "version") -> str:
+    """``model_id`` if it has the exact version-id format, else a :class:`RegistryError` naming
+    it and the format (checked before the id is ever joined to a path)."""
+    if not isinstance(model_id, str) or not VERSION_ID.match(model_id):
+        raise RegistryError(
+            f"{what} {model_id!r} is not in the registry: a version id is exactly 16 lowercase "
+            "hexadecimal characters (a model_id, as `reloop registry show` lists them, e.g. "
+            "'9c5879678c6e6abc')"
+        )
+    return model_id
 
 
 @dataclass(frozen=True)
@@ -112,48 +140,89 @@ class Registry:
             return {"current": None, "history": []}
         try:
             return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RegistryError(f"{path} is not valid JSON: {err}") from None
 
-    def get(self, model_id: str) -> VersionRecord:
-        path = self.root / VERSIONS / model_id
-        record = path / RECORD
-        if not record.is_file():
-            known = [v.model_id for v in self.versions()]
-            raise RegistryError(f"version {model_id!r} is not in the registry; known: {known}")
-        return VersionRecord(model_id, path, json.loads(record.read_text()))
-
-    def versions(self) -> list[VersionRecord]:
-        """Every registered version, oldest training period first."""
+    def _listed(self) -> list[str]:
+        """Ids of the complete versions under ``versions/`` (in-flight copies start with ``.``)."""
         base = self.root / VERSIONS
         if not base.is_dir():
             return []
-        out = [
-            VersionRecord(p.name, p, json.loads((p / RECORD).read_text()))
-            for p in base.iterdir()
-            if not p.name.startswith(".") and (p / RECORD).is_file()  # skip in-flight copies
-        ]
+        return sorted(p.name for p in base.iterdir()
+                      if VERSION_ID.match(p.name) and (p / RECORD).is_file())
+
+    def get(self, model_id: str) -> VersionRecord:
+        """The version ``model_id``: a :class:`RegistryError` naming it unless it has the version-id
+        format and the registry lists it."""
+        try:
+            check_version_id(model_id)
+        except RegistryError as err:
+            raise RegistryError(f"{err}; known: {self._listed()}") from None
+        if not (self.root / VERSIONS / model_id / RECORD).is_file():
+            raise RegistryError(
+                f"version {model_id!r} is not in the registry; known: {self._listed()}"
+            )
+        return self._record(self.root / VERSIONS / model_id)
+
+    @staticmethod
+    def _record(path: Path) -> VersionRecord:
+        try:
+            lineage = json.loads((path / RECORD).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RegistryError(f"{path / RECORD} is not valid JSON: {err}") from None
+        return VersionRecord(path.name, path, lineage)
+
+    def versions(self) -> list[VersionRecord]:
+        """Every registered version, oldest training period first."""
+        out = [self._record(self.root / VERSIONS / name) for name in self._listed()]
         return sorted(out, key=lambda v: (str(v.lineage.get("period", "")), v.model_id))
 
     def production(self) -> VersionRecord | None:
         """The version in production, or ``None`` before the first promotion."""
         current = self._pointer().get("current")
-        return None if current is None else self.get(current)
+        if current is None:
+            return None
+        try:
+            return self.get(current)
+        except RegistryError as err:
+            raise RegistryError(f"{self.root / POINTER} names {current!r} as production: {err}"
+                                ) from None
 
     def production_before(self, period: str) -> VersionRecord | None:
         """The version that was in production when the period ``period`` started.
 
-        Replays the pointer history, ignoring promotions made by ``period`` itself or a later one,
-        so a rerun of a period sees the same incumbent as its first run did. Rollbacks are
-        applied where they happened.
+        Replays the pointer history up to the first event made by ``period`` itself or a later
+        one, so a rerun of a period sees the incumbent its first run saw, whatever was promoted or
+        rolled back since. Rollbacks made before that point are applied where they happened.
         """
         current = None
         for event in self.history():
             made_by = event.get("period")
-            if event.get("action") == "promote" and made_by is not None and made_by >= period:
-                continue
+            if made_by is not None and made_by >= period:
+                break
             current = event["model_id"]
         return None if current is None else self.get(current)
+
+    def pointer_held(self, period: str) -> str | None:
+        """Why a (re)run of ``period`` may not move the production pointer, or ``None``.
+
+        Held when a later period has moved the pointer (its history event), or when production was
+        rolled back after this period's own promotion: moving production back is a rollback's
+        job, and undoing a rollback is not a rerun's.
+        """
+        own = False
+        for event in self.history():
+            made_by = event.get("period")
+            if made_by is not None and made_by > period:
+                return (f"period {made_by} moved production after {period} "
+                        f"({event.get('action')} of {event.get('model_id')})")
+            if made_by == period:
+                own = True
+            elif own:
+                return (f"production was moved back to {event.get('model_id')} "
+                        f"({event.get('action')}: {event.get('reason') or 'no reason given'}) "
+                        f"after period {period} promoted")
+        return None
 
     def history(self) -> list[dict[str, Any]]:
         return list(self._pointer().get("history", []))
@@ -166,27 +235,39 @@ class Registry:
         checkpoint_dir: str | Path,
         lineage: dict[str, Any],
         memory_dir: str | Path | None = None,
+        verify: Callable[[VersionRecord], dict[str, Any]] | None = None,
     ) -> VersionRecord:
         """Copy a checkpoint (and its memory snapshot) into the registry as a new version.
 
-        Idempotent: a version that is already registered is returned unchanged.
+        ``verify`` is called with the complete copy (a :class:`VersionRecord` at its temporary
+        path) before it is renamed into place: if it raises, nothing is registered; what it
+        returns is added to the lineage. Idempotent: a version that is already registered is
+        returned unchanged (``verify`` is called on it again, its result not recorded).
         """
+        check_version_id(model_id)
         target = self.root / VERSIONS / model_id
         if (target / RECORD).is_file():
-            return self.get(model_id)
+            record = self.get(model_id)
+            if verify is not None:
+                verify(record)
+            return record
         target.parent.mkdir(parents=True, exist_ok=True)
         for stale in target.parent.glob(f".{model_id}.*"):  # a copy a killed run left behind
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=target.parent))
+        # artefacts only: not the temporary files a killed writer left beside them
+        artefacts = shutil.ignore_patterns(".*")
         try:
-            shutil.copytree(checkpoint_dir, tmp / "model")
+            shutil.copytree(checkpoint_dir, tmp / "model", ignore=artefacts)
             if memory_dir is not None:
                 src = Path(memory_dir)
                 if src.is_dir():
-                    shutil.copytree(src, tmp / "memory")
+                    shutil.copytree(src, tmp / "memory", ignore=artefacts)
                 else:
                     (tmp / "memory").mkdir()
                     shutil.copy2(src, tmp / "memory" / src.name)
+            if verify is not None:
+                lineage = {**lineage, **verify(VersionRecord(model_id, tmp, lineage))}
             (tmp / RECORD).write_text(
                 json.dumps({"model_id": model_id, **lineage}, indent=2, sort_keys=True) + "\n"
             )
@@ -205,6 +286,8 @@ class Registry:
         history = pointer.get("history", [])
         history.append({"model_id": model_id, "previous": pointer.get("current"), **event})
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(f".{POINTER}.*"):  # a new pointer a killed writer left
+            stale.unlink(missing_ok=True)  # (writers hold the registry lock: none is live)
         _atomic_write_json(self.root / POINTER, {"current": model_id, "history": history})
 
     def promote(self, model_id: str, period: str | None = None, reason: str = "") -> None:
@@ -212,9 +295,16 @@ class Registry:
         self._move_pointer(model_id, {"action": "promote", "period": period, "reason": reason})
         log.info("promoted %s (period %s)", model_id, period)
 
-    def rollback(self, to: str, reason: str = "manual rollback") -> VersionRecord:
-        """Point production back at an earlier version, with the memory snapshot stored with it."""
+    def rollback(self, to: str, reason: str = "manual rollback",
+                 verify: Callable[[VersionRecord], Any] | None = None) -> VersionRecord:
+        """Point production back at an earlier version, with the memory snapshot stored with it.
+
+        ``verify(record)`` runs first and raises when the version cannot serve (a corrupt
+        checkpoint or snapshot): the pointer then stays where it is.
+        """
         record = self.get(to)
+        if verify is not None:
+            verify(record)
         self._move_pointer(to, {"action": "rollback", "period": None, "reason": reason})
         log.info("rolled back production to %s", to)
         return record

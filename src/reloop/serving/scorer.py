@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import polars as pl
 
+from reloop.logs.schema import BOOTSTRAP_VERSION
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
@@ -49,8 +51,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: ``model_version`` logged while the bootstrap policy serves.
-BOOTSTRAP_VERSION = "bootstrap"
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,12 @@ def score_features(
     from reloop.train.trainer import predict
 
     want_hidden = return_hidden or memory is not None
-    probs, hidden = predict(model, features, batch_size, return_hidden=want_hidden)
+    if model.training or len(features) > batch_size:
+        probs, hidden = predict(model, features, batch_size, return_hidden=want_hidden)
+    else:  # one batch of a model in eval mode (a serving request): predict without mode switches
+        with torch.inference_mode():
+            logits, hidden = model(features.indices, features.values)
+            probs = torch.sigmoid(logits)
     base = probs.to(torch.float64)
     served = base if memory is None else memory.compensate(hidden, base)
     return ScoredBatch(

@@ -17,8 +17,15 @@ import torch
 
 from reloop.config import FeaturesConfig
 from reloop.features.encoding import EncodedFeatures, FeatureEncoder
+from reloop.logs.schema import BOOTSTRAP_VERSION
 
-__all__ = ["TrainingData", "TrainingDataError", "split_tail", "to_training_data"]
+__all__ = [
+    "TrainingData",
+    "TrainingDataError",
+    "check_validation_split",
+    "split_tail",
+    "to_training_data",
+]
 
 
 class TrainingDataError(ValueError):
@@ -33,16 +40,22 @@ class TrainingData:
     y: torch.Tensor
     y_last: torch.Tensor | None = None
     groups: np.ndarray | None = None  # user ids, for gAUC
+    #: 0 where ``y_last`` is not a model's prediction (bootstrap policy): the loss's extra term
+    #: is dropped on those rows (see :mod:`reloop.losses`)
+    mask: torch.Tensor | None = None
+    #: per-row loss weight (recency weighting of a sliding window)
+    weight: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.y.shape[0]
 
     def take(self, rows: torch.Tensor | slice) -> TrainingData:
+        def pick(t):
+            return None if t is None else t[rows]
+
         return TrainingData(
-            self.features.take(rows),
-            self.y[rows],
-            None if self.y_last is None else self.y_last[rows],
-            None if self.groups is None else self.groups[rows],
+            self.features.take(rows), self.y[rows], pick(self.y_last), pick(self.groups),
+            pick(self.mask), pick(self.weight),
         )
 
 
@@ -95,8 +108,15 @@ def to_training_data(
     *,
     need_y_last: bool,
     loss: str = "reloop",
+    mask_bootstrap: bool = False,
+    weight: np.ndarray | None = None,
 ) -> TrainingData:
-    """Check ``df`` and turn it into tensors for :func:`reloop.train.trainer.fit`."""
+    """Check ``df`` and turn it into tensors for :func:`reloop.train.trainer.fit`.
+
+    ``mask_bootstrap`` (with ``y_last``): rows whose logged ``model_version`` is the bootstrap
+    policy's get mask 0, because their ``y_last`` is a constant prior, not a model's prediction.
+    ``weight``: one non-negative loss weight per row.
+    """
     if df.height == 0:
         raise TrainingDataError("the training table is empty")
     y = _labels(df, features.label)
@@ -104,7 +124,37 @@ def to_training_data(
     groups = (
         df.get_column(features.user_field).to_numpy() if features.user_field in df.columns else None
     )
-    return TrainingData(encoder.encode(df), y, y_last, groups)
+    mask = None
+    if need_y_last and mask_bootstrap and "model_version" in df.columns:
+        served_by_model = df.get_column("model_version") != BOOTSTRAP_VERSION
+        if not served_by_model.all():
+            mask = torch.from_numpy(served_by_model.cast(pl.Float32).to_numpy(writable=True))
+    w = None
+    if weight is not None:
+        weight = np.asarray(weight, dtype=np.float32)
+        if weight.shape != (df.height,):
+            raise TrainingDataError(
+                f"weight has shape {weight.shape}; expected one weight per row ({df.height},)"
+            )
+        if not np.all(np.isfinite(weight)) or (weight < 0).any():
+            raise TrainingDataError("weight must hold finite values >= 0")
+        w = torch.from_numpy(weight.copy())
+    return TrainingData(encoder.encode(df), y, y_last, groups, mask, w)
+
+
+def check_validation_split(val: TrainingData, fraction: float) -> None:
+    """Refuse a validation split that lacks a class: its AUC, on which training early-stops
+    and which it reports, would be NaN. The message gives the split's size and class counts."""
+    positives = int((val.y > 0.5).sum())
+    negatives = len(val) - positives
+    if positives and negatives:
+        return
+    rows = "1 row" if len(val) == 1 else f"{len(val)} rows"
+    raise TrainingDataError(
+        f"the validation split (last {fraction * 100:g}% = {rows}) holds {positives} "
+        f"positive(s) and {negatives} negative(s); early stopping needs both: give more data "
+        "or a larger train.val_fraction"
+    )
 
 
 def split_tail(

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from reloop.config import Params
 
-__all__ = ["candidate_dir", "period_splits", "run_train"]
+__all__ = ["TrainingWindow", "candidate_dir", "period_splits", "run_train", "training_window"]
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +42,87 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@dataclass(frozen=True)
+class TrainingWindow:
+    """What the period's candidate is fit on.
+
+    * ``train``: the earlier periods of the window, whole (their held-out tails included: the
+      freshest rows of a period are learned from one period later), then the current period's
+      fit rows before its validation tail; in time order.
+    * ``val``: the current period's validation tail (``train.val_fraction`` of its fit rows).
+    * ``weight``: per ``train`` row, ``train.window_decay ** k`` for a row ``k`` periods old.
+    * ``periods``: the period starts used, oldest first.
+    """
+
+    train: pl.DataFrame
+    val: pl.DataFrame
+    weight: np.ndarray | None
+    periods: list[str]
+
+
+def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
+    """The candidate's training rows for the period starting ``start`` (:class:`TrainingWindow`).
+
+    The window holds the current period and up to ``train.window_periods - 1`` earlier periods
+    whose joined tables exist; it stops at the first missing one (the start of the history).
+    """
+    from reloop.join.join import joined_dir, read_joined
+    from reloop.logs.store import as_date
+    from reloop.train.data import split_tail
+
+    start = as_date(start)
+    cfg = params.train
+    fit_part, _ = period_splits(params, start)
+    current, val = split_tail(fit_part, cfg.val_fraction, time_column="event_time")
+    parts, ages = [current], [0]
+    for k in range(1, cfg.window_periods):
+        earlier = start - dt.timedelta(days=k * params.logs.period_days)
+        if not (joined_dir(params, earlier) / "train.parquet").is_file():
+            break
+        parts.insert(0, read_joined(params, earlier).select(current.columns))
+        ages.insert(0, k)
+    train = pl.concat(parts, how="vertical") if len(parts) > 1 else current
+    weight = None
+    if cfg.window_decay != 1.0 and len(parts) > 1:
+        weight = np.concatenate([np.full(p.height, cfg.window_decay ** k, dtype=np.float32)
+                                 for p, k in zip(parts, ages, strict=True)])
+    periods = [(start - dt.timedelta(days=k * params.logs.period_days)).isoformat()
+               for k in ages]
+    return TrainingWindow(train, val, weight, periods)
+
+
 def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Train the candidate for the period starting at ``start`` and write its checkpoint.
 
     Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
-    the first period). Deterministic given the data and ``train.seed``, so a rerun writes a
+    the first period). A cold start early-stops on the validation tail. A warm start does too,
+    unless ``train.warm_epochs`` is set: then it trains exactly that many epochs on every fit row,
+    validation tail included. Deterministic given the data and ``train.seed``, so a rerun writes a
     byte-identical checkpoint (wall-clock timings are logged, never stored).
     """
     from reloop.join.join import joined_dir
     from reloop.logs.store import as_date
     from reloop.registry import Registry
-    from reloop.train import load_checkpoint, save_checkpoint, split_tail, train_model
+    from reloop.train import load_checkpoint, save_checkpoint, train_model
 
     start = as_date(start)
-    fit_part, holdout = period_splits(params, start)
-    train_df, val_df = split_tail(fit_part, params.train.val_fraction, time_column="event_time")
+    window = training_window(params, start)
     production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
     incumbent = None
     if production is not None and params.train.warm_start:
         incumbent = load_checkpoint(production.checkpoint_dir, params.features)
-    trained = train_model(params, train_df, val_df, init_from=incumbent)
+    train_df, val_df, weight, max_epochs = window.train, window.val, window.weight, None
+    if incumbent is not None and params.train.warm_epochs is not None:
+        train_df = pl.concat([window.train, window.val], how="vertical")
+        if weight is not None:
+            weight = np.concatenate([weight, np.ones(window.val.height, dtype=np.float32)])
+        val_df, max_epochs = None, params.train.warm_epochs
+    trained = train_model(params, train_df, val_df, init_from=incumbent, weight=weight,
+                          max_epochs=max_epochs)
     history = [{k: v for k, v in r.items() if k != "seconds"} for r in trained.result.history]
-    log.info("trained %s epochs in %.1fs", len(history), trained.result.train_seconds)
+    log.info("trained %s epochs on %d rows (%s) in %.1fs", len(history), train_df.height,
+             ", ".join(window.periods), trained.result.train_seconds)
+    _, holdout = period_splits(params, start)
     table_file = joined_dir(params, start) / "train.parquet"
     ckpt = save_checkpoint(
         candidate_dir(params, start),
@@ -75,7 +136,9 @@ def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
             "history": history,
             "best_epoch": trained.result.best_epoch,
             "best_val_auc": trained.result.best_val_auc,
-            "rows": {"train": train_df.height, "val": val_df.height, "holdout": holdout.height},
+            "rows": {"train": train_df.height, "val": 0 if val_df is None else val_df.height,
+                     "holdout": holdout.height},
+            "window": window.periods,
             "data": {"joined_sha256": _file_sha256(table_file)},
         },
         overwrite=True,

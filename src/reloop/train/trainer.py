@@ -117,7 +117,8 @@ class Trainer:
                 batch = data.take(slice(start, start + batch_size))
                 logits, _ = self.model(batch.features.indices, batch.features.values)
                 y_last = batch.y_last if batch.y_last is not None else self._no_y_last
-                loss = self.loss_fn(logits, batch.y, y_last, self.alpha)
+                loss = self.loss_fn(logits, batch.y, y_last, self.alpha, mask=batch.mask,
+                                    weight=batch.weight)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()

@@ -11,7 +11,8 @@ class ValidationConfig(BaseModel):
     """Thresholds of the expectation suites (``docs/data.md`` lists every expectation).
 
     * ``out_root``: ``<out_root>/date=YYYY-MM-DD/<table>.json`` plus GX Data Docs HTML.
-    * ``min_rows`` / ``max_rows``: impressions per daily partition (an empty day fails);
+    * ``min_rows`` / ``max_rows``: impressions per daily partition (an empty day fails, except
+      a replay's day without events);
       ``max_feedback_rows`` bounds a feedback partition.
     * ``max_duplicate_fraction``: share of impression rows whose ``request_id`` repeats that is
       tolerated (the join resolves and counts them); above it the partition is quarantined.

@@ -23,14 +23,15 @@ still carries them).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from reloop.jsonio import read_json
 from reloop.logs.atomic import replace_dir, write_json
 from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
@@ -143,8 +144,43 @@ def stable_result(obj: Any) -> Any:
     return obj
 
 
-def describe_failure(res: dict[str, Any]) -> dict[str, Any]:
-    """One failed GX expectation as ``{expectation, column, expected, observed}``."""
+def _show(value: Any) -> str:
+    """A cell as a failure message shows it: NaN as ``NaN``, a missing value as ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return repr(value)
+
+
+def _float_examples(
+    df: pl.DataFrame | None, column: str | None, result: dict[str, Any]
+) -> tuple[str, str] | None:
+    """``(counts, examples)`` of a float column's unexpected rows, read from the polars frame.
+
+    GX sees the frame through pandas, where a null float is NaN, and its JSON result turns NaN
+    into ``null``: both read as ``None``. The row indices GX reports point into ``df``, so the
+    values are taken from there, where NaN and null differ.
+    """
+    if df is None or column not in df.columns or not df.schema[column].is_float():
+        return None
+    index = result.get("partial_unexpected_index_list")
+    if not isinstance(index, list) or not all(isinstance(i, int) for i in index) or \
+            any(not 0 <= i < df.height for i in index):
+        return None
+    col = df.get_column(column)
+    examples = "[" + ", ".join(_show(col[i]) for i in index[:5]) + "]"
+    n_nan, n_null = int(col.is_nan().sum()), col.null_count()
+    counts = [f"{n} {what}" for n, what in ((n_nan, "NaN"), (n_null, "null")) if n]
+    return ", ".join(counts), examples
+
+
+def describe_failure(res: dict[str, Any], df: pl.DataFrame | None = None) -> dict[str, Any]:
+    """One failed GX expectation as ``{expectation, column, expected, observed}``.
+
+    With ``df`` (the validated frame), the unexpected values of a float column are shown as they
+    are there: ``NaN`` or ``null`` (GX's result shows both as ``None``).
+    """
     cfg = res.get("expectation_config", {})
     kwargs = {k: v for k, v in cfg.get("kwargs", {}).items() if k not in ("batch_id",)}
     column = kwargs.pop("column", None)
@@ -164,8 +200,15 @@ def describe_failure(res: dict[str, Any]) -> dict[str, Any]:
         observed = result["details"]["mismatched"]
     elif result.get("unexpected_count") is not None:
         pct = result.get("unexpected_percent") or 0.0
-        observed = (f"{result['unexpected_count']} unexpected rows ({pct:.3g}%), e.g. "
-                    f"{result.get('partial_unexpected_list', [])[:5]}")
+        shown = _float_examples(df, column, result)
+        if shown is None:
+            examples, counts = f"{result.get('partial_unexpected_list', [])[:5]}", ""
+        else:
+            counts = f"; {shown[0]}" if shown[0] and "not_be_null" in str(cfg.get("type")) \
+                else ""
+            examples = shown[1]
+        observed = (f"{result['unexpected_count']} unexpected rows ({pct:.3g}%{counts}), e.g. "
+                    f"{examples}")
     else:
         observed = result.get("observed_value")
     return {"expectation": cfg.get("type"), "column": column, "expected": kwargs,
@@ -255,7 +298,7 @@ def _validate_frame(
         replace_dir(docs, run)
     else:
         run(None)
-    failures += [describe_failure(r) for r in gx_result.get("results", [])
+    failures += [describe_failure(r, df) for r in gx_result.get("results", [])
                  if not r.get("success")]
     return _record(
         params, table, day, rows=df.height, failures=failures,
@@ -274,10 +317,6 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
     if table not in RAW_TABLES:
         raise ValueError(f"table={table!r} is not a raw log; expected one of {list(RAW_TABLES)}")
     day = as_date(day)
-    if table == "impressions":
-        specs, suite = impression_columns(params.features), impressions_suite(params, day)
-    else:
-        specs, suite = FEEDBACK, feedback_suite(params, day)
     try:
         df = read_partition(params.logs.root, table, day)
     except CorruptPartitionError as err:
@@ -285,6 +324,13 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
                    "observed": str(err)}
         return _record(params, table, day, rows=None, failures=[failure], evaluated=1,
                        gx_result=None, docs=None, quarantine_table=table)
+    if table == "impressions":
+        # a replay writes an empty partition for a day of the dataset without events
+        empty_day = params.logs.source == "replay" and df.height == 0
+        specs = impression_columns(params.features)
+        suite = impressions_suite(params, day, empty_day=empty_day)
+    else:
+        specs, suite = FEEDBACK, feedback_suite(params, day)
     return _validate_frame(params, table, day, df, specs, suite, quarantine_table=table)
 
 
@@ -323,7 +369,7 @@ def recent_ctrs(params: Params, start: dt.date) -> list[float]:
         return []
     found = []
     for day, child in dated_dirs(params.join.out_root, "stats.json"):
-        ctr = json.loads((child / "stats.json").read_text()).get("ctr")
+        ctr = read_json(child / "stats.json", "join stats").get("ctr")
         if day < start and ctr is not None:
             found.append(float(ctr))
     return found[-n:]
@@ -336,8 +382,12 @@ def validate_joined(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     start = as_date(start)
     df = read_joined(params, start)
+    row_days = None  # a replay's empty days count for no rows
+    if params.logs.source == "replay":
+        row_days = df.get_column("event_time").dt.date().n_unique()
     summary = _validate_frame(params, "joined", start, df, joined_columns(params),
-                              joined_suite(params, start, recent_ctrs(params, start)),
+                              joined_suite(params, start, recent_ctrs(params, start),
+                                           row_days=row_days),
                               quarantine_table="joined")
     _raise_if_failed([summary], f"the joined table of the period starting {start}")
     return summary

@@ -13,15 +13,17 @@ Impressions (one daily partition ``D``):
 * no nulls in the core columns; ``score`` and ``score_base`` in ``[0, 1]`` (NaN counts as null);
 * ``request_id`` unique, up to ``validation.max_duplicate_fraction`` of rows;
 * ``event_time`` inside ``[D, D+1)``;
-* ``validation.min_rows <= rows <= validation.max_rows``.
+* ``validation.min_rows <= rows <= validation.max_rows``; for a replay (``logs.source:
+  replay``) an empty partition is an *empty day* of the dataset and ``min_rows`` does not apply.
 
 Feedback (one daily partition ``D``): exact columns and types, no nulls, ``click`` in ``{0, 1}``,
 ``event_time`` inside ``[D, D+1)``, at most ``validation.max_feedback_rows`` rows.
 
 Joined table (period starting ``D``): exact columns, ``y`` in ``{0, 1}``, ``y_last`` in ``[0, 1]``,
-unique ``request_id``, ``event_time`` inside the period, at least ``min_rows x period_days`` rows,
-and the mean of ``y`` (the CTR) within ``[ctr_min, ctr_max]`` and, when earlier periods were joined,
-within ``mean_ctr x (1 -/+ ctr_tolerance)`` of the last ``ctr_history`` of them.
+unique ``request_id``, ``event_time`` inside the period, at least ``min_rows x period_days`` rows
+(for a replay, ``min_rows x`` the days that have rows: empty days count for none), and the mean
+of ``y`` (the CTR) within ``[ctr_min, ctr_max]`` and, when earlier periods were joined, within
+``mean_ctr x (1 -/+ ctr_tolerance)`` of the last ``ctr_history`` of them.
 """
 
 from __future__ import annotations
@@ -102,8 +104,11 @@ def _time_range(column: str, lo: dt.date, hi: dt.date) -> Expectation:
             {"column": column, "min_value": _utc(lo), "max_value": _utc(hi), "strict_max": True})
 
 
-def impressions_suite(params: Params, day: dt.date) -> list[Expectation]:
-    """Expectations for the impressions partition of ``day``."""
+def impressions_suite(
+    params: Params, day: dt.date, *, empty_day: bool = False
+) -> list[Expectation]:
+    """Expectations for the impressions partition of ``day``; ``empty_day``: it is a replay day
+    without events, so ``validation.min_rows`` does not apply."""
     v = params.validation
     specs = impression_columns(params.features)
     out = _columns(specs, exact=not v.allow_extra_columns)
@@ -114,7 +119,7 @@ def impressions_suite(params: Params, day: dt.date) -> list[Expectation]:
                 {"column": "request_id", "mostly": 1.0 - v.max_duplicate_fraction}))
     out.append(_time_range("event_time", day, day + dt.timedelta(days=1)))
     out.append(("ExpectTableRowCountToBeBetween",
-                {"min_value": v.min_rows, "max_value": v.max_rows}))
+                {"min_value": 0 if empty_day else v.min_rows, "max_value": v.max_rows}))
     return out
 
 
@@ -140,14 +145,16 @@ def ctr_bounds(params: Params, recent_ctrs: list[float]) -> tuple[float, float]:
 
 
 def joined_suite(
-    params: Params, start: dt.date, recent_ctrs: list[float]
+    params: Params, start: dt.date, recent_ctrs: list[float], *, row_days: int | None = None
 ) -> list[Expectation]:
-    """Expectations for the joined table of the period starting ``start``."""
+    """Expectations for the joined table of the period starting ``start``; the row floor is
+    ``min_rows x row_days`` (default: the period's days)."""
     v = params.validation
     specs = joined_columns(params)
     out = [e for e in _columns(specs, exact=not v.allow_extra_columns)
            if e[1].get("column") != "label_time"]  # all-null on a day without clicks
     days = params.logs.period_days
+    row_days = days if row_days is None else row_days
     lo, hi = ctr_bounds(params, recent_ctrs)
     out += [
         ("ExpectColumnValuesToBeInSet", {"column": "y", "value_set": [0, 1]}),
@@ -155,7 +162,7 @@ def joined_suite(
                                            "max_value": 1.0}),
         ("ExpectColumnValuesToBeUnique", {"column": "request_id"}),
         _time_range("event_time", start, start + dt.timedelta(days=days)),
-        ("ExpectTableRowCountToBeBetween", {"min_value": max(1, v.min_rows * days),
+        ("ExpectTableRowCountToBeBetween", {"min_value": max(1, v.min_rows * row_days),
                                             "max_value": v.max_rows * days}),
         ("ExpectColumnMeanToBeBetween", {"column": "y", "min_value": lo, "max_value": hi}),
     ]

@@ -1,0 +1,20 @@
+"""The one error a request handler raises for bad input: a 4xx naming the field."""
+
+from __future__ import annotations
+
+__all__ = ["BadRequest"]
+
+
+class BadRequest(Exception):
+    """``status`` (4xx), the offending ``field`` (a dotted path such as
+    ``candidates[3].item_age_days``) and what is wrong with it."""
+
+    def __init__(self, status: int, field: str, message: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(f"{field}: {message}")
+        self.status = status
+        self.field = field
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, str]:
+        return {"error": str(self), "field": self.field}

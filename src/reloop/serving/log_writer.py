@@ -1,0 +1,207 @@
+"""The serving side of the raw logs: buffered rows written as new, immutable part files.
+
+Served impressions and clicks are appended to an in-memory buffer per log. A buffer is written
+when it holds ``serve.flush_rows`` rows or its oldest row is ``serve.flush_seconds`` old (and on
+shutdown): its rows are split by the UTC date of ``event_time`` and each date's rows become one
+new part file through :func:`reloop.logs.store.write_part` (temporary file, then a hard link that
+fails rather than replace anything). Part names are ``part-serve-<replica>-<boot ms>-<n>``,
+unique per process start, so a file is never rewritten and a reader never sees half a part.
+
+**After a restart** :meth:`LogWriter.recent_shown` reads back what this replica wrote during
+the last attribution window, so clicks on impressions served before the restart are still
+accepted (and duplicates still refused).
+
+**What a crash loses:** the rows still in the buffers, i.e. at most ``flush_rows`` rows (plus
+the rows that arrive while a part is being written) and at most ``flush_seconds`` of traffic
+(plus one upkeep tick). Nothing already written is affected. A failed write (a full disk) keeps
+the rows buffered and retries at the next tick; ``/readyz`` turns false meanwhile.
+
+The day's feedback partition is created as soon as the clock enters the day (an empty part if no
+click has arrived yet), so the join of the day before can tell "no late click" from "not
+arrived".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from reloop.logs.schema import TIME_DTYPE, conform, impression_columns, table_columns
+from reloop.logs.store import list_dates, partition_dir, write_part
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import FeaturesConfig
+
+__all__ = ["LogWriter"]
+
+log = logging.getLogger(__name__)
+
+_US_PER_DAY = 86_400 * 1_000_000
+
+
+@dataclass
+class _Buffer:
+    """Rows of one log not yet written: column chunks, oldest first."""
+
+    chunks: list[dict[str, list | np.ndarray]] = field(default_factory=list)
+    rows: int = 0
+    oldest: float | None = None  # wall time (monotonic) the oldest row was buffered
+
+
+class LogWriter:
+    """Buffers the impression and feedback logs of one serving process (thread-safe)."""
+
+    def __init__(self, root: str | Path, features: FeaturesConfig, replica: str, *,
+                 flush_rows: int, flush_seconds: float) -> None:
+        self.root = Path(root)
+        self.replica = replica
+        self.producer = f"serve-{replica}-{time.time_ns() // 1_000_000}"
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._columns = {"impressions": impression_columns(features),
+                         "feedback": table_columns("feedback")}
+        self._dtypes = {
+            "impressions": {c.name: self._dtype(c.kind) for c in self._columns["impressions"]},
+            "feedback": {"request_id": pl.String, "event_time": pl.Int64, "click": pl.Int8},
+        }
+        self._buffers = {table: _Buffer() for table in self._columns}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._seq = itertools.count()
+        self.feedback_days: set[dt.date] = set()
+        self.written = {table: 0 for table in self._columns}
+        self.parts = 0
+        self.errors = 0
+        self.failing = False
+
+    @staticmethod
+    def _dtype(kind: str) -> pl.DataType:
+        """What a served column is buffered as: strings for ids and categorical fields (the
+        encoder hashes their string form), floats for numbers, epoch microseconds for times."""
+        if kind in ("categorical", "id", "string"):
+            return pl.String
+        if kind == "time":
+            return pl.Int64  # epoch microseconds, cast to the log's time type on write
+        return pl.Float64
+
+    # ---- buffering ---------------------------------------------------------------------------
+
+    def append(self, table: str, columns: dict[str, list | np.ndarray], n: int) -> None:
+        """Buffer ``n`` rows of ``table`` (``event_time`` as epoch microseconds)."""
+        if n == 0:
+            return
+        with self._lock:
+            buf = self._buffers[table]
+            buf.chunks.append(columns)
+            buf.rows += n
+            if buf.oldest is None:
+                buf.oldest = time.monotonic()
+
+    def buffered(self, table: str) -> int:
+        return self._buffers[table].rows
+
+    def lag(self, table: str) -> float:
+        """Seconds the oldest unwritten row of ``table`` has waited (0 when none)."""
+        oldest = self._buffers[table].oldest
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    def due(self) -> bool:
+        return any(b.rows >= self.flush_rows or (b.oldest is not None and
+                                                 self.lag(t) >= self.flush_seconds)
+                   for t, b in self._buffers.items())
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Write every buffered row as new part files; returns the rows written."""
+        with self._flush_lock:
+            return sum(self._flush_table(table) for table in self._buffers)
+
+    def open_day(self, day: dt.date) -> None:
+        """Create ``day``'s feedback partition (an empty part) unless this process wrote one."""
+        with self._flush_lock:
+            if day not in self.feedback_days:
+                self._write("feedback", day, self._frame("feedback", []))
+
+    def _flush_table(self, table: str) -> int:
+        with self._lock:
+            buf = self._buffers[table]
+            self._buffers[table] = _Buffer()
+        if not buf.rows:
+            return 0
+        df = self._frame(table, buf.chunks)
+        days = (df["event_time"] // _US_PER_DAY).cast(pl.Int64)
+        written = 0
+        for (day_n,), part in df.with_columns(_day=days).partition_by(
+                "_day", as_dict=True, maintain_order=True).items():
+            day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_n))
+            part = part.drop("_day")
+            if self._write(table, day, part):
+                written += part.height
+            else:  # keep it for the next try
+                self.append(table, {c: part[c].to_list() for c in part.columns}, part.height)
+        self.written[table] += written
+        return written
+
+    def _frame(self, table: str, chunks: list[dict]) -> pl.DataFrame:
+        dtypes = self._dtypes[table]
+        data = {}
+        for name in dtypes:
+            parts = [c[name] for c in chunks]
+            if parts and all(isinstance(p, np.ndarray) for p in parts):
+                data[name] = np.concatenate(parts)
+            else:
+                data[name] = list(itertools.chain.from_iterable(parts))
+        return pl.DataFrame(data, schema=dtypes)
+
+    def _write(self, table: str, day: dt.date, df: pl.DataFrame) -> bool:
+        out = df.with_columns(pl.col("event_time").cast(pl.Datetime("us"))
+                              .dt.replace_time_zone("UTC").cast(TIME_DTYPE))
+        out = conform(out, self._columns[table], f"served {table}")
+        name = f"{self.producer}-{next(self._seq):06d}"
+        try:
+            write_part(self.root, table, day, out, name)
+        except OSError:
+            self.errors += 1
+            self.failing = True
+            log.exception("could not write %d %s rows of %s under %s; they stay buffered",
+                          out.height, table, day, self.root)
+            return False
+        self.failing = False
+        self.parts += 1
+        if table == "feedback":
+            self.feedback_days.add(day)
+        log.debug("wrote %d %s rows to %s/date=%s (%s)", out.height, table, table, day, name)
+        return True
+
+    # ---- after a restart ---------------------------------------------------------------------
+
+    def recent_shown(self, window_us: int, now_us: int) -> tuple[list[str], np.ndarray, set[str],
+                                                                 int]:
+        """This replica's logged impressions of the last attribution window: ``(ids, served
+        times, clicked ids, latest event time)``. "Now" is the later of ``now_us`` and the
+        latest impression logged (a client clock restarts at zero)."""
+        days = list_dates(self.root, "impressions")[-2:]
+        files = {t: [f for d in days for f in partition_dir(self.root, t, d).glob(
+            f"part-serve-{self.replica}-*.parquet")] for t in ("impressions", "feedback")}
+        if not files["impressions"]:
+            return [], np.empty(0, dtype=np.int64), set(), 0
+        shown = pl.scan_parquet(files["impressions"]).select(
+            "request_id", pl.col("event_time").dt.epoch("us")).collect()
+        latest = max(now_us, int(shown["event_time"].max()))
+        shown = shown.filter(pl.col("event_time") >= latest - window_us)
+        ids = set(shown["request_id"].to_list())
+        clicked = set() if not files["feedback"] else {
+            i for i in pl.scan_parquet(files["feedback"]).select("request_id").collect()
+            ["request_id"].to_list() if i in ids}
+        return (shown["request_id"].to_list(), shown["event_time"].to_numpy(), clicked,
+                latest)

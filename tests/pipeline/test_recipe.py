@@ -1,0 +1,110 @@
+"""The training and promotion recipe's knobs, each on two periods of a tiny world: the sliding
+window with recency weights, the warm-start schedule, the bootstrap mask, the serving
+snapshot's rows and the gate that compares what will be served."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reloop.join.join import read_joined
+from reloop.memory.sketch import ErrorMemory
+from reloop.pipeline import run_period, run_stage
+from reloop.train import load_checkpoint, to_training_data
+from reloop.train.stage import candidate_dir, period_splits, training_window
+from tests.data.conftest import DAY1, DAY2
+from tests.pipeline.test_loop import loop_params
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    params = loop_params(
+        root,
+        train={"window_periods": 2, "window_decay": 0.5, "warm_epochs": 2, "max_epochs": 3,
+               "mask_bootstrap": True},
+        pipeline={"snapshot_rows": "holdout"},
+        promote={"compare": "served", "rule": "ci"},
+        evaluate={"prefill": "none", "bootstrap": 20, "slots": 4},
+        serving={"use_memory": False, "batch_size": 4096},
+    )
+    run_period(params, DAY1)
+    for stage in ("ingest", "validate", "join", "drift", "train"):
+        run_stage(stage, params, DAY2)
+    return root, params
+
+
+def test_window_holds_the_earlier_period_whole_then_the_current_fit_rows(windowed):
+    _, params = windowed
+    window = training_window(params, DAY2)
+    day1 = read_joined(params, DAY1)
+    fit2, holdout2 = period_splits(params, DAY2)
+    assert window.periods == [DAY1, DAY2]
+    # day 1 whole (its held-out tail included), then day 2's fit rows before its val tail
+    n_val = round(fit2.height * params.train.val_fraction)
+    assert window.val.height == n_val
+    assert window.train.height == day1.height + fit2.height - n_val
+    assert window.train["request_id"].head(day1.height).to_list() == day1["request_id"].to_list()
+    # recency weights: 0.5 for the period one step back, 1 for the current one
+    assert np.all(window.weight[: day1.height] == 0.5)
+    assert np.all(window.weight[day1.height:] == 1.0)
+    assert not set(window.train["request_id"]) & set(holdout2["request_id"])
+
+
+def test_a_window_stops_at_the_start_of_the_history(windowed):
+    _, params = windowed
+    window = training_window(params, DAY1)
+    assert window.periods == [DAY1] and window.weight is None
+
+
+def test_warm_start_trains_the_fixed_epochs_on_every_fit_row(windowed):
+    _, params = windowed
+    ckpt = load_checkpoint(candidate_dir(params, DAY2), params.features)
+    info = ckpt.info
+    assert info["window"] == [DAY1, DAY2]
+    assert [h["epoch"] for h in info["history"]] == [1, 2]  # warm_epochs, no early stopping
+    assert "val_auc" not in info["history"][0]
+    window = training_window(params, DAY2)
+    assert info["rows"] == {"train": window.train.height + window.val.height, "val": 0,
+                            "holdout": period_splits(params, DAY2)[1].height}
+    # the cold start of period 1 early-stopped on its validation tail as before
+    first = load_checkpoint(candidate_dir(params, DAY1), params.features).info
+    assert "val_auc" in first["history"][0] and first["rows"]["val"] > 0
+
+
+def test_bootstrap_rows_are_masked_and_model_rows_are_not(windowed):
+    _, params = windowed
+    from reloop.features.encoding import FeatureEncoder
+
+    enc = FeatureEncoder.from_config(params.features)
+    day1 = read_joined(params, DAY1)  # served by the bootstrap policy
+    day2 = read_joined(params, DAY2)  # served by period 1's model
+    both = to_training_data(day1.vstack(day2), enc, params.features, need_y_last=True,
+                            mask_bootstrap=True)
+    assert both.mask is not None
+    assert both.mask[: day1.height].sum() == 0 and both.mask[day1.height:].min() == 1
+    assert to_training_data(day2, enc, params.features, need_y_last=True,
+                            mask_bootstrap=True).mask is None
+    assert to_training_data(day1, enc, params.features, need_y_last=True).mask is None
+
+
+def test_snapshot_from_the_holdout_and_the_gate_compares_what_is_served(windowed):
+    _, params = windowed
+    for stage in ("memory", "evaluate", "promote"):
+        out = run_stage(stage, params, DAY2)
+    _, holdout = period_splits(params, DAY2)
+    mem = ErrorMemory.load(candidate_dir(params, DAY2).parent.parent / "memory" / f"date={DAY2}"
+                           / "memory.safetensors",
+                           model_id=load_checkpoint(candidate_dir(params, DAY2),
+                                                    params.features).model_id)
+    assert mem.n_written_ == holdout.height
+    decision = json.loads(Path(out["decision"]).read_text())
+    assert decision["compare"] == "base"  # serving.use_memory is false: served = base
+    ev = json.loads((Path(params.pipeline.evaluation_root) / f"date={DAY2}"
+                     / "evaluation.json").read_text())
+    assert ev["prefill"] == "none" and ev["window_rows"] == 0
+    assert set(ev["logloss_diff"]["base"]) == {"diff", "low", "high", "n_boot"}
+    assert any("CI high" in r for r in decision["reasons"])

@@ -1,0 +1,183 @@
+"""``reloop study`` on a tiny built-in world: arms, a static baseline, resume, bad specs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from reloop.cli import app
+from reloop.study.report import write_report
+from reloop.study.run import plan_study, run_study
+from reloop.study.spec import StudyError
+from tests.data.conftest import FIELDS
+
+START = "2026-01-05"
+
+
+def tiny_relative_params() -> dict:
+    """A tiny world whose every output path is relative (each arm resolves them in its own
+    workspace)."""
+    return {
+        "features": {"fields": FIELDS},
+        "model": {"backbone": "deepfm", "embedding_dim": 4, "mlp_hidden": [16, 8]},
+        "train": {"loss": "reloop", "alpha": 0.5, "batch_size": 256, "max_epochs": 2,
+                  "seed": 3},
+        "simulator": {"seed": 7, "start": START, "impressions_per_day": 1500,
+                      "users": 300, "segments": 4, "categories": 6, "latent_dim": 4,
+                      "initial_items": 60, "new_items_per_day": 5, "slot_minutes": 120,
+                      "click_delay_median_seconds": 900.0, "shift_days": [1]},
+        "serving": {"batch_size": 4096},
+        "validation": {"min_rows": 100, "data_docs": False},
+        "drift": {"sample_rows": 0},
+        "evaluate": {"bootstrap": 20, "slots": 4},
+        "archive": {"enabled": False},
+    }
+
+
+def write_spec(tmp: Path, **changes) -> Path:
+    (tmp / "params.yaml").write_text(yaml.safe_dump(tiny_relative_params()))
+    spec = {
+        "name": "tiny",
+        "params": "params.yaml",
+        "start": START,
+        "periods": 3,
+        "baseline": "ce",
+        "bootstrap": 200,
+        "arms": [
+            {"name": "reloop"},
+            {"name": "ce", "set": {"train.loss": "ce", "serving.use_memory": False}},
+            {"name": "static", "static_periods": 1, "set": {"serving.use_memory": False}},
+        ],
+    } | changes
+    path = tmp / "study.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    out = tmp / "out"
+    lines: list[str] = []
+    plan = plan_study(write_spec(tmp), out)
+    status = run_study(plan, jobs=2, echo=lines.append)
+    return tmp, out, plan, status, lines, write_report(out)
+
+
+def test_every_arm_runs_every_period_and_reports(tiny_study):
+    _, out, plan, status, lines, results = tiny_study
+    assert status == {"reloop": 0, "ce": 0, "static": 0}
+    assert results["compared_periods"] == ["2026-01-06", "2026-01-07"]
+    for name in ("reloop", "ce", "static"):
+        arm = results["arms"][name]
+        assert arm["complete"] and arm["periods_done"] == 3
+        rec = arm["periods"][1]
+        # online figures of what was served, and the world's oracle figures
+        for key in ("auc", "gauc", "logloss", "auc_base", "ctr_expected", "ctr_random_pick",
+                    "ctr_oracle_policy", "auc_oracle"):
+            assert 0.0 < rec[key] < 1.0 if key != "logloss" else rec[key] > 0.0
+        assert rec["ctr_random_pick"] < rec["ctr_oracle_policy"]
+    assert (out / "results.md").is_file() and (out / "plots" / "online_auc.png").is_file()
+    assert any("| 2026-01-06 |" in line and "AUC" in line for line in lines)
+
+
+def test_period_one_is_the_bootstrap_policy_in_every_arm(tiny_study):
+    results = tiny_study[5]
+    for arm in results["arms"].values():
+        assert arm["periods"][0]["served_by"] == ["bootstrap"]
+        assert arm["periods"][0]["auc"] == pytest.approx(0.5)  # a constant score
+
+
+def test_static_arm_trains_once_and_is_frozen(tiny_study):
+    results = tiny_study[5]
+    static = results["arms"]["static"]
+    assert static["decisions"] == 1 and static["promotions"] == 1
+    served = [r["served_by"] for r in static["periods"]]
+    assert served[1] == served[2] and served[1] != ["bootstrap"]
+    # the loop arms decide every period
+    assert results["arms"]["ce"]["decisions"] == 3
+
+
+def test_expected_ctr_is_the_mean_true_probability_of_the_shown_items(tiny_study):
+    _, out, *_ , results = tiny_study
+    arm_dir = out / "arms" / "ce"
+    joined = pl.read_parquet(arm_dir / "data/joined/date=2026-01-06/train.parquet")
+    oracle_dir = arm_dir / "data/world/oracle/date=2026-01-06"
+    oracle = pl.read_parquet(next(oracle_dir.glob("*.parquet")))
+    p = joined.join(oracle, on="request_id")["p_true"].mean()
+    assert results["arms"]["ce"]["periods"][1]["ctr_expected"] == pytest.approx(p)
+
+
+def test_comparisons_against_the_baseline_and_the_static_arm(tiny_study):
+    results = tiny_study[5]
+    comp = results["comparisons"]
+    assert set(comp) == {"reloop", "static", "ce"}
+    auc = comp["reloop"]["ce"]["auc"]
+    a = [r["auc"] for r in results["arms"]["reloop"]["periods"][1:]]
+    b = [r["auc"] for r in results["arms"]["ce"]["periods"][1:]]
+    assert auc["value"] == pytest.approx((a[0] - b[0] + a[1] - b[1]) / 2)
+    assert auc["periods"] == 2 and auc["low"] <= auc["value"] <= auc["high"]
+    assert "static" in comp["reloop"]  # every arm is also compared with the static baseline
+
+
+def test_a_rerun_resumes_without_redoing_finished_periods(tiny_study):
+    tmp, out, plan, *_ = tiny_study
+    records = sorted((out / "arms").glob("*/study/*.json"))
+    before = {p: p.stat().st_mtime_ns for p in records}
+    lines: list[str] = []
+    assert run_study(plan_study(tmp / "study.yaml", out), jobs=2, echo=lines.append) == {
+        "reloop": 0, "ce": 0, "static": 0}
+    assert {p: p.stat().st_mtime_ns for p in records} == before
+    assert not any("AUC" in line for line in lines)
+
+
+def test_an_interrupted_period_is_redone_with_the_same_figures(tiny_study):
+    tmp, out, *_ = tiny_study
+    record = out / "arms" / "ce" / "study" / "2026-01-07.json"
+    kept = json.loads(record.read_text())
+    record.unlink()  # as if the worker died after the period's stages, before its record
+    assert run_study(plan_study(tmp / "study.yaml", out, ["ce"]), echo=lambda _: None) == {
+        "ce": 0}
+    assert json.loads(record.read_text()) == kept
+
+
+def test_a_changed_spec_does_not_resume_into_the_old_directory(tiny_study):
+    tmp, out, *_ = tiny_study
+    spec = write_spec(tmp / "other" if (tmp / "other").mkdir() is None else tmp,
+                      arms=[{"name": "reloop", "set": {"train.alpha": 0.2}},
+                            {"name": "ce", "set": {"train.loss": "ce"}}])
+    with pytest.raises(StudyError, match="already holds a different params.yaml"):
+        run_study(plan_study(spec, out), echo=lambda _: None)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"arms": [{"name": "a", "set": {"train.alphaa": 0.3}}, {"name": "ce"}]},
+     r"train.alphaa: unknown parameter"),
+    ({"arms": [{"name": "ce"}, {"name": "ce", "set": {"train.alpha": 0.2}}]},
+     r"arm names must be unique; repeated: \['ce'\]"),
+    ({"baseline": "nope"}, r"baseline='nope' is not an arm"),
+    ({"start": "2025-12-01"}, r"before the built-in world's simulator.start=2026-01-05"),
+    ({"arms": [{"name": "ce"}, {"name": "s", "static_periods": 3}]},
+     r"static_periods=3 leaves no period to compare"),
+    ({"arms": [{"name": "ce", "set": {"train": 1}}, {"name": "b"}]},
+     r"'train' is not a dotted parameter name"),
+])
+def test_bad_specs_fail_before_anything_runs(tmp_path, change, message):
+    spec = write_spec(tmp_path, **change)
+    with pytest.raises(StudyError, match=message):
+        plan_study(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_names_the_problem_with_exit_2(tmp_path):
+    spec = write_spec(tmp_path, arms=[{"name": "a", "set": {"model.backbone": "dcnx"}},
+                                      {"name": "ce"}])
+    res = CliRunner().invoke(app, ["study", "run", str(spec), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "arm 'a'" in res.output and "backbone='dcnx' is not supported" in res.output
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,291 @@
+"""The parts of `reloop serve`, in-process: encoding, request parsing, labels, the log writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from reloop.config import params_from_dict
+from reloop.features.encoding import CachedEncoder, FeatureEncoder
+from reloop.logs.store import part_files, read_partition
+from reloop.serving.errors import BadRequest
+from reloop.serving.impressions import ImpressionIds, Scored, ScoredCache
+from reloop.serving.labels import LabelBook
+from reloop.serving.log_writer import LogWriter
+from reloop.serving.payload import Payloads, parse_body
+from tests.data.conftest import tiny_params
+from tests.data.test_serving import _Recorder
+from tests.serving.conftest import CONTEXT, candidate
+
+US = 1_000_000
+
+
+def test_cached_encoder_equals_the_frame_encoder():
+    params = params_from_dict({"features": {"fields": [
+        {"name": "u", "buckets": 97}, {"name": "flag", "buckets": 5},
+        {"name": "age", "kind": "numeric", "transform": "bucketize", "boundaries": [1, 5]},
+        {"name": "z", "kind": "numeric", "transform": "normalize", "mean": 2.0, "std": 0.5},
+    ]}})
+    enc = FeatureEncoder.from_config(params.features)
+    frame = pl.DataFrame({"u": [5, -3, None, 5, 2**62], "flag": [True, False, None, True, True],
+                          "age": [0.5, None, 7.0, 1.0, float("nan")],
+                          "z": [2.0, 100.0, None, 1.5, -100.0]})
+    columns = {"u": ["5", "-3", None, "5", str(2**62)],
+               "flag": ["true", "false", None, "true", "true"],
+               "age": [0.5, None, 7.0, 1.0, None], "z": [2.0, 100.0, None, 1.5, -100.0]}
+    cached = CachedEncoder(enc, max_entries=3)  # small: the memo restarts on the way
+    for _ in range(2):
+        got, want = cached.encode(columns), enc.encode(frame)
+        assert torch.equal(got.indices, want.indices)
+        assert torch.allclose(got.values, want.values)
+    assert got.values[:, 3].tolist() == [0.0, 5.0, 0.0, -1.0, -5.0]  # clipped at +-5
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory):
+    root = tmp_path_factory.mktemp("payloads")
+    return Payloads(tiny_params(root, serve={"max_candidates": 3, "max_events": 2}))
+
+
+def _score(**over):
+    body = {"request_id": "r1", "context": dict(CONTEXT),
+            "candidates": [candidate(0), candidate(1)]}
+    body.update(over)
+    return body
+
+
+def test_a_score_request_becomes_log_typed_columns(payloads):
+    req = payloads.score(_score(context={**CONTEXT, "device": None}))
+    assert req.n == 2 and not req.shown and req.event_us is None
+    assert req.columns["user_id"] == ["7", "7"] and req.columns["item_id"] == ["100", "101"]
+    assert req.columns["device"] == [None, None]
+    assert req.columns["item_age_days"] == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    ([1], 422, "body"),
+    (_score(request_id=""), 422, "request_id"),
+    (_score(extra=1), 422, "extra"),
+    (_score(context={**CONTEXT, "colour": "red"}), 422, "context.colour"),
+    (_score(candidates=[candidate(0), {"item_id": 1, "item_category": 2}]), 422,
+     "candidates[1].item_age_days"),
+    (_score(candidates=[{**candidate(0), "hour": 3}]), 422, "candidates[0].hour"),
+    (_score(candidates=[{**candidate(0), "item_age_days": "old"}]), 422,
+     "candidates[0].item_age_days"),
+    (_score(candidates=[{**candidate(0), "item_age_days": True}]), 422,
+     "candidates[0].item_age_days"),
+    (_score(candidates=[{**candidate(0), "item_category": 1.5}]), 422,
+     "candidates[0].item_category"),
+    (_score(candidates=[{**candidate(0), "item_age_days": float("nan")}]), 422,
+     "candidates[0].item_age_days"),
+    (_score(candidates=[{**candidate(0), "item_age_days": float("inf")}]), 422,
+     "candidates[0].item_age_days"),
+    (_score(candidates=[{**candidate(0), "item_id": None}]), 422, "candidates[0].item_id"),
+    (_score(candidates=[]), 422, "candidates"),
+    (_score(candidates=[candidate(i) for i in range(4)]), 422, "candidates"),
+    (_score(shown="yes"), 422, "shown"),
+    (_score(event_time="2026-01-05T00:00:00Z"), 422, "event_time"),  # the wall clock's own
+])
+def test_bad_score_requests_name_the_field(payloads, body, status, field):
+    with pytest.raises(BadRequest) as err:
+        payloads.score(body)
+    assert (err.value.status, err.value.field) == (status, field)
+    assert str(err.value).startswith(f"{field}: ")
+
+
+def test_bad_bodies_and_event_lists(payloads):
+    with pytest.raises(BadRequest) as err:
+        parse_body(b'{"request_id": ')
+    assert (err.value.status, err.value.field) == (400, "body")
+    assert parse_body(b'{"x": NaN}')["x"] != parse_body(b'{"x": NaN}')["x"]  # NaN, to be named
+    for body, field in [({"clicks": []}, "clicks"), ({"clicks": [{}]}, "clicks[0].impression_id"),
+                        ({"clicks": [{"impression_id": 5}]}, "clicks[0].impression_id"),
+                        ({"clicks": [{"impression_id": "a", "event_time": "noon"}]},
+                         "clicks[0].event_time"),
+                        ({"clicks": [{"impression_id": "a",
+                                      "event_time": "2026-01-05T10:00:00"}]},
+                         "clicks[0].event_time"),
+                        ({"clicks": [{"impression_id": "a"}] * 3}, "clicks")]:
+        with pytest.raises(BadRequest) as err:
+            payloads.feedback(body)
+        assert err.value.field == field
+    with pytest.raises(BadRequest) as err:
+        payloads.impressions({"impression_ids": "a"})
+    assert err.value.field == "impression_ids"
+
+
+def test_impression_ids_carry_replica_time_and_row():
+    ids = ImpressionIds("r3")
+    key = ids.request_key(1_767_225_600_123_456)
+    parsed = ids.parse(ImpressionIds.ids(key, 12)[11], "x")
+    assert (parsed.replica, parsed.served_us, parsed.key, parsed.row) == (
+        "r3", 1_767_225_600_123_000, key, 11)
+    for bad in ("r3-zz-1-2-3", "nonsense", "a-1-2-3"):
+        with pytest.raises(BadRequest) as err:
+            ids.parse(bad, "impression_ids[0]")
+        assert err.value.status == 404
+    with pytest.raises(BadRequest) as err:
+        ImpressionIds("r4").check_replica(parsed, "id", "clicks[0].impression_id")
+    assert err.value.status == 421 and "'r3'" in str(err.value)
+
+
+def test_scored_cache_takes_each_candidate_once_and_expires():
+    ids = ImpressionIds("r0")
+    cache = ScoredCache(timeout_us=10 * US, capacity=2)
+    keys = [ids.request_key(t * US) for t in (0, 1, 2)]
+    for key in keys:
+        cache.put(key, Scored(None, int(key.split("-")[1], 16) * 1000, key, b"{}", None,
+                              np.zeros(3), np.zeros(3)))
+    assert len(cache) == 2 and cache.dropped == 1  # over capacity: the oldest goes
+    parse = ids.parse
+    [(scored, rows)] = cache.take([f"{keys[1]}-2"], parse, now_us=5 * US)
+    assert rows.tolist() == [2] and scored.shown.tolist() == [False, False, True]
+    for bad, status in ([f"{keys[1]}-2"], 409), ([f"{keys[0]}-0"], 404), ([f"{keys[2]}-7"], 404):
+        with pytest.raises(BadRequest) as err:
+            cache.take(bad, parse, now_us=5 * US)
+        assert err.value.status == status
+    with pytest.raises(BadRequest):  # all or nothing: the good first id stays unshown
+        cache.take([f"{keys[2]}-0", f"{keys[2]}-0"], parse, now_us=5 * US)
+    assert cache.take([f"{keys[2]}-0"], parse, now_us=5 * US)[0][1].tolist() == [0]
+    assert cache.expire(now_us=11_500_000) == 1 and len(cache) == 1  # 1 s + 10 s < 11.5 s
+
+
+def _ids(n, t_us=0):
+    return [f"r0-{t_us // 1000:x}-aa-1-{j:x}" for j in range(n)]
+
+
+def _click(book, impression_id, t_us, now_us):
+    book.click([(impression_id, t_us, ImpressionIds.parse(impression_id, "x"))], now_us)
+
+
+def test_labels_become_final_by_the_joins_rule():
+    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    ids = _ids(3)
+    book.add(live, ids, np.zeros(3, dtype=np.int64), torch.arange(6.0).view(3, 2),
+             np.array([0.1, 0.2, 0.3]))
+    _click(book, ids[1], 30 * US, 30 * US)
+    out = book.release_clicked(live, 30 * US)  # a positive: final at its click, written now
+    assert (out.positives, out.negatives) == (1, 0) and out.delays == [0.0]
+    assert live.calls[0][1] == [1] and live.calls[0][0].tolist() == [[2.0, 3.0]]
+    assert book.release(live, 59 * US).negatives == 0  # the window is still open
+    out = book.release(live, 61 * US)  # closed at 60 s: the other two are negatives
+    assert (out.positives, out.negatives) == (0, 2) and out.delays == [1.0, 1.0]
+    assert live.calls[1][1] == [0, 0] and live.calls[1][2].tolist() == [0.1, 0.3]
+    assert len(book) == 0
+
+
+def test_clicks_are_checked_all_or_nothing():
+    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    ids = _ids(2, t_us=100 * US)
+    book.add(live, ids, np.full(2, 100 * US), torch.zeros(2, 2), np.zeros(2))
+    cases = [
+        ([(ids[0], 161 * US)], 422, "clicks[0].event_time", "outside the attribution window"),
+        ([(ids[0], 99 * US)], 422, "clicks[0].event_time", "before the impression"),
+        ([(ids[0], 110 * US), (ids[0], 120 * US)], 409, "clicks[1].impression_id",
+         "duplicate"),
+        ([(ids[1], 110 * US), ("r0-186a0-aa-9-0", 110 * US)], 404, "clicks[1].impression_id",
+         "not a shown impression"),
+        ([(ids[0], 130 * US)], 422, "clicks[0].event_time", "in the future"),
+    ]
+    for clicks, status, field, words in cases:
+        with pytest.raises(BadRequest) as err:
+            book.click([(i, t, ImpressionIds.parse(i, "x")) for i, t in clicks], 120 * US)
+        assert (err.value.status, err.value.field) == (status, field) and words in str(err.value)
+    assert book.release_clicked(live, 120 * US).positives == 0  # nothing was accepted
+    _click(book, ids[0], 110 * US, 120 * US)
+    with pytest.raises(BadRequest) as err:
+        _click(book, ids[0], 111 * US, 120 * US)
+    assert err.value.status == 409
+
+
+def test_labels_of_a_replaced_version_skip_the_memory_and_restored_ones_too():
+    book, old, new = LabelBook(window_s=10.0, capacity=3), _Recorder(), _Recorder()
+    book.add(old, _ids(2), np.zeros(2, dtype=np.int64), torch.zeros(2, 2), np.zeros(2))
+    out = book.release(new, 11 * US)
+    assert (out.dropped, out.negatives, old.calls, new.calls) == (2, 0, [], [])
+    book.restore(["r0-0-bb-1-0", "r0-0-bb-1-1"], np.array([5 * US, 5 * US]), {"r0-0-bb-1-0"})
+    with pytest.raises(BadRequest) as err:  # clicked before the restart: a duplicate now
+        _click(book, "r0-0-bb-1-0", 6 * US, 6 * US)
+    assert err.value.status == 409
+    _click(book, "r0-0-bb-1-1", 6 * US, 6 * US)  # accepted, but no hidden vector to write
+    assert book.release_clicked(new, 6 * US).positives == 0 and new.calls == []
+    book.add(new, _ids(2, t_us=7 * US), np.full(2, 7 * US), torch.zeros(2, 2), np.zeros(2))
+    assert len(book) == 2 and book.evicted == 0  # the restored pair was evicted (capacity 3)
+
+
+def _rows(ids, t_us):
+    n = len(ids)
+    return {"request_id": ids, "event_time": np.asarray(t_us, dtype=np.int64),
+            **{k: [str(v)] * n for k, v in CONTEXT.items()},
+            "item_id": ["1"] * n, "item_category": ["2"] * n, "item_age_days": [0.5] * n,
+            "model_version": ["v"] * n, "score": np.full(n, 0.1), "score_base": np.full(n, 0.2)}
+
+
+def test_log_writer_writes_new_parts_by_size_and_date(tmp_path):
+    params = tiny_params(tmp_path)
+    writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=3,
+                       flush_seconds=3600)
+    day = dt.datetime(2026, 1, 5, 23, 59, 59, tzinfo=dt.UTC)
+    t0 = int(day.timestamp()) * US
+    writer.append("impressions", _rows(["a", "b"], [t0, t0 + 2 * US]), 2)  # across midnight
+    assert not writer.due() and writer.buffered("impressions") == 2
+    writer.append("impressions", _rows(["c"], [t0 + 3 * US]), 1)
+    assert writer.due()
+    assert writer.flush() == 3
+    writer.open_day(dt.date(2026, 1, 6))
+    d5, d6 = read_partition(params.logs.root, "impressions", "2026-01-05"), read_partition(
+        params.logs.root, "impressions", "2026-01-06")
+    assert d5["request_id"].to_list() == ["a"] and d6["request_id"].to_list() == ["b", "c"]
+    assert d6["user_id"].dtype == pl.String and d6["item_age_days"].dtype == pl.Float64
+    assert d6["event_time"].dtype == pl.Datetime("us", "UTC")
+    # the clock's day has a feedback partition even without a click
+    assert read_partition(params.logs.root, "feedback", "2026-01-06").height == 0
+    writer.append("impressions", _rows(["d"], [t0 + 4 * US]), 1)
+    writer.flush()
+    files = part_files(params.logs.root, "impressions", "2026-01-06")
+    assert len(files) == 2 and len({f.name for f in files}) == 2  # a new part, none rewritten
+    ids, served, clicked, latest = writer.recent_shown(window_us=3 * US, now_us=0)
+    assert (sorted(ids), latest, clicked) == (["b", "c", "d"], t0 + 4 * US, set())
+
+
+def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):
+    import reloop.serving.log_writer as lw
+
+    params = tiny_params(tmp_path)
+    writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=1,
+                       flush_seconds=3600)
+    t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
+    writer.append("impressions", _rows(["a"], [t0]), 1)
+    real = lw.write_part
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(lw, "write_part", full_disk)
+    assert writer.flush() == 0 and writer.failing and writer.buffered("impressions") == 1
+    monkeypatch.setattr(lw, "write_part", real)
+    assert writer.flush() == 1 and not writer.failing and writer.errors == 1
+    assert read_partition(params.logs.root, "impressions", "2026-01-05")["request_id"].to_list() \
+        == ["a"]
+
+
+def test_serve_and_drive_refuse_bad_settings_with_one_error_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from reloop.cli import app
+
+    runner = CliRunner()
+    out = runner.invoke(app, ["serve", "--params", str(tmp_path / "nope.yaml")])
+    assert out.exit_code == 2 and "nope.yaml" in out.output and "error:" in out.output
+    bad = tmp_path / "params.yaml"
+    bad.write_text("features:\n  fields: [{name: user_id, buckets: 10}]\n"
+                   "serve:\n  replica: r-1\n")
+    out = runner.invoke(app, ["serve", "--params", str(bad)])
+    assert out.exit_code == 2 and "serve.replica='r-1'" in out.output
+    out = runner.invoke(app, ["drive", "--start", "2026-01-01", "--retrain", "weekly",
+                              "--params", str(tmp_path / "params.yaml")])
+    assert out.exit_code == 2 and "--retrain='weekly'" in out.output
