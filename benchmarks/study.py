@@ -5,9 +5,9 @@ study's ``results.json`` into the headline figures, with 95% paired bootstrap CI
 
 * ``world``: the built-in drifting world at its default volume, 14 daily periods (both shift
   days). Arms: the default loop (ReLoop loss + ReLoop2 memory, params.yaml as it is), the same
-  recipe with plain cross-entropy and no memory (``incremental-ce``), each method alone, the
-  loop as it was before the recipe was measured (``today``), and a static model trained once on
-  the first 3 days. Figures: ``ctr_gain_vs_ce`` / ``auc_gain_vs_ce`` (expected CTR lift and
+  recipe with plain cross-entropy and no memory (``incremental-ce``), the loop as it was
+  before the recipe was measured (``today``), and a static model trained once on the first 3
+  days. Figures: ``ctr_gain_vs_ce`` / ``auc_gain_vs_ce`` (expected CTR lift and
   online AUC gain of the default loop over incremental CE, with CI lows), ``gap_closed_share``
   (the share of the gap between ``today``'s online AUC and the oracle's that the default loop
   closes) and ``vs_static_auc``.
