@@ -40,6 +40,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reloop.jsonio import read_json
+
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
@@ -155,7 +157,7 @@ def period_sources(params: Params, start: str | dt.date) -> dict[str, Path]:
     }
     decision = found["decision.json"]
     if decision.is_file():
-        candidate = json.loads(decision.read_text()).get("candidate")
+        candidate = read_json(decision).get("candidate")
         if candidate:
             found["registry/version.json"] = (Path(params.pipeline.registry_root) / "versions"
                                               / candidate / "version.json")
@@ -228,7 +230,7 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     tags = _tags(root).get(start.isoformat(), [])
     changed = _git(root, "diff", "--cached", "--quiet", check=False).returncode != 0
     if changed or not tags:
-        decision = json.loads(sources["decision.json"].read_text())
+        decision = read_json(sources["decision.json"])
         verdict = "promoted" if decision.get("promote") else "kept the incumbent"
         if changed:
             _git(root, "commit", "-q", "-m",
@@ -302,7 +304,7 @@ def restore_period(params: Params, start: str | dt.date | None, out: str | Path,
     except ArchiveError:  # e.g. neither the cache nor the remote holds the data
         shutil.rmtree(out, ignore_errors=True)  # `out` did not exist: leave no half restore
         raise
-    manifest = json.loads((out / MANIFEST).read_text())
+    manifest = read_json(out / MANIFEST)
     bad = []
     for name, entry in manifest["entries"].items():
         for rel, digest in entry["files"].items():

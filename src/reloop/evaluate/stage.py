@@ -12,7 +12,6 @@ bootstrap CI of the AUC difference; in the built-in world, the oracle AUC on the
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reloop.config import Params
+from reloop.jsonio import read_json
 
 __all__ = ["evaluation_path", "read_evaluation", "run_evaluate", "score_model"]
 
@@ -39,7 +39,7 @@ def read_evaluation(params: Params, start: str | dt.date) -> dict[str, Any]:
     path = evaluation_path(params, start)
     if not path.is_file():
         raise FileNotFoundError(f"no evaluation for this period at {path}; run evaluate first")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def score_model(params: Params, checkpoint: Any, window: Any, holdout: Any) -> dict[str, Any]:

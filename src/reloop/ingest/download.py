@@ -17,7 +17,6 @@ command says which files to place by hand.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import tarfile
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reloop.jsonio import read_json
 from reloop.logs.atomic import write_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,7 +103,7 @@ def file_digest(path: Path, algo: str) -> str:
 
 def _pins(root: Path) -> dict[str, str]:
     path = root / "checksums.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _extract(archive: Path, dest: Path) -> None:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import json
 import logging
 import math
 import shutil
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from reloop.jsonio import read_json
 from reloop.logs.atomic import replace_dir, write_bytes, write_json
 from reloop.logs.schema import FEEDBACK, conform, impression_columns
 from reloop.logs.store import (
@@ -409,7 +409,7 @@ def read_manifest(params: Params, dataset: str | None = None) -> dict[str, Any]:
             f"not converted, or the conversion did not finish); run `reloop replay convert "
             f"{name} --source DIR` first"
         )
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def replay_range(params: Params) -> tuple[dt.date, dt.date]:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from reloop.jsonio import read_json
 from reloop.logs.atomic import replace_dir
 from reloop.logs.quarantine import QuarantinedError, quarantine_path, quarantine_record
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
@@ -358,4 +359,4 @@ def read_joined(params: Params, start: str | dt.date) -> pl.DataFrame:
 def read_stats(params: Params, start: str | dt.date) -> dict[str, Any] | None:
     """A period's join stats, or ``None`` when it has not been joined."""
     path = joined_dir(params, start) / STATS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None

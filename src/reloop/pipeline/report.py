@@ -8,9 +8,10 @@ they can be rebuilt at any time and hold no state of their own.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from reloop.jsonio import read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -34,17 +35,17 @@ def period_table(params: Params, starts: list[dt.date]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"period": day.isoformat()}
         ev_path, dec_path = evaluation_path(params, day), decision_path(params, day)
         if ev_path.is_file():
-            ev = json.loads(ev_path.read_text())
+            ev = read_json(ev_path)
             for role in ("incumbent", "candidate"):
                 for kind in ("base", "memory"):
                     res = ev.get(role) or {}
                     row[f"{role}_{kind}"] = (res.get(kind) or {}).get("auc")
             row["oracle"] = ((ev.get("oracle") or {}).get("oracle") or {}).get("auc")
         if dec_path.is_file():
-            row["promoted"] = json.loads(dec_path.read_text()).get("promote")
+            row["promoted"] = read_json(dec_path).get("promote")
         summary = drift_dir(params, day) / "summary.json"
         if summary.is_file():
-            row["drift_share"] = json.loads(summary.read_text()).get("share_drifted_columns")
+            row["drift_share"] = read_json(summary).get("share_drifted_columns")
         rows.append(row)
     return rows
 

@@ -16,10 +16,11 @@ labels arrive (the evaluate stage's protocol).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from reloop.jsonio import read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -96,7 +97,7 @@ def period_metrics(params: Params, start: str | dt.date) -> dict[str, Any]:
         )
     decision = decision_path(params, start)
     if decision.is_file():
-        record = json.loads(decision.read_text())
+        record = read_json(decision)
         out["decision"] = {"promoted": bool(record.get("promote")),
                            "candidate": record.get("candidate")}
     else:

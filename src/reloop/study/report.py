@@ -8,13 +8,13 @@ percentile bootstrap CI over periods (:func:`reloop.study.stats.paired_period_ci
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from reloop.jsonio import read_json
 from reloop.study.stats import paired_period_ci
 
 __all__ = ["COMPARED", "build_results", "load_records", "write_report"]
@@ -35,11 +35,11 @@ def load_records(out: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, An
     study_file = out / "study.json"
     if not study_file.is_file():
         raise FileNotFoundError(f"{study_file} does not exist: no study was run in {out}")
-    study = json.loads(study_file.read_text())
+    study = read_json(study_file)
     records: dict[str, list[dict[str, Any]]] = {}
     for arm in study["spec"]["arms"]:
         rdir = out / "arms" / arm["name"] / "study"
-        rows = [json.loads(p.read_text()) for p in sorted(rdir.glob("*.json"))] \
+        rows = [read_json(p) for p in sorted(rdir.glob("*.json"))] \
             if rdir.is_dir() else []
         records[arm["name"]] = rows
     return study, records

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from reloop.jsonio import read_json
 from reloop.study.spec import ResolvedArm, StudyError, StudySpec, load_spec, resolve_arms
 
 __all__ = ["PERIOD_STAGES", "StudyPlan", "check_coverage", "plan_study", "run_arm", "run_study"]
@@ -174,7 +175,7 @@ def run_arm(arm_dir: str | Path) -> int:
 
     arm_dir = Path(arm_dir).resolve()
     os.chdir(arm_dir)
-    meta = json.loads((arm_dir / ARM_FILE).read_text())
+    meta = read_json(arm_dir / ARM_FILE)
     params = load_params(arm_dir / "params.yaml")
     for i, start in enumerate(meta["starts"]):
         record_path = period_record_path(arm_dir, start)
