@@ -65,9 +65,10 @@ demo: install
 # and clicks over HTTP (DEMO_LIVE_REQUESTS a day), the Airflow DAG retraining each day on what the
 # server logged and the server hot-swapping to what it promoted; then the per-day table.
 DEMO_LIVE_DIR      ?= build/demo-live
-DEMO_LIVE_END      ?= 2026-01-03
 DEMO_LIVE_DAYS     ?= 3
 DEMO_LIVE_REQUESTS ?= 20000
+# the last day driven (DEMO_START + DEMO_LIVE_DAYS - 1), for the report
+DEMO_LIVE_END      ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_LIVE_DAYS) - 1))")
 
 demo-live: install
 	rm -rf $(DEMO_LIVE_DIR) && mkdir -p $(DEMO_LIVE_DIR)

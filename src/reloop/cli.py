@@ -510,14 +510,16 @@ def drive_cmd(
     def f(v: object) -> str:
         return "-" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
 
+    served = [", ".join(f"{v}: {n}" for v, n in d["served_by"].items()) for d in days_out]
+    width = max(len("served by (requests)"), *map(len, served))
     typer.echo(f"{'day':>10} | {'requests':>8} | {'CTR':>6} | {'served AUC':>10} | "
-               f"{'oracle AUC':>10} | served by (requests)              | then serving"
-               f"     | swap wait s")
-    for d in days_out:
-        served = ", ".join(f"{v}: {n}" for v, n in d["served_by"].items())
+               f"{'oracle AUC':>10} | {'served by (requests)':{width}} | {'then serving':16} | "
+               "swap wait s")
+    for d, by in zip(days_out, served, strict=True):
+        wait = d.get("swap_wait_seconds")
         typer.echo(f"{d['date']:>10} | {d['requests']:>8} | {f(d['ctr']):>6} | "
-                   f"{f(d['auc_served']):>10} | {f(d['auc_oracle']):>10} | {served:34} | "
-                   f"{f(d.get('production')):16} | {f(d.get('swap_wait_seconds'))}")
+                   f"{f(d['auc_served']):>10} | {f(d['auc_oracle']):>10} | {by:{width}} | "
+                   f"{f(d.get('production')):16} | {'-' if wait is None else f'{wait:.2f}'}")
 
 
 @app.command("report")

@@ -70,6 +70,16 @@ def test_two_periods_chain_through_the_registry(two_periods):
     assert len(lineage["data"]["joined_sha256"]) == 64
 
 
+def test_stage_results_are_strict_json_for_airflow_xcoms(two_periods):
+    # the DAG's tasks return these as XComs, which Airflow refuses with NaN in them: a warm
+    # start trains train.warm_epochs epochs with no validation split, so it has no val AUC
+    _, _, day1, day2 = two_periods
+    assert day2["train"]["best_val_auc"] is None
+    assert isinstance(day1["train"]["best_val_auc"], float)
+    for result in (*day1.values(), *day2.values()):
+        json.dumps(result, allow_nan=False)
+
+
 def test_evaluation_reports_both_models_with_and_without_memory(two_periods):
     root, params, _, day2 = two_periods
     ev = json.loads(Path(day2["evaluate"]["evaluation"]).read_text())

@@ -202,6 +202,35 @@ def test_clicks_are_checked_all_or_nothing():
     assert err.value.status == 409
 
 
+def test_a_click_arriving_after_its_label_became_final_is_refused():
+    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    ids = _ids(2, t_us=100 * US)
+    book.add(live, ids, np.full(2, 100 * US), torch.zeros(2, 2), np.zeros(2))
+    assert book.release(live, 161 * US).negatives == 2  # the window closed at 160 s
+    with pytest.raises(BadRequest) as err:  # clicked in time (150 s), but arriving at 165 s
+        _click(book, ids[1], 150 * US, 165 * US)
+    assert (err.value.status, err.value.field) == (422, "clicks[0].impression_id")
+    assert "label is final" in str(err.value) and "5.000 s ago" in str(err.value)
+    with pytest.raises(BadRequest) as err:  # an id that was never issued, still in its window
+        _click(book, "r0-249f0-aa-9-0", 150 * US, 165 * US)
+    assert err.value.status == 404
+    later = _ids(1, t_us=200 * US)  # held still (no release yet): the clock decides, not the tick
+    book.add(live, later, np.full(1, 200 * US), torch.zeros(1, 2), np.zeros(1))
+    with pytest.raises(BadRequest) as err:
+        _click(book, later[0], 250 * US, 261 * US)
+    assert (err.value.status, err.value.field) == (422, "clicks[0].impression_id")
+    _click(book, later[0], 250 * US, 260 * US)  # arriving as the window closes: accepted
+    assert book.release_clicked(live, 260 * US).positives == 1
+    # a batch of clicks is judged by the clock when it arrived, not by its own latest click
+    a, b = _ids(1, t_us=300 * US), _ids(1, t_us=350 * US)
+    book.add(live, a, np.full(1, 300 * US), torch.zeros(1, 2), np.zeros(1))
+    book.add(live, b, np.full(1, 350 * US), torch.zeros(1, 2), np.zeros(1))
+    book.click([(i, t, ImpressionIds.parse(i, "x")) for i, t in ((a[0], 359 * US),
+                                                                  (b[0], 370 * US))],
+               370 * US, arrived_us=358 * US)
+    assert book.release_clicked(live, 370 * US).positives == 2
+
+
 def test_labels_of_a_replaced_version_skip_the_memory_and_restored_ones_too():
     book, old, new = LabelBook(window_s=10.0, capacity=3), _Recorder(), _Recorder()
     book.add(old, _ids(2), np.zeros(2, dtype=np.int64), torch.zeros(2, 2), np.zeros(2))

@@ -4,13 +4,16 @@ memory, every bad input, hot swaps under load, rollback, a refused version, SIGK
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import json
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from reloop.logs.store import part_files, read_partition
+from reloop.logs.schema import BOOTSTRAP_VERSION
+from reloop.logs.store import list_dates, part_files, read_partition
 from reloop.registry import Registry
 from tests.serving.conftest import CONTEXT, Server, candidate, register_version, serve_params
 
@@ -79,6 +82,30 @@ def test_score_log_feedback_memory(server):
     fb = read_partition(params.logs.root, "feedback", "2026-01-05")
     assert fb.filter(fb["request_id"] == cands[0]["impression_id"])["event_time"].to_list() == [
         DAY + dt.timedelta(seconds=30)]
+
+
+def test_metrics_cover_requests_version_memory_labels_swaps_and_log_lag(server):
+    version = Registry(server.params.pipeline.registry_root).production().model_id
+    scored = server.metric("reloop_serve_requests_total", 'code="200",endpoint="score"')
+    assert server.post("/v1/score", score_body(5_000, n=2, shown=True))[0] == 200
+    _, text = server.get("/metrics")
+    assert server.metric("reloop_serve_requests_total",
+                         'code="200",endpoint="score"') == scored + 1
+    assert server.metric("reloop_serve_request_seconds_count", 'endpoint="score"') >= scored + 1
+    assert 'reloop_serve_request_seconds_bucket{endpoint="score",le="0.005"}' in text
+    snapshot = f"{server.params.pipeline.registry_root}/versions/{version}/memory/" \
+        "memory.safetensors"
+    assert server.metric("reloop_serve_model_info",
+                         f'memory="{snapshot}",version="{version}"') == 1
+    assert server.metric("reloop_serve_ready") == 1
+    assert 0 < server.metric("reloop_serve_memory_fill") <= 1  # the snapshot's 512 labels
+    assert server.metric("reloop_serve_memory_labels") >= 512
+    assert server.metric("reloop_serve_pending_labels") >= 2  # the two just shown
+    assert server.metric("reloop_serve_swaps_total") == 1
+    assert server.metric("reloop_serve_swaps_refused_total") == 0
+    for name in ("reloop_serve_log_flush_lag_seconds", "reloop_serve_log_buffered_rows"):
+        assert f'{name}{{table="impressions"}}' in text and f'{name}{{table="feedback"}}' in text
+    assert "reloop_serve_label_delay_seconds_bucket" in text
 
 
 def test_shown_candidates_are_logged_only_once_confirmed(server):
@@ -161,12 +188,36 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_logs_nothing(server):
         assert (got, err.get("field")) == (status, field), (path, body if len(
             str(body)) < 300 else "...", err)
         assert err["error"].startswith(f"{field}: ")
+    # a body too large sent without Content-Length (chunked) is cut off as it streams in
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("POST", "/v1/score", body=iter([b'{"request_id": "x", "pad": "', b"x" * 5000,
+                                                 b'"}']),
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert (resp.status, json.loads(resp.read())["field"]) == (413, "body")
+    conn.close()
+    # a click sent in time but arriving once the window closed on the serving clock: refused,
+    # as the negative is already final (memory and join both keep the negative)
+    assert server.post("/v1/score", score_body(t + window + 60))[0] == 200  # the clock moves
+    status, err = server.post("/v1/feedback", {"clicks": [
+        {"impression_id": good[1]["impression_id"], "event_time": at(t + 40)}]})
+    assert (status, err["field"]) == (422, "clicks[0].impression_id")
+    assert "label is final" in err["error"]
     # still serving, and no bad row was logged
     assert server.get("/readyz")[0] == 200
-    assert server.post("/v1/score", score_body(t + 30))[0] == 200
+    assert server.post("/v1/score", score_body(t + window + 61))[0] == 200
     assert server.metric("reloop_serve_impressions_total") - logged_before == 2
     assert server.metric("reloop_serve_clicks_total") - clicks_before == 1
     assert server.metric("reloop_serve_requests_total", 'code="422",endpoint="score"') >= 6
+    # the log files hold exactly the rows counted as logged: every one from a good request
+    for table in ("impressions", "feedback"):
+        server.wait_for(lambda t=table: server.metric("reloop_serve_log_buffered_rows",
+                                                      f'table="{t}"') == 0, what="flush")
+    root = server.params.logs.root
+    rows = {table: sum(read_partition(root, table, d).height for d in list_dates(root, table))
+            for table in ("impressions", "feedback")}
+    assert rows == {"impressions": server.metric("reloop_serve_impressions_total"),
+                    "feedback": server.metric("reloop_serve_clicks_total")}
 
 
 def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_factory):
@@ -175,7 +226,7 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
     b = register_version(params, seed=2, promote=False)
     s = server_factory(params).start()
     assert s.get("/readyz")[1]["model_version"] == a
-    failures, seen, stop = [], [], threading.Event()
+    failures, seen, served, stop = [], [], {}, threading.Event()
 
     def load():
         client = Server(params, tmp_path)
@@ -183,7 +234,7 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
         while not stop.is_set():
             try:
                 status, out = client.post("/v1/score", {
-                    "request_id": "l", "context": CONTEXT,
+                    "request_id": "l", "context": CONTEXT, "shown": True,
                     "candidates": [candidate(i) for i in range(10)]})
             except OSError as err:
                 failures.append(repr(err))
@@ -195,6 +246,7 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
             if versions != {out["model_version"]}:  # one request, one version
                 failures.append(versions)
             seen.append(out["model_version"])
+            served.update((c["impression_id"], c["model_version"]) for c in out["candidates"])
 
     threads = [threading.Thread(target=load) for _ in range(3)]
     for th in threads:
@@ -220,6 +272,46 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
     assert s.metric("reloop_serve_swaps_total") == 5  # the first load, 3 promotions, a rollback
     _, ready = s.get("/readyz")
     assert ready["memory"].endswith(f"versions/{a}/memory/memory.safetensors")  # its snapshot
+    # every logged impression names the version that scored it, as the response said
+    s.wait_for(lambda: s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0,
+               what="flush")
+    root = params.logs.root
+    logged = {}
+    for day in list_dates(root, "impressions"):
+        imp = read_partition(root, "impressions", day)
+        logged.update(zip(imp["request_id"].to_list(), imp["model_version"].to_list(),
+                          strict=True))
+    assert logged == served
+
+
+def test_bootstrap_serves_an_empty_registry_until_the_first_promotion(tmp_path,
+                                                                     server_factory):
+    params = serve_params(tmp_path)
+    s = server_factory(params).start()
+    assert s.get("/readyz")[1]["model_version"] == BOOTSTRAP_VERSION
+    prior = params.serving.bootstrap_score
+    status, out = s.post("/v1/score", score_body(0, shown=True))
+    assert status == 200 and out["model_version"] == BOOTSTRAP_VERSION
+    first = out["candidates"]
+    assert [(c["score"], c["score_base"], c["model_version"]) for c in first] == [
+        (prior, prior, BOOTSTRAP_VERSION)] * 3
+    assert s.post("/v1/feedback", {"clicks": [  # accepted and logged; no memory to learn it
+        {"impression_id": first[0]["impression_id"], "event_time": at(10)}]}) == (
+        200, {"accepted": 1})
+    assert s.metric("reloop_serve_labels_total", 'y="1"') == 0
+
+    version = register_version(params, seed=1)  # the first promotion is picked up
+    s.wait_for(lambda: s.get("/readyz")[1]["model_version"] == version, what="the first version")
+    status, out = s.post("/v1/score", score_body(20, shown=True))
+    assert status == 200 and {c["model_version"] for c in out["candidates"]} == {version}
+    assert [c["score_base"] for c in out["candidates"]] != [prior] * 3
+    assert s.metric("reloop_serve_swaps_total") == 2  # bootstrap, then the version
+
+    s.wait_for(lambda: s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0,
+               what="flush")
+    imp = read_partition(params.logs.root, "impressions", "2026-01-05")
+    assert imp["model_version"].to_list() == [BOOTSTRAP_VERSION] * 3 + [version] * 3
+    assert imp["score"].to_list()[:3] == [prior] * 3
 
 
 def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(tmp_path, server_factory):
@@ -257,7 +349,7 @@ def test_no_ready_model_is_a_503_with_retry_after(tmp_path, server_factory):
                                      {"Content-Type": "application/json"})
     assert status == 422  # bad input is named before readiness counts
     status, err, headers = s.request("POST", "/v1/score",
-                                     __import__("json").dumps(score_body(0)).encode(),
+                                     json.dumps(score_body(0)).encode(),
                                      {"Content-Type": "application/json"})
     assert status == 503 and headers["retry-after"] == "1" and err["field"] == "model"
     assert s.get("/readyz")[0] == 503 and s.get("/healthz") == (200, {"status": "ok"})

@@ -119,7 +119,11 @@ def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]
     """Run one stage by name, holding the workspace lock (:mod:`reloop.pipeline.lock`).
 
     ``start`` must be a period start (weekly periods start on Mondays), else a ``ValueError``.
+    The result is strict JSON (NaN and infinities become ``None``): the DAG's tasks return it as
+    their XCom, which Airflow refuses to store otherwise (a warm start's ``best_val_auc`` is NaN,
+    having no validation split).
     """
+    from reloop.logs.atomic import json_ready
     from reloop.logs.store import check_period_start
     from reloop.pipeline.lock import workspace_lock
 
@@ -135,7 +139,7 @@ def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]
     with workspace_lock(params.pipeline.lock_file, params.pipeline.lock_timeout_s,
                         what=f"stage {name}, period {start}"):
         log.info("stage %s, period %s", name, start)
-        return fn(params, start)
+        return json_ready(fn(params, start))
 
 
 def run_period(params: Params, start: str | dt.date) -> dict[str, dict[str, Any]]:

@@ -10,7 +10,9 @@ the upkeep tick once the serving clock passes the window's end.
 Each impression keeps the hidden vector of the model version that scored it; a label whose
 version is no longer the one serving is not written (another version's hidden space has other
 buckets). Clicks are checked here, all or nothing per call: unknown id (404), another replica's
-id (421), a duplicate click (409), a click before the impression or after its window (422).
+id (421), a duplicate click (409), a click before the impression or after its window (422), and
+a click that arrives once the window has closed on the serving clock (422: the negative is
+already final, so the click is refused rather than logged, and the join agrees with the memory).
 """
 
 from __future__ import annotations
@@ -138,12 +140,16 @@ class LabelBook:
             self._append(None, list(ids), served, None, np.zeros(len(ids)), click,
                          np.ones(len(ids), dtype=bool))
 
-    def click(self, clicks: list[tuple[str, int, Any]], now_us: int) -> None:
+    def click(self, clicks: list[tuple[str, int, Any]], now_us: int,
+              arrived_us: int | None = None) -> None:
         """Accept ``[(impression_id, click time, parsed id)]``, all or nothing.
 
         ``parsed`` is the id's :class:`~reloop.serving.impressions.ParsedId` (checked for the
-        replica by the caller). Accepted positives are released by :meth:`release_clicked`.
+        replica by the caller). ``arrived_us``: the serving clock when the clicks arrived (before
+        their own times moved a client clock; default ``now_us``): a click whose window had
+        closed by then is refused. Accepted positives are released by :meth:`release_clicked`.
         """
+        arrived = now_us if arrived_us is None else arrived_us
         with self._lock:
             rows = []
             seen = set()
@@ -161,6 +167,13 @@ class LabelBook:
                                      "impression, outside the attribution window "
                                      f"(join.window_minutes = {self.window_us / 60 / _US:g}): "
                                      "its label is already final (a negative)")
+                if arrived > served + self.window_us:  # whether or not the tick released it
+                    raise BadRequest(422, f"{what}.impression_id",
+                                     f"{impression_id!r}: its attribution window closed "
+                                     f"{(arrived - served - self.window_us) / _US:.3f} s ago "
+                                     "(serving clock), so its label is final (a negative, in "
+                                     "the memory and in the join); a click arriving after "
+                                     "that is refused")
                 if hit is None:
                     raise BadRequest(404, f"{what}.impression_id",
                                      f"{impression_id!r} is not a shown impression of this "

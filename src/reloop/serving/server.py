@@ -215,14 +215,15 @@ def _torch_rows(rows: np.ndarray) -> Any:
 def feedback(p: Parts, raw: bytes) -> dict[str, Any]:
     clicks = p.payloads.feedback(parse_body(raw))
     parse = _parse_id(p)
-    now = p.clock.now_us()
+    arrived = now = p.clock.now_us()
     accepted = []
     for i, c in enumerate(clicks):
         parsed = parse(c.impression_id, f"clicks[{i}].impression_id")
         accepted.append((c.impression_id, now if c.event_us is None else c.event_us, parsed))
     if p.clock.mode == "client":  # the clicks' own times move a client clock
         now = max(now, max(t for _, t, _ in accepted))
-    p.book.click(accepted, now)
+    # a click is late if its window had closed when it arrived, not by a later click's time
+    p.book.click(accepted, now, arrived)
     if p.clock.mode == "client":
         p.clock.observe(now)
     n = len(accepted)
