@@ -106,7 +106,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self._conn: http.client.HTTPConnection | None = None
 
-    def start(self, *, ready: bool = True, timeout: float = 60.0) -> Server:
+    def start(self, *, ready: bool = True, timeout: float = 120.0) -> Server:
         log = open(self.workdir / f"serve-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reloop.cli", "serve", "--params", str(self.params_file),
@@ -161,14 +161,30 @@ class Server:
                                        {"Content-Type": "application/json"})
         return status, body
 
-    def metric(self, name: str, labels: str = "") -> float:
-        """One sample of ``/metrics`` (0 when absent)."""
-        _, text = self.get("/metrics")
+    def metric(self, name: str, labels: str = "", text: str | None = None) -> float:
+        """One sample of ``/metrics`` (0 when absent); of ``text`` if given (one scrape)."""
+        if text is None:
+            _, text = self.get("/metrics")
         pattern = re.escape(name + (f"{{{labels}}}" if labels else "")) + r" ([0-9.e+-]+)"
         m = re.search(r"^" + pattern + r"$", text, re.M)
         return float(m.group(1)) if m else 0.0
 
-    def wait_for(self, cond, timeout: float = 20.0, what: str = "condition") -> None:
+    def logged(self) -> bool:
+        """Whether every row counted as logged (impressions and clicks accepted) is in the log
+        files: the rows written equal the counters and nothing is buffered or being written.
+        Logging is asynchronous (a tick flushes), so a test reading the files waits on this."""
+        _, text = self.get("/metrics")
+        return all(
+            self.metric("reloop_serve_log_rows_total", f'table="{table}"', text)
+            == self.metric(counter, text=text)
+            and self.metric("reloop_serve_log_buffered_rows", f'table="{table}"', text) == 0
+            for table, counter in (("impressions", "reloop_serve_impressions_total"),
+                                   ("feedback", "reloop_serve_clicks_total")))
+
+    def wait_logged(self) -> None:
+        self.wait_for(self.logged, what="every logged row written to the log files")
+
+    def wait_for(self, cond, timeout: float = 60.0, what: str = "condition") -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if cond():

@@ -302,6 +302,55 @@ def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):
         == ["a"]
 
 
+def test_rows_being_written_still_count_as_buffered(tmp_path, monkeypatch):
+    """A flush takes the rows out of the buffer before writing them: until the part file is
+    in place they are still unwritten (a crash loses them), so ``buffered`` counts them and
+    ``written`` does not yet; ``buffered + written`` is every row appended, at every moment."""
+    import reloop.serving.log_writer as lw
+
+    params = tiny_params(tmp_path)
+    writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=1,
+                       flush_seconds=3600)
+    t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
+    writer.append("impressions", _rows(["a", "b"], [t0, t0 + US]), 2)
+    real, during = lw.write_part, []
+
+    def observed(*args, **kwargs):
+        during.append(writer.stats("impressions")[::2])  # (buffered, written) mid-write
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lw, "write_part", observed)
+    assert writer.flush() == 2
+    assert during == [(2, 0)] and writer.stats("impressions")[::2] == (0, 2)
+    assert writer.lag("impressions") == 0.0
+
+
+def test_a_snapshot_never_claims_labels_written_during_its_save(tmp_path):
+    """``snapshot_labels`` is what a restart resumes with at least: a label written by a request
+    while the upkeep saves the memory is not claimed unless the file holds it."""
+    from types import SimpleNamespace
+
+    from reloop.memory.sketch import ErrorMemory
+    from reloop.serving.server import Upkeep
+
+    torch.manual_seed(0)
+    memory = ErrorMemory(8, model_id="m")
+    memory.write(torch.randn(64, 8), torch.ones(64), torch.full((64,), 0.5))
+    real_save = memory.save
+
+    def save_racing_a_write(path):
+        out = real_save(path)  # the file holds 64 labels; a request writes 2 more meanwhile
+        memory.write(torch.randn(2, 8), torch.ones(2), torch.full((2,), 0.5))
+        return out
+
+    memory.save = save_racing_a_write
+    parts = SimpleNamespace(snapshot=tmp_path / "live.safetensors", snapshots=0,
+                            snapshot_labels=0)
+    Upkeep(parts).snapshot(SimpleNamespace(memory=memory))
+    assert len(memory) == 66 and parts.snapshot_labels == 64
+    assert len(ErrorMemory.load(parts.snapshot, model_id="m")) == parts.snapshot_labels
+
+
 def test_serve_and_drive_refuse_bad_settings_with_one_error_line(tmp_path):
     from typer.testing import CliRunner
 

@@ -7,7 +7,6 @@ import datetime as dt
 import http.client
 import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from reloop.registry import Registry
 from tests.serving.conftest import CONTEXT, Server, candidate, register_version, serve_params
 
 DAY = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
+#: Responses each version gives the load in the hot-swap test before the next swap.
+PER_VERSION = 15
 
 
 def at(seconds: float) -> str:
@@ -67,10 +68,7 @@ def test_score_log_feedback_memory(server):
                     what="two negatives in the memory")
 
     # logs: the three shown impressions (not the probes), as scored; the click
-    server.wait_for(lambda: server.metric("reloop_serve_log_buffered_rows",
-                                          'table="impressions"') == 0, what="flush")
-    server.wait_for(lambda: server.metric("reloop_serve_log_buffered_rows",
-                                          'table="feedback"') == 0, what="flush")
+    server.wait_logged()
     imp = read_partition(params.logs.root, "impressions", "2026-01-05")
     imp = imp.filter(imp["request_id"].is_in([c["impression_id"] for c in cands]))
     assert imp.height == 3
@@ -121,8 +119,7 @@ def test_shown_candidates_are_logged_only_once_confirmed(server):
     status, err = server.post("/v1/feedback", {"clicks": [
         {"impression_id": out[1]["impression_id"], "event_time": at(t + 5)}]})
     assert status == 404 and err["field"] == "clicks[0].impression_id"  # scored, never shown
-    server.wait_for(lambda: server.metric("reloop_serve_log_buffered_rows",
-                                          'table="impressions"') == 0, what="flush")
+    server.wait_logged()
     imp = read_partition(server.params.logs.root, "impressions", "2026-01-05")
     logged = set(imp["request_id"].to_list())
     assert chosen in logged and not {c["impression_id"] for c in out} - {chosen} & logged
@@ -210,9 +207,7 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_logs_nothing(server):
     assert server.metric("reloop_serve_clicks_total") - clicks_before == 1
     assert server.metric("reloop_serve_requests_total", 'code="422",endpoint="score"') >= 6
     # the log files hold exactly the rows counted as logged: every one from a good request
-    for table in ("impressions", "feedback"):
-        server.wait_for(lambda t=table: server.metric("reloop_serve_log_buffered_rows",
-                                                      f'table="{t}"') == 0, what="flush")
+    server.wait_logged()
     root = server.params.logs.root
     rows = {table: sum(read_partition(root, table, d).height for d in list_dates(root, table))
             for table in ("impressions", "feedback")}
@@ -248,33 +243,43 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
             seen.append(out["model_version"])
             served.update((c["impression_id"], c["model_version"]) for c in out["candidates"])
 
+    def serve_some(version: str) -> None:
+        """Wait until the load got ``PER_VERSION`` more responses from ``version`` (swapped in):
+        each version serves under load, whatever the machine's speed."""
+        mark = len(seen)
+        s.wait_for(lambda: seen[mark:].count(version) >= PER_VERSION or bool(failures),
+                   what=f"{PER_VERSION} responses of {version}")
+
     threads = [threading.Thread(target=load) for _ in range(3)]
     for th in threads:
         th.start()
     reg = Registry(params.pipeline.registry_root)
     try:
+        serve_some(a)
         for target in (b, a, b):  # promotions
             with reg.lock():
                 reg.promote(target, period="2026-01-05")
             s.wait_for(lambda t=target: s.get("/readyz")[1]["model_version"] == t,
                        what=f"swap to {target}")
-            time.sleep(0.3)
+            serve_some(target)
         with reg.lock():  # a rollback is picked up the same way
             reg.rollback(a, reason="test")
         s.wait_for(lambda: s.get("/readyz")[1]["model_version"] == a, what="rollback")
-        time.sleep(0.3)
+        serve_some(a)
     finally:
         stop.set()
         for th in threads:
             th.join()
     assert failures == []
-    assert len(seen) > 50 and {a, b} <= set(seen)
+    assert len(seen) > 50 and {a, b} <= set(seen)  # 5 x PER_VERSION at least
     assert s.metric("reloop_serve_swaps_total") == 5  # the first load, 3 promotions, a rollback
     _, ready = s.get("/readyz")
     assert ready["memory"].endswith(f"versions/{a}/memory/memory.safetensors")  # its snapshot
-    # every logged impression names the version that scored it, as the response said
-    s.wait_for(lambda: s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0,
-               what="flush")
+    # every logged impression names the version that scored it, as the response said (the
+    # load is stopped: every row served is counted, and waited for in the files)
+    s.wait_for(lambda: s.metric("reloop_serve_log_rows_total", 'table="impressions"')
+               == len(served), what=f"{len(served)} impressions written")
+    assert s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0
     root = params.logs.root
     logged = {}
     for day in list_dates(root, "impressions"):
@@ -307,8 +312,9 @@ def test_bootstrap_serves_an_empty_registry_until_the_first_promotion(tmp_path,
     assert [c["score_base"] for c in out["candidates"]] != [prior] * 3
     assert s.metric("reloop_serve_swaps_total") == 2  # bootstrap, then the version
 
-    s.wait_for(lambda: s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0,
-               what="flush")
+    s.wait_for(lambda: s.metric("reloop_serve_log_rows_total", 'table="impressions"') == 6,
+               what="the 6 shown impressions written")
+    assert s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0
     imp = read_partition(params.logs.root, "impressions", "2026-01-05")
     assert imp["model_version"].to_list() == [BOOTSTRAP_VERSION] * 3 + [version] * 3
     assert imp["score"].to_list()[:3] == [prior] * 3
@@ -332,7 +338,9 @@ def test_a_corrupt_version_is_refused_and_the_old_one_keeps_serving(tmp_path, se
     assert s.get("/readyz") == (200, s.get("/readyz")[1]) and s.get("/readyz")[1][
         "model_version"] == a
     assert f"refused version {bad}" in s.log() and "checksum" in s.log()
-    time.sleep(0.5)
+    checks = s.metric("reloop_serve_registry_checks_total")
+    s.wait_for(lambda: s.metric("reloop_serve_registry_checks_total") >= checks + 5,
+               what="5 more registry polls")
     assert s.metric("reloop_serve_swaps_refused_total") == 1  # not retried every poll
 
 

@@ -19,7 +19,14 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["json_ready", "replace_dir", "write_bytes", "write_json", "write_parquet"]
+__all__ = [
+    "json_ready",
+    "replace_dir",
+    "sweep_leftovers",
+    "write_bytes",
+    "write_json",
+    "write_parquet",
+]
 
 
 def json_ready(obj: Any) -> Any:
@@ -83,3 +90,24 @@ def replace_dir(path: str | Path, build: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def sweep_leftovers(path: str | Path) -> list[Path]:
+    """Remove what killed writers of ``path`` left beside it; returns the removed paths.
+
+    :func:`write_json` & co. and :func:`replace_dir` build ``path`` under a hidden sibling name,
+    ``.<name>.*``, and move it into place; a writer killed before the move leaves that sibling
+    behind. Call this only while no other writer of ``path`` can be running (a stage holds the
+    workspace lock), before writing ``path`` again.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for stale in sorted(path.parent.glob(f".{path.name}.*")):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed

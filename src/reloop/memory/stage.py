@@ -50,6 +50,7 @@ def run_memory(params: Params, start: str | dt.date) -> dict[str, Any]:
     never trained on, so their errors are the ones it makes when serving). ``evaluate`` builds
     its own memories (``evaluate.prefill``), never from held-out rows it scores.
     """
+    from reloop.logs.atomic import sweep_leftovers
     from reloop.logs.store import as_date
     from reloop.train import load_checkpoint
     from reloop.train.stage import candidate_dir, period_splits
@@ -60,6 +61,7 @@ def run_memory(params: Params, start: str | dt.date) -> dict[str, Any]:
     rows = holdout if params.pipeline.snapshot_rows == "holdout" else fit_part
     window = rows.tail(params.pipeline.memory_window_rows)
     memory = build_memory(params, ckpt, window)
+    sweep_leftovers(snapshot_dir(params, start) / SNAPSHOT_FILE)  # of a killed run (locked)
     path = memory.save(snapshot_dir(params, start) / SNAPSHOT_FILE)
     log.info("memory snapshot for %s from %d rows: %s", ckpt.model_id, window.height, path)
     return {"snapshot": str(path), "model_id": ckpt.model_id, "rows": window.height}

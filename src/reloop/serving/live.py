@@ -169,6 +169,7 @@ class Production:
         self.refused: str | None = None  # the pointer value last refused
         self.refusals = 0
         self.swaps = 0
+        self.checks = 0  # registry polls done (each one whole)
         self.last_swap_s = 0.0
         self._recent: deque[dict[str, list]] = deque(maxlen=4)
         fields = {f.name: f.kind for f in params.features.fields}
@@ -254,8 +255,10 @@ class Production:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         self.check()
+        self.checks += 1
         while not self._stop.wait(self.params.serve.poll_seconds):
             self.check()
+            self.checks += 1
 
     def stop(self) -> None:
         self._stop.set()

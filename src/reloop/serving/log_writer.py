@@ -74,6 +74,10 @@ class LogWriter:
             "feedback": {"request_id": pl.String, "event_time": pl.Int64, "click": pl.Int8},
         }
         self._buffers = {table: _Buffer() for table in self._columns}
+        # rows taken out of a buffer by a flush and not written yet (nor put back): still
+        # unwritten, so still counted by buffered() and lag()
+        self._writing = {table: 0 for table in self._columns}
+        self._writing_oldest: dict[str, float | None] = {table: None for table in self._columns}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._seq = itertools.count()
@@ -100,24 +104,44 @@ class LogWriter:
         if n == 0:
             return
         with self._lock:
-            buf = self._buffers[table]
-            buf.chunks.append(columns)
-            buf.rows += n
-            if buf.oldest is None:
-                buf.oldest = time.monotonic()
+            self._append(table, columns, n)
+
+    def _append(self, table: str, columns: dict[str, list | np.ndarray], n: int) -> None:
+        """Buffer rows (caller holds ``_lock``)."""
+        buf = self._buffers[table]
+        buf.chunks.append(columns)
+        buf.rows += n
+        if buf.oldest is None:
+            buf.oldest = time.monotonic()
 
     def buffered(self, table: str) -> int:
-        return self._buffers[table].rows
+        """Rows of ``table`` not written yet: buffered, or taken by a flush still writing them
+        (what a crash would lose). ``buffered(t) + written[t]`` is every row appended."""
+        with self._lock:
+            return self._buffers[table].rows + self._writing[table]
 
     def lag(self, table: str) -> float:
         """Seconds the oldest unwritten row of ``table`` has waited (0 when none)."""
-        oldest = self._buffers[table].oldest
-        return 0.0 if oldest is None else time.monotonic() - oldest
+        with self._lock:
+            return self._lag(table)
+
+    def _lag(self, table: str) -> float:
+        times = [t for t in (self._buffers[table].oldest, self._writing_oldest[table])
+                 if t is not None]
+        return 0.0 if not times else time.monotonic() - min(times)
+
+    def stats(self, table: str) -> tuple[int, float, int]:
+        """``(buffered, lag, written)`` of ``table``, read together (one consistent state)."""
+        with self._lock:
+            return (self._buffers[table].rows + self._writing[table], self._lag(table),
+                    self.written[table])
 
     def due(self) -> bool:
-        return any(b.rows >= self.flush_rows or (b.oldest is not None and
-                                                 self.lag(t) >= self.flush_seconds)
-                   for t, b in self._buffers.items())
+        now = time.monotonic()
+        with self._lock:
+            return any(b.rows >= self.flush_rows or (b.oldest is not None and
+                                                     now - b.oldest >= self.flush_seconds)
+                       for b in self._buffers.values())
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -136,20 +160,31 @@ class LogWriter:
         with self._lock:
             buf = self._buffers[table]
             self._buffers[table] = _Buffer()
+            self._writing[table] = buf.rows
+            self._writing_oldest[table] = buf.oldest
         if not buf.rows:
             return 0
-        df = self._frame(table, buf.chunks)
-        days = (df["event_time"] // _US_PER_DAY).cast(pl.Int64)
         written = 0
-        for (day_n,), part in df.with_columns(_day=days).partition_by(
-                "_day", as_dict=True, maintain_order=True).items():
-            day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_n))
-            part = part.drop("_day")
-            if self._write(table, day, part):
-                written += part.height
-            else:  # keep it for the next try
-                self.append(table, {c: part[c].to_list() for c in part.columns}, part.height)
-        self.written[table] += written
+        try:
+            df = self._frame(table, buf.chunks)
+            days = (df["event_time"] // _US_PER_DAY).cast(pl.Int64)
+            for (day_n,), part in df.with_columns(_day=days).partition_by(
+                    "_day", as_dict=True, maintain_order=True).items():
+                day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_n))
+                part = part.drop("_day")
+                ok = self._write(table, day, part)
+                with self._lock:  # the part moves from "writing" to written, or back
+                    self._writing[table] -= part.height
+                    if ok:
+                        self.written[table] += part.height
+                    else:  # keep it for the next try
+                        self._append(table, {c: part[c].to_list() for c in part.columns},
+                                     part.height)
+                written += part.height if ok else 0
+        finally:  # an unexpected error (not a failed write) drops what is left, as before
+            with self._lock:
+                self._writing[table] = 0
+                self._writing_oldest[table] = None
         return written
 
     def _frame(self, table: str, chunks: list[dict]) -> pl.DataFrame:

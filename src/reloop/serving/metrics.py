@@ -60,6 +60,8 @@ class _StateCollector(Collector):
         for name, doc, key in (
             ("reloop_serve_swaps", "Versions swapped in (the first load included)", "swaps"),
             ("reloop_serve_swaps_refused", "Versions refused (corrupt or unloadable)", "refused"),
+            ("reloop_serve_registry_checks", "Polls of the registry's production pointer done "
+             "(serve.poll_seconds apart)", "registry_checks"),
             ("reloop_serve_impressions_evicted", "Shown impressions dropped before their label "
              "was final (serve.max_open_impressions)", "evicted"),
             ("reloop_serve_unconfirmed_dropped", "Scored requests never confirmed in time",
@@ -73,9 +75,12 @@ class _StateCollector(Collector):
                                 "Load, verify and warm-up time of the last swap",
                                 value=s["swap_seconds"])
         yield GaugeMetricFamily("reloop_serve_memory_snapshot_labels",
-                                "Labels the last live snapshot held", value=s["snapshot_labels"])
+                                "Labels the last live snapshot holds (at least: a label "
+                                "written during the save may be in it too)",
+                                value=s["snapshot_labels"])
         buffered = GaugeMetricFamily("reloop_serve_log_buffered_rows",
-                                     "Rows not written yet (what a crash would lose)",
+                                     "Rows not written yet, buffered or being written "
+                                     "(what a crash would lose)",
                                      labels=["table"])
         lag = GaugeMetricFamily("reloop_serve_log_flush_lag_seconds",
                                 "Age of the oldest row not written yet", labels=["table"])

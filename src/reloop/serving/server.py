@@ -118,6 +118,7 @@ class Parts:
             "unconfirmed": len(self.scored),
             "swaps": self.production.swaps,
             "refused": self.production.refusals,
+            "registry_checks": self.production.checks,
             "evicted": self.book.evicted,
             "unconfirmed_dropped": self.scored.dropped,
             "parts": self.writer.parts,
@@ -125,8 +126,7 @@ class Parts:
             "snapshots": self.snapshots,
             "snapshot_labels": self.snapshot_labels,
             "swap_seconds": self.production.last_swap_s,
-            "logs": {t: (self.writer.buffered(t), self.writer.lag(t), self.writer.written[t])
-                     for t in ("impressions", "feedback")},
+            "logs": {t: self.writer.stats(t) for t in ("impressions", "feedback")},
         }
 
 
@@ -291,9 +291,14 @@ class Upkeep:
     def snapshot(self, live: LiveModel | None) -> None:
         if live is None or live.memory is None:
             return
+        # counted before the save: a click's labels written by a request while the memory is
+        # being saved may or may not be in the file, and counting after the save would claim
+        # them (a restart then resumes with fewer labels than the metric said were kept). So
+        # the file holds at least this many labels, exactly this many unless a write raced it.
+        labels = len(live.memory)
         live.memory.save(self.p.snapshot)
         self.p.snapshots += 1
-        self.p.snapshot_labels = len(live.memory)
+        self.p.snapshot_labels = labels
 
 
 # ---- the app ---------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
     byte-identical checkpoint (wall-clock timings are logged, never stored).
     """
     from reloop.join.join import joined_dir
+    from reloop.logs.atomic import sweep_leftovers
     from reloop.logs.store import as_date
     from reloop.registry import Registry
     from reloop.train import load_checkpoint, save_checkpoint, train_model
@@ -124,6 +125,7 @@ def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
              ", ".join(window.periods), trained.result.train_seconds)
     _, holdout = period_splits(params, start)
     table_file = joined_dir(params, start) / "train.parquet"
+    sweep_leftovers(candidate_dir(params, start))  # of a killed train (we hold the lock)
     ckpt = save_checkpoint(
         candidate_dir(params, start),
         trained.model,
