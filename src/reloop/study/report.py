@@ -221,11 +221,17 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
     colors = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
     written = []
 
+    first_compared = periods.index(results["compared_periods"][0])
+
     def per_period(metric: str, title: str, fname: str, extra: tuple[str, ...] = ()) -> None:
         fig, ax = plt.subplots(figsize=(10, 5))
         for n in names:
             rows = {r["period"]: r for r in results["arms"][n]["periods"]}
-            y = [rows[p].get(metric, np.nan) if p in rows else np.nan for p in periods]
+            # periods the bootstrap policy served (the first; a static arm's prefix) are left
+            # out: their constant score would squash the scale the arms differ on
+            hidden = max(first_compared, results["arms"][n].get("static_periods") or 0)
+            y = [rows[p].get(metric, np.nan) if p in rows and i >= hidden else np.nan
+                 for i, p in enumerate(periods)]
             ax.plot(x, y, marker="o", ms=3, lw=1.5, label=n, color=colors[n])
             kept = [i for i, p in enumerate(periods) if p in rows and rows[p].get("decision")
                     and not rows[p]["decision"]["promoted"]]
@@ -238,8 +244,7 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
             y = [ref_rows[p].get(key, np.nan) if p in ref_rows else np.nan for p in periods]
             if np.isfinite(y).any():
                 ax.plot(x, y, style, color="black", lw=1.2, label=label)
-        ax.axvspan(-0.5, periods.index(results["compared_periods"][0]) - 0.5, color="0.92",
-                   label="not compared")
+        ax.axvspan(-0.5, first_compared - 0.5, color="0.92", label="not compared")
         ax.set_xticks(x, [p[5:] for p in periods], rotation=45, fontsize=8)
         ax.set_title(title)
         ax.grid(alpha=0.3)
