@@ -181,3 +181,18 @@ def test_cli_names_the_problem_with_exit_2(tmp_path):
     assert res.exit_code == 2
     assert "arm 'a'" in res.output and "backbone='dcnx' is not supported" in res.output
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("spec", ["world.yaml", "design-world-50k.yaml"])
+def test_the_committed_world_studies_validate_and_today_is_the_pre_study_recipe(spec, tmp_path):
+    # the README's figures come from these specs: they must stay valid as params.yaml changes,
+    # and `today` must keep reaching the recipe main had when issue 13 was filed
+    root = Path(__file__).resolve().parents[2]
+    plan = plan_study(root / "benchmarks" / "studies" / spec, tmp_path / "out")
+    today = next(a.raw for a in plan.arms if a.name == "today")
+    assert today["train"]["loss"] == "reloop" and today["train"]["window_periods"] == 1
+    assert today["train"]["warm_epochs"] is None and today["train"]["mask_bootstrap"] is False
+    assert today["memory"]["lambda"] == 1.0 and today["memory"]["min_leaf_rows"] == 1
+    assert today["pipeline"]["snapshot_rows"] == "fit" and today["evaluate"]["prefill"] == "window"
+    assert (today["promote"]["compare"], today["promote"]["rule"]) == ("memory", "point")
+    assert not (tmp_path / "out").exists()  # planning writes nothing
