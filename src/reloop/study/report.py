@@ -248,7 +248,9 @@ def plot(results: dict[str, Any], out_dir: Path) -> list[Path]:
         ax.set_xticks(x, [p[5:] for p in periods], rotation=45, fontsize=8)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, ncol=2)
+        # below the axes: inside, it hides the lines whichever corner it takes
+        ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.16),
+                  frameon=False)
         fig.tight_layout()
         path = out_dir / fname
         fig.savefig(path, dpi=110)
