@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import logging
 import os
 import threading
@@ -218,11 +219,18 @@ class Production:
         if self.refused == version:
             return False
         t0 = time.perf_counter()
+        # the new version's objects would trigger full garbage collections, which run in this
+        # thread holding the GIL and stall every request meanwhile: none while it loads, and
+        # what it allocated joins the permanent generation (as the start-up's objects do)
+        gc.disable()
         try:
             live = load_live(self.params, record, self.warmup_rows(),
                              self.live_snapshot if current is None else None)
         except Exception as err:  # whatever fails, the version cannot serve
             return self._refuse(version, err)
+        finally:
+            gc.enable()
+        gc.freeze()
         self.swap(live)
         self.last_swap_s = time.perf_counter() - t0
         log.info("serving %s (memory: %s; loaded and warmed up in %.3fs)", live.version,
