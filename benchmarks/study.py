@@ -4,7 +4,7 @@ Each runs ``reloop study run`` on a committed spec (``benchmarks/studies/``) and
 study's ``results.json`` into the headline figures, with 95% paired bootstrap CIs over periods:
 
 * ``world``: the built-in drifting world at its default volume, 14 daily periods (both shift
-  days). Arms: the default loop (ReLoop loss + ReLoop2 memory, params.yaml as it is), the same
+  days). Arms: the default loop (params.yaml as it is: cross-entropy + ReLoop2 memory), the same
   recipe with plain cross-entropy and no memory (``incremental-ce``), the loop as it was
   before the recipe was measured (``today``), and a static model trained once on the first 3
   days. Figures: ``ctr_gain_vs_ce`` / ``auc_gain_vs_ce`` (expected CTR lift and

@@ -76,7 +76,8 @@ class MemoryConfig(BaseModel):
     L: int = Field(default=12, description="sign-random-projection bits per array")
     tau: float = Field(default=1.0, gt=0.0, description="attention temperature")
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
-    lam: float = Field(default=1.0, ge=0.0, le=1.0, alias="lambda", description="Eq. 9 weight")
+    lam: float = Field(default=0.25, ge=0.0, le=1.0, alias="lambda",
+                       description="Eq. 9 weight (0.25 by the loop's studies; README)")
     sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
     normalize: Normalize = "cosine"
     cut_spread: float = Field(
