@@ -324,7 +324,7 @@ def _check_world(cfg: Params, date: str) -> dt.date:
 @app.command("stage")
 def stage_cmd(
     name: Annotated[str, typer.Argument(help="ingest, validate, join, drift, train, memory, "
-                                             "evaluate or promote.")],
+                                             "evaluate, promote or archive.")],
     date: DateOpt,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
