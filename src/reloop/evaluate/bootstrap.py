@@ -60,11 +60,19 @@ def paired_bootstrap_auc_diff(
             roc_auc_score(yk, a[keep], sample_weight=w)
             - roc_auc_score(yk, b[keep], sample_weight=w)
         )
-    if len(diffs) < 2:
-        return {"diff": diff, "low": math.nan, "high": math.nan, "n_boot": len(diffs)}
+    low, high = _percentile_interval(diffs, confidence)
+    return {"diff": diff, "low": low, "high": high, "n_boot": len(diffs)}
+
+
+def _percentile_interval(values: list[float] | np.ndarray,
+                         confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` percentile interval of bootstrap ``values`` (NaN, NaN for
+    fewer than two)."""
+    if len(values) < 2:
+        return math.nan, math.nan
     tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(diffs, [tail, 1.0 - tail])
-    return {"diff": diff, "low": float(low), "high": float(high), "n_boot": len(diffs)}
+    low, high = np.quantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def _row_logloss(y: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -96,6 +104,5 @@ def paired_bootstrap_logloss_diff(
     rng = np.random.default_rng(seed)
     n = d.size
     means = np.array([d[rng.integers(0, n, n)].mean() for _ in range(n_boot)])
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail]) if n_boot >= 2 else (math.nan, math.nan)
-    return {"diff": float(d.mean()), "low": float(low), "high": float(high), "n_boot": n_boot}
+    low, high = _percentile_interval(means, confidence)
+    return {"diff": float(d.mean()), "low": low, "high": high, "n_boot": n_boot}
