@@ -11,12 +11,13 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live repro lock clean help
+.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live repro lock clean help reports-check
 
 help:
 	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
 	@echo "make demo-live    install if needed, then the live loop: the world drives \`reloop serve\` over HTTP"
 	@echo "make repro        install if needed, then \`dvc repro\`: one period (params.yaml pipeline.date)"
+	@echo "make reports-check open a workspace's report site (REPORTS_DIR, default build/demo) in headless Chromium"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
@@ -77,6 +78,17 @@ demo-live: install
 		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
 	cd $(DEMO_LIVE_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) \
 		--end $(DEMO_LIVE_END) --params live-params.yaml
+
+# The report site of a workspace (default: the demo's), rebuilt and opened in headless Chromium:
+# every page must render with its styles and request nothing from the network (docs/reports.md).
+# Screenshots go to $(REPORTS_DIR)/reports/screenshots. Needs chromium (apt-get install -y chromium).
+REPORTS_DIR    ?= $(DEMO_DIR)
+REPORTS_PARAMS ?= $(ROOT)/params.yaml
+
+reports-check: install
+	@test -d $(REPORTS_DIR) || (echo "no workspace at $(REPORTS_DIR): run make demo first"; exit 1)
+	cd $(REPORTS_DIR) && $(ROOT)/$(BIN)/python -m reloop.pipeline.browser \
+		--params $(REPORTS_PARAMS) --out reports/screenshots
 
 # `dvc repro` of dvc.yaml: one period of the loop in this checkout (its stages call `reloop`).
 repro: install

@@ -33,14 +33,15 @@ def test_clean_period_passes_with_results_and_data_docs(world_root, tmp_path):
                          "impressions.json").read_text())
     assert result["success"] and result["failed"] == []
     assert result["gx_result"]["statistics"]["unsuccessful_expectations"] == 0
-    assert (tmp_path / "reports" / "validation" / f"date={DAY1}" / "impressions_docs" /
-            "index.html").is_file()
+    page = tmp_path / "reports" / "validation" / f"date={DAY1}" / "impressions.html"
+    assert result["data_docs"] == str(page) and "passed" in page.read_text()
     assert tree_digest(tmp_path / "logs") == before
-    # a rerun writes the identical JSON result
+    # a rerun writes the identical JSON result and page
     path = tmp_path / "reports" / "validation" / f"date={DAY1}" / "feedback.json"
-    first = path.read_bytes()
+    first, first_page = path.read_bytes(), path.with_suffix(".html").read_bytes()
     validate_period(params, DAY1, ("feedback",))
     assert path.read_bytes() == first
+    assert path.with_suffix(".html").read_bytes() == first_page
 
 
 def _bad_impressions(df: pl.DataFrame, case: str) -> pl.DataFrame:

@@ -44,6 +44,11 @@ class PipelineConfig(_Section):
         default="reports/plots/periods.json",
         description="per-period curves (AUC, oracle, decision, drift) rebuilt by promote",
     )
+    site_file: str = Field(
+        default="reports/index.html",
+        description="the workspace's report site: every period's validation pages, drift report, "
+        "evaluation, decision and plots, linked relatively (reloop.pipeline.site)",
+    )
     sequential: bool = Field(
         default=True,
         description="refuse to start a period while the previous one is started, not decided",

@@ -10,7 +10,7 @@ __all__ = ["ValidationConfig"]
 class ValidationConfig(BaseModel):
     """Thresholds of the expectation suites (``docs/data.md`` lists every expectation).
 
-    * ``out_root``: ``<out_root>/date=YYYY-MM-DD/<table>.json`` plus GX Data Docs HTML.
+    * ``out_root``: ``<out_root>/date=YYYY-MM-DD/<table>.json`` plus its HTML page.
     * ``min_rows`` / ``max_rows``: impressions per daily partition (an empty day fails, except
       a replay's day without events);
       ``max_feedback_rows`` bounds a feedback partition.
@@ -21,7 +21,10 @@ class ValidationConfig(BaseModel):
     * ``ctr_history`` / ``ctr_tolerance``: the CTR must also lie within
       ``mean * (1 -/+ ctr_tolerance)`` of the mean CTR of up to ``ctr_history`` recent periods
       (from their join stats), when any exist.
-    * ``data_docs``: render GX Data Docs HTML beside the JSON results.
+    * ``data_docs``: write each result's HTML page beside its JSON (``<table>.html``; the
+      joined table's ``validation.html``): every expectation, its column, arguments, success
+      and observed value, failures highlighted; self-contained, so it renders offline
+      (:mod:`reloop.validate.page`). GX's own Data Docs are not built.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

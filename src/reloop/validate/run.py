@@ -4,9 +4,11 @@ For each validated partition (raw ``impressions`` / ``feedback`` of a day) or jo
 
 * ``<validation.out_root>/date=D/<table>.json``: success, every failed check with its observed
   value, and GX's full validation result;
-* ``<validation.out_root>/date=D/<table>_docs/index.html``: GX Data Docs for that run;
+* ``<validation.out_root>/date=D/<table>.html`` (with ``validation.data_docs``): that JSON
+  rendered as one self-contained page (:mod:`reloop.validate.page`: inline CSS, no script, no
+  URL, so it renders offline);
 * the joined table's report is ``<join.out_root>/date=D/validation.json`` (and
-  ``validation_docs/``), beside the table it checks;
+  ``validation.html``), beside the table it checks;
 * on failure, a quarantine record (:mod:`reloop.logs.quarantine`) and :class:`ValidationFailed`
   whose message lists each failed expectation and its observed value. Raw data are only read.
 
@@ -14,10 +16,10 @@ A partition that cannot be read (e.g. a truncated parquet file, or part files th
 the schema) fails validation with that reason; a partition that does not exist is an error
 (:class:`reloop.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to judge.
 
-GX runs in an ephemeral context (nothing written outside the two paths above) with analytics off
-and a run id fixed by the period, so reruns produce the same paths, and the JSON result is
-stripped of GX's random ids and load time, so a rerun writes identical JSON (the Data Docs HTML
-still carries them).
+GX runs in an ephemeral context (it keeps nothing on disk; GX's own Data Docs, which load their styles
+and scripts from CDNs, are not built) with analytics off and a run id fixed by the period, and
+the JSON result is stripped of GX's random ids and load time, so a rerun writes identical JSON and
+an identical page.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import datetime as dt
 import logging
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from reloop.jsonio import read_json
-from reloop.logs.atomic import replace_dir, write_json
+from reloop.logs.atomic import write_json
 from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
 from reloop.logs.store import (
@@ -62,6 +65,7 @@ __all__ = [
     "validate_joined",
     "validate_partition",
     "validate_period",
+    "validation_paths",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,30 +91,16 @@ def run_expectations(
     expectations: list[Expectation],
     *,
     run_time: dt.datetime,
-    docs_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Validate ``df`` against ``expectations`` with GX; returns GX's result as a JSON dict.
-
-    With ``docs_dir``, GX Data Docs for this run are rendered there.
-    """
+    """Validate ``df`` against ``expectations`` with GX; returns GX's result as a JSON dict."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     import great_expectations.expectations as gxe
-    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    actions = []
-    if docs_dir is not None:
-        ctx.add_data_docs_site(site_name="reloop", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                              "base_directory": str(Path(docs_dir).resolve())},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })
-        actions.append(UpdateDataDocsAction(name="data_docs", site_names=["reloop"]))
     batch = (
         ctx.data_sources.add_pandas("reloop")
         .add_dataframe_asset(name)
@@ -122,7 +112,7 @@ def run_expectations(
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
                                                                 suite=suite))
     checkpoint = ctx.checkpoints.add(gx.Checkpoint(
-        name=f"{name}-checkpoint", validation_definitions=[vd], actions=actions,
+        name=f"{name}-checkpoint", validation_definitions=[vd], actions=[],
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
     ))
     result = checkpoint.run(batch_parameters={"dataframe": df.to_pandas()},
@@ -222,14 +212,20 @@ def _fmt(f: dict[str, Any]) -> str:
     return f"{f['expectation']}{col}{exp_s}: observed {f['observed']}"
 
 
-def _paths(params: Params, table: str, day: dt.date) -> tuple[Path, Path]:
+def validation_paths(params: Params, table: str, day: str | dt.date) -> tuple[Path, Path]:
+    """``(result JSON, HTML page)`` of ``table`` (``impressions``, ``feedback`` or ``joined``)
+    on the day (raw tables) or period (``joined``) starting ``day``."""
+    if table not in (*RAW_TABLES, "joined"):
+        raise ValueError(f"table={table!r} is not validated; expected one of "
+                         f"{[*RAW_TABLES, 'joined']}")
+    day = as_date(day)
     if table == "joined":  # the joined table's report lives beside it (one DVC output per stage)
         from reloop.join.join import joined_dir
 
         base = joined_dir(params, day)
-        return base / "validation.json", base / "validation_docs"
+        return base / "validation.json", base / "validation.html"
     base = Path(params.validation.out_root) / f"date={day.isoformat()}"
-    return base / f"{table}.json", base / f"{table}_docs"
+    return base / f"{table}.json", base / f"{table}.html"
 
 
 def _record(
@@ -241,11 +237,13 @@ def _record(
     failures: list[dict[str, Any]],
     evaluated: int,
     gx_result: dict[str, Any] | None,
-    docs: Path | None,
     quarantine_table: str | None,
 ) -> dict[str, Any]:
-    """Write the result JSON and the quarantine record (or clear it); return the summary."""
-    result_path, _ = _paths(params, table, day)
+    """Write the result JSON, its HTML page (``validation.data_docs``) and the quarantine record
+    (or clear it); return the summary."""
+    from reloop.validate.page import write_validation_page
+
+    result_path, page = validation_paths(params, table, day)
     summary = {
         "table": table,
         "date": day.isoformat(),
@@ -254,9 +252,16 @@ def _record(
         "evaluated": evaluated,
         "failed": failures,
         "result": str(result_path),
-        "data_docs": None if docs is None else str(docs / "index.html"),
+        "data_docs": str(page) if params.validation.data_docs else None,
     }
     write_json(result_path, {**summary, "gx_result": stable_result(gx_result)})
+    if params.validation.data_docs:
+        write_validation_page(result_path, page)
+    else:  # a page left by an earlier run would contradict the new JSON
+        page.unlink(missing_ok=True)
+    legacy = page.with_name(page.stem + "_docs")  # GX Data Docs written by earlier versions
+    if legacy.is_dir():
+        shutil.rmtree(legacy)
     if quarantine_table is not None:
         if failures:
             record_quarantine(params.logs.quarantine_root, quarantine_table, day, {
@@ -287,23 +292,12 @@ def _validate_frame(
         failures.append({"expectation": "schema (polars dtypes)", "column": None,
                          "expected": {}, "observed": problems})
     name = f"{table}-{day.isoformat()}"
-    _, docs = _paths(params, table, day)
-    gx_result: dict[str, Any] = {}
-
-    def run(docs_dir: Path | None) -> None:
-        gx_result.update(run_expectations(df, name, expectations, run_time=_utc(day),
-                                          docs_dir=docs_dir))
-
-    if params.validation.data_docs:
-        replace_dir(docs, run)
-    else:
-        run(None)
+    gx_result = run_expectations(df, name, expectations, run_time=_utc(day))
     failures += [describe_failure(r, df) for r in gx_result.get("results", [])
                  if not r.get("success")]
     return _record(
         params, table, day, rows=df.height, failures=failures,
         evaluated=len(expectations) + 1, gx_result=gx_result,
-        docs=docs if params.validation.data_docs else None,
         quarantine_table=quarantine_table,
     )
 
@@ -323,7 +317,7 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
         failure = {"expectation": "readable parquet", "column": None, "expected": {},
                    "observed": str(err)}
         return _record(params, table, day, rows=None, failures=[failure], evaluated=1,
-                       gx_result=None, docs=None, quarantine_table=table)
+                       gx_result=None, quarantine_table=table)
     if table == "impressions":
         # a replay writes an empty partition for a day of the dataset without events
         empty_day = params.logs.source == "replay" and df.height == 0
