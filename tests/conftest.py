@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import polars as pl
-import pytest
+from reloop.numerics import pin_numerics
 
-from reloop.config import Params, params_from_dict
-from reloop.synthetic import make_ctr_table
+pin_numerics()  # before anything imports torch: the tests run with the pinned MKL path, as reloop
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from reloop.config import Params, params_from_dict  # noqa: E402
+from reloop.synthetic import make_ctr_table  # noqa: E402
 
 SMALL_CARDINALITIES = (50, 30, 20, 10, 5)
 

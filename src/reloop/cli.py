@@ -157,6 +157,7 @@ class _Reloop(TyperGroup):
 
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="reloop",
     cls=_Reloop,
     help="Keep a CTR model learning from its own mistakes: ReLoop training and ReLoop2 memory.",
@@ -175,6 +176,9 @@ def _main(
     debug: Annotated[bool, typer.Option(
         "--debug", help="On an error, print the traceback before the error line.")] = False,
 ) -> None:
+    from reloop.numerics import pin_numerics
+
+    pin_numerics()  # before any command imports torch (MKL reads it once)
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -287,7 +291,7 @@ def predict_cmd(
 
 @app.command("backbones")
 def backbones_cmd() -> None:
-    """List the backbones ``model.backbone`` can name."""
+    """List the backbones that model.backbone can name."""
     from reloop.models import BACKBONES
 
     for name, cls in BACKBONES.items():
@@ -348,7 +352,8 @@ def run_cmd(date: DateOpt, params: ParamsOpt = Path("params.yaml")) -> None:
     _echo_json(run_period(cfg, start))
 
 
-registry_app = typer.Typer(help="Inspect the model registry and roll production back.",
+registry_app = typer.Typer(
+    rich_markup_mode=None, help="Inspect the model registry and roll production back.",
                            no_args_is_help=True)
 app.add_typer(registry_app, name="registry")
 
@@ -407,7 +412,8 @@ def registry_rollback(
                 "memory": None if record.memory_dir is None else str(record.memory_dir)})
 
 
-periods_app = typer.Typer(help="List archived periods and restore their artefacts (DVC).",
+periods_app = typer.Typer(
+    rich_markup_mode=None, help="List archived periods and restore their artefacts (DVC).",
                           no_args_is_help=True)
 app.add_typer(periods_app, name="periods")
 
@@ -455,12 +461,27 @@ def backfill_cmd(
         ".airflow"),
     dags_folder: Annotated[Path, typer.Option(help="Folder holding reloop_retrain.py.")] = Path(
         "dags"),
+    log_file: Annotated[Path | None, typer.Option(
+        help="Where Airflow's and the stages' logs go (appended). Default: "
+             "logs/backfill_START_END.log in the working directory.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Run the Airflow DAG in-process (dag.test) for each period of a date range, in order."""
+    """Run the Airflow DAG in-process for each period of a date range, in order.
+
+    Each run is recorded in Airflow as a backfill run of its period (logical date = period
+    start). The terminal gets two lines per period; the logs go to --log-file.
+    """
     from reloop.pipeline.airflow import backfill
 
-    _echo_json(backfill(start, end, params_file=params, airflow_home=airflow_home,
-                        dags_folder=dags_folder))
+    log_file = log_file or Path("logs") / f"backfill_{start}_{end}.log"
+    runs = backfill(start, end, params_file=params, airflow_home=airflow_home,
+                    dags_folder=dags_folder, log_file=log_file,
+                    progress=None if as_json else sys.stdout)
+    if as_json:
+        _echo_json(runs)
+    else:
+        total = sum(r["seconds"] for r in runs)
+        typer.echo(f"{len(runs)} period(s) succeeded in {total:.0f} s; logs: {log_file}")
 
 
 @app.command("serve")
@@ -529,13 +550,19 @@ def report_cmd(
     params: ParamsOpt = Path("params.yaml"),
     as_json: JsonOpt = False,
 ) -> None:
-    """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift."""
+    """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift.
+
+    Also draws the pictures (PNG, beside pipeline.plots_file): AUC against the oracle with
+    promotions and rollbacks, the memory's gain, drift.
+    """
     from reloop.config import load_params
     from reloop.pipeline.airflow import period_starts
-    from reloop.pipeline.report import period_table
+    from reloop.pipeline.report import period_table, plot_periods
 
     cfg = load_params(params)
     rows = period_table(cfg, period_starts(start, end, cfg.logs.period_days))
+    evaluated = [r for r in rows if r.get("candidate_base") is not None]
+    pictures = plot_periods(evaluated, Path(cfg.pipeline.plots_file).parent) if evaluated else []
     if as_json:
         _echo_json(rows)
         return
@@ -554,6 +581,8 @@ def report_cmd(
     typer.echo(f"reports: {cfg.pipeline.evaluation_root}, {cfg.pipeline.decisions_root}, "
                f"{cfg.drift.out_root}, {cfg.validation.out_root}; per-period curves: "
                f"{cfg.pipeline.plots_file}")
+    if pictures:
+        typer.echo(f"pictures: {', '.join(str(p) for p in pictures)}")
     if cfg.archive.enabled:
         typer.echo(f"every period is versioned in the DVC archive {cfg.archive.root} "
                    "(`reloop periods list`, `reloop periods restore --date D --out DIR`)")

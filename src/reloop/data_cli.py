@@ -36,9 +36,11 @@ MemoryOutOpt = Annotated[
     Path | None, typer.Option(help="Save the serving memory here afterwards.")
 ]
 
-replay_app = typer.Typer(help="Public-dataset replay: download and convert datasets.",
+replay_app = typer.Typer(
+    rich_markup_mode=None, help="Public-dataset replay: download and convert datasets.",
                          no_args_is_help=True)
-logs_app = typer.Typer(help="Inspect the raw logs.", no_args_is_help=True)
+logs_app = typer.Typer(
+    rich_markup_mode=None, help="Inspect the raw logs.", no_args_is_help=True)
 
 
 def _echo(obj: Any) -> None:

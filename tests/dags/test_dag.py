@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -70,6 +71,23 @@ def test_dag_file_is_cheap_to_import():
     assert out.stdout.strip().splitlines()[-1] == "[]"  # heavy imports stay inside the tasks
 
 
+def _dag_runs(airflow_db: Path) -> list[dict]:
+    """The DAG runs Airflow recorded, read straight from its metadata DB (what the UI shows)."""
+    import sqlite3
+
+    with sqlite3.connect(airflow_db) as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT run_id, run_type, state, logical_date, data_interval_start, "
+                          "data_interval_end, start_date, end_date FROM dag_run "
+                          "WHERE dag_id = 'reloop_retrain' ORDER BY logical_date").fetchall()
+    return [dict(r) for r in rows]
+
+
+def _utc(text: str) -> dt.datetime:
+    t = dt.datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
 def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
     from reloop.archive import list_periods
 
@@ -77,12 +95,44 @@ def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
     cfg = _write_params(tmp_path / "params.yaml", params)
     cmd = [sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY1, "--end", DAY2,
            "--params", str(cfg), "--airflow-home", str(tmp_path / "airflow"),
-           "--dags-folder", str(DAGS)]
+           "--dags-folder", str(DAGS), "--json"]
+    began = dt.datetime.now(dt.UTC)
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    ended = dt.datetime.now(dt.UTC)
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = json.loads(done.stdout[done.stdout.rindex("[\n  {"):])  # Airflow logs to stdout too
+    runs = json.loads(done.stdout)  # nothing but the JSON: Airflow's logs went to the log file
     assert [r["period"] for r in runs] == [DAY1, DAY2]
     assert {r["state"] for r in runs} == {"success"}
+    log_file = tmp_path / "logs" / f"backfill_{DAY1}_{DAY2}.log"
+    text = log_file.read_text()
+    assert "[DAG TEST]" in text and f"stage promote, period {DAY2}" in text
+    # Airflow recorded two backfill runs, each named by its period, started when it ran
+    recorded = _dag_runs(tmp_path / "airflow" / "airflow.db")
+    assert [r["run_type"] for r in recorded] == ["backfill", "backfill"]
+    assert [r["state"] for r in recorded] == ["success", "success"]
+    for r, day in zip(recorded, [DAY1, DAY2], strict=True):
+        start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
+        assert _utc(r["logical_date"]) == _utc(r["data_interval_start"]) == start
+        assert _utc(r["data_interval_end"]) == start + dt.timedelta(days=1)
+        assert r["run_id"] == f"backfill__{start.isoformat()}"
+        assert began <= _utc(r["start_date"]) <= _utc(r["end_date"]) <= ended
+    # a rerun of a period, as a person sees it: a header and two lines per period, the logs
+    # appended to the same file; Airflow still holds one run per period
+    again = subprocess.run(cmd[:5] + [DAY2, "--end", DAY2] + cmd[8:-1], capture_output=True,
+                           text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    lines = again.stdout.splitlines()
+    assert len(lines) == 5 and again.stderr == "", again.stdout + again.stderr
+    assert lines[0].startswith(f"reloop backfill: 1 period(s) {DAY2} .. {DAY2}")
+    assert lines[1].endswith(f"backfill_{DAY2}_{DAY2}.log")
+    assert lines[2].startswith(f"{DAY2}  success in ")
+    # every stage with its seconds, in the order they ran
+    assert sorted(p.split()[0] for p in lines[2].split(": ", 1)[1].split(" · ")) == sorted(STAGES)
+    assert "AUC candidate" in lines[3] and "promoted" in lines[3]
+    assert lines[4].startswith("1 period(s) succeeded in ")
+    recorded_again = _dag_runs(tmp_path / "airflow" / "airflow.db")
+    assert [r["logical_date"] for r in recorded_again] == [r["logical_date"] for r in recorded]
+    assert recorded_again[1]["start_date"] > recorded[1]["end_date"]
     registry = Registry(params.pipeline.registry_root)
     versions = registry.versions()
     assert [v.lineage["period"] for v in versions] == [DAY1, DAY2]

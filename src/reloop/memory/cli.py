@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 memory_app = typer.Typer(
+    rich_markup_mode=None,
     help="ReLoop2 error memory: streaming evaluation and snapshots.", no_args_is_help=True
 )
 

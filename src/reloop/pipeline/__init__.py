@@ -8,18 +8,56 @@ partitions, and returns a small JSON-ready dict (what Airflow passes through XCo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
-__all__ = ["STAGES", "run_ingest", "run_join", "run_period", "run_stage", "run_validate"]
+__all__ = ["STAGES", "StageEvent", "run_ingest", "run_join", "run_period", "run_stage",
+           "run_validate", "stage_listener"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """One stage of one period finished: its result, or the error it raised."""
+
+    stage: str
+    period: dt.date
+    seconds: float
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+_listeners: list[Callable[[StageEvent], None]] = []
+
+
+@contextlib.contextmanager
+def stage_listener(callback: Callable[[StageEvent], None]) -> Iterator[None]:
+    """Call ``callback`` with a :class:`StageEvent` each time :func:`run_stage` finishes a stage
+    in this process, while the ``with`` block runs (``reloop backfill``'s progress lines: the
+    DAG's tasks run in-process there)."""
+    _listeners.append(callback)
+    try:
+        yield
+    finally:
+        _listeners.remove(callback)
+
+
+def _notify(event: StageEvent) -> None:
+    for callback in list(_listeners):
+        try:
+            callback(event)
+        except Exception:  # a display must never fail a stage
+            log.exception("stage listener %r failed", callback)
 
 
 def check_previous_decided(params: Params, start: dt.date) -> None:
@@ -67,8 +105,10 @@ def run_ingest(params: Params, start: str | dt.date) -> dict[str, Any]:
         if production.memory_dir is not None and (production.memory_dir / SNAPSHOT_FILE).is_file():
             memory = production.memory_dir / SNAPSHOT_FILE
     out = ingest_period(params, start, checkpoint=checkpoint, memory=memory)
+    impressions = [day.get("impressions") for day in out["days"]]
     return {"source": out["source"], "period_start": out["period_start"],
-            "served_by": None if production is None else production.model_id}
+            "served_by": None if production is None else production.model_id,
+            "impressions": sum(impressions) if None not in impressions else None}
 
 
 def run_validate(params: Params, start: str | dt.date) -> dict[str, Any]:
@@ -125,7 +165,10 @@ def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]
     """
     from reloop.logs.atomic import json_ready
     from reloop.logs.store import check_period_start
+    from reloop.numerics import pin_numerics
     from reloop.pipeline.lock import workspace_lock
+
+    pin_numerics()  # the DAG's tasks and study workers: before the stage imports torch
 
     try:
         fn = STAGES[name]
@@ -139,7 +182,14 @@ def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]
     with workspace_lock(params.pipeline.lock_file, params.pipeline.lock_timeout_s,
                         what=f"stage {name}, period {start}"):
         log.info("stage %s, period %s", name, start)
-        return json_ready(fn(params, start))
+        t0 = time.perf_counter()
+        try:
+            result = json_ready(fn(params, start))
+        except BaseException as err:
+            _notify(StageEvent(name, start, time.perf_counter() - t0, error=err))
+            raise
+        _notify(StageEvent(name, start, time.perf_counter() - t0, result=result))
+        return result
 
 
 def run_period(params: Params, start: str | dt.date) -> dict[str, dict[str, Any]]:

@@ -18,17 +18,19 @@ to every interface and has no setting for its host; task logs are files under th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["EXECUTOR", "airflow_env", "airflow_settings", "backfill", "configure_home",
-           "machine_parallelism", "period_starts"]
+           "machine_parallelism", "period_starts", "recorded_as_backfill"]
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +144,12 @@ def airflow_env(home: str | Path, dags_folder: str | Path, params_file: str | Pa
 
     It carries :func:`airflow_settings` too, so they hold even for a home configured otherwise.
     """
+    from reloop.numerics import pin_numerics
+
     settings = {f"AIRFLOW__{section.upper()}__{key.upper()}": value
                 for (section, key), value in airflow_settings().items()}
     return {
+        **pin_numerics(dict(os.environ)),  # reproducible MKL in the tasks (reloop.numerics)
         "AIRFLOW_HOME": str(Path(home).resolve()),
         "AIRFLOW__CORE__DAGS_FOLDER": str(Path(dags_folder).resolve()),
         **settings,
@@ -169,15 +174,35 @@ def backfill(
     params_file: str | Path = "params.yaml",
     airflow_home: str | Path = ".airflow",
     dags_folder: str | Path = "dags",
+    log_file: str | Path | None = None,
+    progress: TextIO | None = None,
 ) -> list[dict[str, Any]]:
     """Run the DAG for every period from ``start`` to ``end`` in order; stop at the first failure.
 
     Returns one ``{"period", "state", "seconds"}`` per period. A period whose run fails raises
     :class:`RuntimeError` after the failed run (production is untouched by a failed period).
+
+    Each period's run is recorded in Airflow as a backfill run of that period
+    (:func:`recorded_as_backfill`). With ``log_file``, everything Airflow and the stages print
+    goes to that file (appended); with ``progress``, two lines per period are written there
+    (:class:`reloop.pipeline.progress.PeriodProgress`).
     """
+    from reloop.pipeline.progress import output_to_file
+
+    if log_file is None:
+        return _backfill(start, end, params_file, airflow_home, dags_folder, progress, None)
+    log_file = Path(log_file).resolve()
+    with output_to_file(log_file) as terminal:
+        return _backfill(start, end, params_file, airflow_home, dags_folder,
+                         terminal if progress is not None else None, log_file)
+
+
+def _backfill(start, end, params_file, airflow_home, dags_folder, out, log_file):
     import time
 
     from reloop.config import load_params
+    from reloop.pipeline import stage_listener
+    from reloop.pipeline.progress import PeriodProgress
 
     params = load_params(params_file)
     starts = period_starts(start, end, params.logs.period_days)
@@ -202,20 +227,85 @@ def backfill(
         raise RuntimeError(f"DAG {DAG_ID!r} did not load: {bag.import_errors}")
     dag = bag.dags[DAG_ID]
     step = dt.timedelta(days=params.logs.period_days)
+    shown = PeriodProgress(out) if out is not None else None
+    if out is not None:
+        out.write(f"reloop backfill: {len(starts)} period(s) {starts[0]} .. {starts[-1]}, DAG "
+                  f"{DAG_ID} in-process, Airflow home {env['AIRFLOW_HOME']}\n"
+                  + (f"Airflow's and the stages' logs: {log_file}\n" if log_file else ""))
+        out.flush()
     results = []
-    for day in starts:
-        t0 = time.perf_counter()
-        # a data-interval timetable's manual run at X covers the period that ends at X
-        end_of_period = dt.datetime.combine(day + step, dt.time(), tzinfo=dt.UTC)
-        run = dag.test(logical_date=end_of_period)
-        state = str(getattr(run.state, "value", run.state))
-        results.append({"period": day.isoformat(), "state": state,
-                        "seconds": round(time.perf_counter() - t0, 1)})
-        log.info("period %s: DAG run %s (%.1fs)", day, state, results[-1]["seconds"])
-        if state != "success":
-            raise RuntimeError(f"the DAG run for period {day} ended {state}; later periods were "
-                               "not run (production is unchanged by the failed period)")
+    with stage_listener(shown) if shown is not None else contextlib.nullcontext():
+        for day in starts:
+            t0 = time.perf_counter()
+            first = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+            with recorded_as_backfill(first, first + step):
+                run = dag.test(logical_date=first, run_after=first + step)
+            state = str(getattr(run.state, "value", run.state))
+            results.append({"period": day.isoformat(), "state": state,
+                            "seconds": round(time.perf_counter() - t0, 1)})
+            log.info("period %s: DAG run %s (%.1fs)", day, state, results[-1]["seconds"])
+            if shown is not None:
+                shown.period_done(day, state, results[-1]["seconds"], log_file)
+            if state != "success":
+                raise RuntimeError(
+                    f"the DAG run for period {day} ended {state}; later periods were not run "
+                    "(production is unchanged by the failed period)"
+                    + (f"; Airflow's log: {log_file}" if log_file else ""))
     return results
+
+
+@contextlib.contextmanager
+def recorded_as_backfill(interval_start: dt.datetime, interval_end: dt.datetime) -> Iterator[None]:
+    """While the block runs, ``dag.test`` records its run as Airflow's own backfill would.
+
+    ``dag.test`` (Airflow 3.3) records a *manual* run whose logical date is the one it is given
+    and whose start date is that logical date: for a data-interval schedule that is either the
+    next period (the UI then shows every run a day late) or a run that "lasted" from the period
+    to now (durations of weeks). Here the run is created as ``airflow backfill create`` creates
+    one (:func:`airflow.models.backfill._create_backfill_dag_run_non_partitioned`): run type
+    ``backfill``, run id ``backfill__<period start>``, logical date the period start, data
+    interval the period, started now; its end date is set when it finishes. An earlier run of the
+    same period is replaced, as ``dag.test`` replaces one.
+
+    This swaps ``dag.test``'s helper ``airflow.models.dagrun.get_or_create_dagrun`` (which it
+    imports when called) for the duration of the block.
+    """
+    from airflow.models import dagrun
+    from airflow.utils import timezone
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunTriggeredByType, DagRunType
+    from sqlalchemy import select
+
+    def create(*, dag, session, conf, **_ignored):
+        old = session.scalar(select(dagrun.DagRun).where(
+            dagrun.DagRun.dag_id == dag.dag_id, dagrun.DagRun.logical_date == interval_start))
+        if old is not None:
+            session.delete(old)
+            session.commit()
+        run = dag.create_dagrun(
+            run_id=dagrun.DagRun.generate_run_id(run_type=DagRunType.BACKFILL_JOB,
+                                                 logical_date=interval_start,
+                                                 run_after=interval_start),
+            logical_date=interval_start,
+            data_interval=(interval_start, interval_end),
+            run_after=interval_end,
+            conf=conf,
+            run_type=DagRunType.BACKFILL_JOB,
+            state=DagRunState.RUNNING,
+            triggered_by=DagRunTriggeredByType.BACKFILL,
+            triggering_user_name="reloop backfill",
+            start_date=timezone.utcnow(),
+            session=session,
+        )
+        log.info("created DAG run %s for %s .. %s", run.run_id, interval_start, interval_end)
+        return run
+
+    original = dagrun.get_or_create_dagrun
+    dagrun.get_or_create_dagrun = create
+    try:
+        yield
+    finally:
+        dagrun.get_or_create_dagrun = original
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m reloop.pipeline.airflow HOME`

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 study_app = typer.Typer(
+    rich_markup_mode=None,
     help="Run the loop over the same periods once per arm (parameter overrides) and compare "
     "what each arm served, with paired bootstrap CIs over periods.",
     no_args_is_help=True,

@@ -150,4 +150,6 @@ def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
         "model_id": ckpt.model_id,
         "parent_id": ckpt.parent_id,
         "best_val_auc": trained.result.best_val_auc,
+        "rows": train_df.height,
+        "epochs": len(history),
     }
