@@ -553,7 +553,8 @@ def report_cmd(
     """Per period: incumbent/candidate AUC with and without memory, oracle AUC, decision, drift.
 
     Also draws the pictures (PNG, beside pipeline.plots_file): AUC against the oracle with
-    promotions and rollbacks, the memory's gain, drift.
+    promotions and rollbacks, the memory's gain, drift; and rebuilds the workspace's report
+    site (pipeline.site_file), which links every period's pages.
     """
     from reloop.config import load_params
     from reloop.pipeline.airflow import period_starts
@@ -563,6 +564,9 @@ def report_cmd(
     rows = period_table(cfg, period_starts(start, end, cfg.logs.period_days))
     evaluated = [r for r in rows if r.get("candidate_base") is not None]
     pictures = plot_periods(evaluated, Path(cfg.pipeline.plots_file).parent) if evaluated else []
+    from reloop.pipeline.site import build_site
+
+    site = build_site(cfg)  # after the pictures: the site shows them
     if as_json:
         _echo_json(rows)
         return
@@ -583,6 +587,8 @@ def report_cmd(
                f"{cfg.pipeline.plots_file}")
     if pictures:
         typer.echo(f"pictures: {', '.join(str(p) for p in pictures)}")
+    typer.echo(f"report site (every period's validation pages, drift reports, decisions; opens "
+               f"offline): {site}")
     if cfg.archive.enabled:
         typer.echo(f"every period is versioned in the DVC archive {cfg.archive.root} "
                    "(`reloop periods list`, `reloop periods restore --date D --out DIR`)")

@@ -152,9 +152,11 @@ def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
 def test_backfill_refuses_a_reversed_range(tmp_path):
     cfg = _write_params(tmp_path / "params.yaml", loop_params(tmp_path))
     done = subprocess.run([sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY2,
-                           "--end", DAY1, "--params", str(cfg)], capture_output=True, text=True)
+                           "--end", DAY1, "--params", str(cfg)], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert done.returncode == 2 and "is before --start" in done.stderr
     assert not (tmp_path / ".airflow").exists()
+    assert not (tmp_path / "logs").exists()  # refused before any log file is opened
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "yesterday"])

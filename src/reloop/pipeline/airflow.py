@@ -187,23 +187,10 @@ def backfill(
     goes to that file (appended); with ``progress``, two lines per period are written there
     (:class:`reloop.pipeline.progress.PeriodProgress`).
     """
+    from reloop.config import load_params
     from reloop.pipeline.progress import output_to_file
 
-    if log_file is None:
-        return _backfill(start, end, params_file, airflow_home, dags_folder, progress, None)
-    log_file = Path(log_file).resolve()
-    with output_to_file(log_file) as terminal:
-        return _backfill(start, end, params_file, airflow_home, dags_folder,
-                         terminal if progress is not None else None, log_file)
-
-
-def _backfill(start, end, params_file, airflow_home, dags_folder, out, log_file):
-    import time
-
-    from reloop.config import load_params
-    from reloop.pipeline import stage_listener
-    from reloop.pipeline.progress import PeriodProgress
-
+    # everything that can be refused is refused before the terminal is redirected
     params = load_params(params_file)
     starts = period_starts(start, end, params.logs.period_days)
     if params.logs.source == "simulator":  # every period inside the world, before any run
@@ -214,6 +201,21 @@ def _backfill(start, end, params_file, airflow_home, dags_folder, out, log_file)
     env = airflow_env(airflow_home, dags_folder, params_file)
     if not Path(env["AIRFLOW__CORE__DAGS_FOLDER"], "reloop_retrain.py").is_file():
         raise FileNotFoundError(f"no reloop_retrain.py in dags folder {dags_folder!r}")
+    if log_file is None:
+        return _backfill(params, starts, env, progress, None)
+    log_file = Path(log_file).resolve()
+    with output_to_file(log_file) as terminal:
+        return _backfill(params, starts, env, terminal if progress is not None else None,
+                         log_file)
+
+
+def _backfill(params: Any, starts: list[dt.date], env: dict, out: TextIO | None,
+              log_file: Path | None) -> list[dict[str, Any]]:
+    import time
+
+    from reloop.pipeline import stage_listener
+    from reloop.pipeline.progress import PeriodProgress
+
     os.environ.update(env)  # before Airflow is imported in this process
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     _airflow_cli(env, "db", "migrate")
