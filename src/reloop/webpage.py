@@ -30,16 +30,17 @@ table { border-collapse: collapse; background: #fff; width: 100%; margin: 8px 0 
 th, td { border: 1px solid #d0d7de; padding: 5px 8px; text-align: left; vertical-align: top; }
 th { background: #eaeef2; font-weight: 600; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.nowrap { white-space: nowrap; }
+td.nowrap, td.nowrap code { white-space: nowrap; overflow-wrap: normal; }
 a .badge { cursor: pointer; }
 tr.fail td { background: #ffebe9; }
 code { font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace;
        overflow-wrap: anywhere; }
 .badge { display: inline-block; border-radius: 10px; padding: 1px 9px; font-size: 12px;
          font-weight: 600; white-space: nowrap; }
-.pass { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
-.fail { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
-.none { background: #eaeef2; color: #57606a; border: 1px solid #d0d7de; }
+.badge.pass { background: #dafbe1; color: #116329; border: 1px solid #4ac26b; }
+.badge.fail { background: #ffebe9; color: #a40e26; border: 1px solid #ff8182; }
+.badge.none { background: #eaeef2; color: #57606a; border: 1px solid #d0d7de; }
+p.note { color: #57606a; font-size: 12px; margin: -8px 0 16px; }
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: 4px 16px; margin: 8px 0; }
 dl.facts dt { color: #57606a; }
 dl.facts dd { margin: 0; }

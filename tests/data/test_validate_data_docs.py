@@ -41,7 +41,7 @@ def test_a_page_lists_every_expectation_and_is_identical_on_rerun(world_root, tm
     assert summary["data_docs"] == str(path)
     page = path.read_text()
     n = result["gx_result"]["statistics"]["evaluated_expectations"]
-    assert len(_rows(page, "pass")) == n and not _rows(page, "fail")
+    assert len(_rows(page, "ok")) == n and not _rows(page, "fail")
     for res in result["gx_result"]["results"]:
         assert res["expectation_config"]["type"] in page
     assert "Validation of feedback, 2026-01-05" in page and ">passed<" in page
@@ -120,7 +120,7 @@ def test_render_a_hand_made_record():
     }
     page = render_validation_page(record, "feedback.json")
     assert page == render_validation_page(record, "feedback.json")
-    (ok,) = _rows(page, "pass")
+    (ok,) = _rows(page, "ok")
     assert "expect_table_row_count_to_be_between" in ok and '{"min_value": 1}' in ok
     assert "<td>1234</td>" not in ok and "<code>1234</code>" in ok and "batch_id" not in ok
     bad = _rows(page, "fail")

@@ -85,8 +85,8 @@ def test_the_index_lists_every_period_and_table_and_marks_the_failure(workspace)
         assert 'class="fail"' not in rows[day]
         assert "evaluation.json</a>" in rows[day] and "decision.json</a>" in rows[day]
     # DAY1 has no reference period to compare with: no drift report; DAY2 has one
-    assert "drift report" not in rows[DAY1]
-    assert 'drift/date=2026-01-06/report.html">drift report</a>' in rows[DAY2]
+    assert "report.html" not in rows[DAY1]
+    assert 'drift/date=2026-01-06/report.html">report</a>' in rows[DAY2]
     # DAY3: impressions passed, feedback failed (one check), the joined table never ran
     assert rows[DAY3].startswith('<tr class="fail">')
     assert 'class="badge fail">FAIL: 1 failed<' in rows[DAY3]
@@ -150,6 +150,8 @@ def test_the_pages_render_offline_with_their_styles_in_chromium(workspace, tmp_p
     assert {"reports/index.html", f"reports/validation/date={DAY3}/feedback.html",
             f"joined/date={DAY2}/validation.html",
             f"reports/drift/date={DAY2}/report.html"} <= set(by_name)
+    assert len({c.screenshot for c in checks}) == len(checks)  # one PNG per page
+    assert (tmp_path / "shots" / f"joined_date={DAY2}_validation.png".replace("=", "_")).is_file()
     for check in checks:
         assert check.ok, check.problems()
         assert check.colours > 10 and check.screenshot.stat().st_size > 5000

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -284,11 +285,11 @@ def check_page(
 
 
 def _shot_name(page: Path, root: Path) -> str:
-    try:
-        rel = page.resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path(page.name)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", rel.with_suffix("").as_posix()) + ".png"
+    """A file name for the screenshot of ``page``, unique within the site at ``root``: its path
+    relative to ``root`` (``..`` steps dropped) with every separator made ``_``."""
+    rel = Path(os.path.relpath(page.resolve(), root.resolve())).with_suffix("")
+    parts = [part for part in rel.parts if part != ".."]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", "/".join(parts)) + ".png"
 
 
 def check_site(params: Params, out_dir: str | Path, *, raise_on_failure: bool = True

@@ -115,9 +115,14 @@ def _number(value: Any) -> str:
 
 
 #: key figures of a period row: (column of period_table, header)
-FIGURES = (("incumbent_base", "incumbent AUC"), ("incumbent_memory", "incumbent +memory"),
-           ("candidate_base", "candidate AUC"), ("candidate_memory", "candidate +memory"),
-           ("oracle", "oracle AUC"), ("drift_share", "drifted share"))
+FIGURES = (("incumbent_base", "inc. AUC"), ("incumbent_memory", "inc. +mem"),
+           ("candidate_base", "cand. AUC"), ("candidate_memory", "cand. +mem"),
+           ("oracle", "oracle"), ("drift_share", "drifted"))
+FIGURES_NOTE = ("AUC on the period's held-out tail: inc. = the incumbent (the model served "
+                "during the period), cand. = the candidate retrained on the period's earlier rows, "
+                "+mem = with the ReLoop2 error memory; "
+                "oracle = the true click probabilities (built-in world); drifted = share of "
+                "feature columns Evidently found drifted vs the reference period.")
 
 
 def _validation_cell(results: list[TableResult], site: Path) -> str:
@@ -136,7 +141,7 @@ def _period_row(period: Period, site: Path) -> str:
     cells = [f'<td class="nowrap"><strong>{esc(period.start.isoformat())}</strong></td>']
     for table in (*RAW_TABLES, "joined"):
         cells.append(_validation_cell([t for t in period.tables if t.table == table], site))
-    cells.append(f"<td>{_link(period.drift_report, site, 'drift report')}</td>")
+    cells.append(f"<td>{_link(period.drift_report, site, 'report')}</td>")
     cells.append(f"<td>{_link(period.evaluation, site, 'evaluation.json')}</td>")
     promoted = period.figures.get("promoted")
     decision = (f"{_link(period.decision, site, 'decision.json')} "
@@ -173,7 +178,8 @@ def render_site(periods: list[Period], plots: list[Path], site: Path,
         "<h1>reloop reports</h1>",
         f'<p class="sub">{esc(summary)}. Every link is a file of this workspace.</p>',
         "<h2>Periods</h2>",
-        f"<table>\n{head}\n{rows}\n</table>" if periods else "<p>No period on disk yet.</p>",
+        f"<table>\n{head}\n{rows}\n</table>\n<p class=\"note\">{esc(FIGURES_NOTE)}</p>"
+        if periods else "<p>No period on disk yet.</p>",
         "<h2>Plots</h2>",
         _plots(plots, site),
     ]

@@ -72,7 +72,7 @@ def _failed_table(failed: list[dict[str, Any]]) -> str:
         expected = {k: v for k, v in (f.get("expected") or {}).items() if k != "column_set"}
         rows.append(
             '<tr class="fail">'
-            f"<td><code>{esc(f.get('expectation'))}</code></td>"
+            f"<td class=\"nowrap\"><code>{esc(f.get('expectation'))}</code></td>"
             f"<td>{esc(f.get('column') or '')}</td>"
             f"<td><code>{esc(show_value(expected) if expected else '')}</code></td>"
             f"<td><code>{esc(show_value(f.get('observed')))}</code></td></tr>")
@@ -90,9 +90,9 @@ def _expectations_table(results: list[dict[str, Any]]) -> str:
         args = {k: v for k, v in kwargs.items() if k not in _NOISE_KWARGS}
         ok = bool(res.get("success"))
         rows.append(
-            f'<tr class="{"pass" if ok else "fail"}">'
+            f'<tr class="{"ok" if ok else "fail"}">'
             f'<td class="num">{i}</td>'
-            f"<td><code>{esc(cfg.get('type'))}</code></td>"
+            f"<td class=\"nowrap\"><code>{esc(cfg.get('type'))}</code></td>"
             f"<td>{esc(kwargs.get('column') or '')}</td>"
             f"<td><code>{esc(show_value(args) if args else '')}</code></td>"
             f"<td>{badge(ok)}</td>"

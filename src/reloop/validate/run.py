@@ -16,10 +16,10 @@ A partition that cannot be read (e.g. a truncated parquet file, or part files th
 the schema) fails validation with that reason; a partition that does not exist is an error
 (:class:`reloop.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to judge.
 
-GX runs in an ephemeral context (it keeps nothing on disk; GX's own Data Docs, which load their styles
-and scripts from CDNs, are not built) with analytics off and a run id fixed by the period, and
-the JSON result is stripped of GX's random ids and load time, so a rerun writes identical JSON and
-an identical page.
+GX runs in an ephemeral context (it keeps nothing on disk; GX's own Data Docs, which load their
+styles and scripts from CDNs, are not built) with analytics off and a run id fixed by the period,
+and the JSON result is stripped of GX's random ids and load time, so a rerun writes identical JSON
+and an identical page.
 """
 
 from __future__ import annotations
