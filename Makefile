@@ -11,13 +11,15 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live repro lock clean help reports-check
+.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live demo-check airflow-ui repro lock clean help reports-check
 
 help:
 	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
 	@echo "make demo-live    install if needed, then the live loop: the world drives \`reloop serve\` over HTTP"
 	@echo "make repro        install if needed, then \`dvc repro\`: one period (params.yaml pipeline.date)"
 	@echo "make reports-check open a workspace's report site (REPORTS_DIR, default build/demo) in headless Chromium"
+	@echo "make demo-check   the demo twice, the second beside a CPU-heavy job: the tables must be identical"
+	@echo "make airflow-ui   the Airflow UI of the project-local home on http://127.0.0.1:8080 (user admin)"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
@@ -56,11 +58,28 @@ DEMO_START ?= 2026-01-01
 DEMO_END   ?= 2026-01-07
 
 demo: install
-	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	cd $(DEMO_DIR) && time $(ROOT)/$(BIN)/reloop backfill --start $(DEMO_START) --end $(DEMO_END) \
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo "make demo: the Airflow DAG over $(DEMO_START) .. $(DEMO_END) of the built-in world, in $(DEMO_DIR)"
+	@cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop backfill --start $(DEMO_START) --end $(DEMO_END) \
 		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
-	cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) --end $(DEMO_END) \
+	@cd $(DEMO_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) --end $(DEMO_END) \
 		--params $(ROOT)/params.yaml
+
+# Determinism you can check: the demo's job twice in fresh workspaces, the second while a CPU-heavy
+# job (one busy process per CPU) runs beside it; the per-period tables and model ids must match.
+demo-check: install
+	@$(BIN)/python -m reloop.pipeline.democheck --out build/demo-check --start $(DEMO_START) \
+		--end $(DEMO_END) --params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow \
+		--dags-folder $(ROOT)/dags
+
+# The Airflow UI of the project-local home (the runs of `make demo` / `reloop backfill`), on
+# 127.0.0.1:8080. Log in as `admin`; the password is generated on the first start into
+# .airflow/simple_auth_manager_passwords.json.generated (printed below once it exists).
+AIRFLOW_UI_PORT ?= 8080
+airflow-ui: install
+	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_UI_PORT)  user: admin  password: in .airflow/simple_auth_manager_passwords.json.generated"
+	@test ! -f .airflow/simple_auth_manager_passwords.json.generated || cat .airflow/simple_auth_manager_passwords.json.generated; echo
+	$(AIRFLOW_ENV) $(BIN)/airflow api-server --host 127.0.0.1 --port $(AIRFLOW_UI_PORT)
 
 # The live loop: `reloop serve` on a free loopback port, the built-in world sending its requests
 # and clicks over HTTP (DEMO_LIVE_REQUESTS a day), the Airflow DAG retraining each day on what the

@@ -6,7 +6,7 @@ into ``<archive.root>/periods/date=D/`` and versions it:
 * ``logs/``: the raw impressions and feedback partitions of the period's days (the data that was
   validated; labels that arrived the next day are in ``joined/``, and in the next period's
   ``logs/``) and, for the built-in world, ``oracle/``;
-* ``validation/``: the Great Expectations results and Data Docs of those partitions;
+* ``validation/``: the Great Expectations results and their HTML pages for those partitions;
 * ``joined/``: the joined training table, its stats and its own validation report;
 * ``drift/``: the Evidently report; ``model/``: the candidate checkpoint; ``memory/``: its
   ReLoop2 snapshot; ``evaluation.json``; ``decision.json``;
