@@ -11,7 +11,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export PYTHONHASHSEED := 0
 
-.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live demo-check airflow-ui repro lock clean help reports-check
+.PHONY: install install-bench test test-slow lint bench bench-train demo demo-live demo-check airflow-ui airflow-ui-check repro lock clean help reports-check
 
 help:
 	@echo "make demo         install if needed, then run the Airflow DAG over a week of the built-in world"
@@ -20,6 +20,7 @@ help:
 	@echo "make reports-check open a workspace's report site (REPORTS_DIR, default build/demo) in headless Chromium"
 	@echo "make demo-check   the demo twice, the second beside a CPU-heavy job: the tables must be identical"
 	@echo "make airflow-ui   the Airflow UI of the project-local home on http://127.0.0.1:8080 (user admin)"
+	@echo "make airflow-ui-check  check the runs the UI shows after make demo; screenshot docs/img/airflow-runs.png"
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
@@ -80,6 +81,12 @@ airflow-ui: install
 	@echo "Airflow UI: http://127.0.0.1:$(AIRFLOW_UI_PORT)  user: admin  password: in .airflow/simple_auth_manager_passwords.json.generated"
 	@test ! -f .airflow/simple_auth_manager_passwords.json.generated || cat .airflow/simple_auth_manager_passwords.json.generated; echo
 	$(AIRFLOW_ENV) $(BIN)/airflow api-server --host 127.0.0.1 --port $(AIRFLOW_UI_PORT)
+
+# What the Airflow UI shows after `make demo`: every backfill run dated by its period, with its real
+# duration (checked through the REST API), and a screenshot of the runs page (headless Chromium).
+airflow-ui-check: install
+	$(BIN)/python -m reloop.pipeline.airflow_ui --airflow-home $(ROOT)/.airflow \
+		--dags-folder $(ROOT)/dags --out docs/img/airflow-runs.png
 
 # The live loop: `reloop serve` on a free loopback port, the built-in world sending its requests
 # and clicks over HTTP (DEMO_LIVE_REQUESTS a day), the Airflow DAG retraining each day on what the

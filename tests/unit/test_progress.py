@@ -101,3 +101,21 @@ def test_output_to_file_appends(tmp_path):
     assert log.read_text() == "earlier run\nthis run\n"
     sys.stdout.flush()
 
+
+
+def test_the_airflow_ui_check_flags_runs_that_misreport_their_period():
+    from reloop.pipeline.airflow_ui import check_runs
+
+    good = {"dag_run_id": "backfill__2026-01-02T00:00:00+00:00", "run_type": "backfill",
+            "triggering_user_name": "reloop backfill", "logical_date": "2026-01-02T00:00:00Z",
+            "data_interval_start": "2026-01-02T00:00:00Z",
+            "start_date": "2026-11-27T10:09:04Z", "end_date": "2026-11-27T10:11:58Z"}
+    assert check_runs([good]) == []
+    # what dag.test alone records: a manual run dated the next day, "started" on that date
+    manual = good | {"dag_run_id": "manual__2026-11-27T10:06:13+00:00", "run_type": "manual",
+                     "logical_date": "2026-01-03T00:00:00Z", "start_date": "2026-01-03T00:00:00Z"}
+    problems = check_runs([manual])
+    assert len(problems) == 4
+    assert "run type 'manual'" in problems[0] and "is not the period start" in problems[1]
+    assert "less than a day" in problems[3]
+    assert check_runs([manual | {"triggering_user_name": "dag_test"}]) == []  # not ours
