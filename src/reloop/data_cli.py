@@ -1,5 +1,5 @@
 """``reloop`` commands of the data half: simulate, ingest, validate, join, drift, prepare, oracle,
-``logs list`` and ``replay {convert,download}``.
+``logs list``, ``logs seal`` and ``replay {convert,download}``.
 
 Each command is a thin wrapper over one library function and reads ``params.yaml``; period
 commands take ``--date`` (a period start: a Monday for weekly periods) and optionally ``--end``
@@ -40,7 +40,7 @@ replay_app = typer.Typer(
     rich_markup_mode=None, help="Public-dataset replay: download and convert datasets.",
                          no_args_is_help=True)
 logs_app = typer.Typer(
-    rich_markup_mode=None, help="Inspect the raw logs.", no_args_is_help=True)
+    rich_markup_mode=None, help="Inspect and seal the raw logs.", no_args_is_help=True)
 
 
 def _echo(obj: Any) -> None:
@@ -214,6 +214,29 @@ def logs_list_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
                                                               day) is not None})
             out[table] = rows
         return out
+
+    _run(run)
+
+
+@logs_app.command("seal")
+def logs_seal_cmd(
+    date: Annotated[str, typer.Option("--date", "-d", help="Day to seal, YYYY-MM-DD (UTC).")],
+    reseal: Annotated[bool, typer.Option(
+        "--reseal", help="Rewrite an existing seal that disagrees with the files present now."
+    )] = False,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Seal a day of your own logs once it is complete: every row before the next midnight
+    (UTC) plus join.window_minutes is written. Writes logs.root/_seals/date=D.json listing the
+    day's part files and rows; readers use only sealed days (logs.require_seal)."""
+    from reloop.logs.seal import seal_day
+
+    def run():
+        p = _params(params)
+        oracle = Path(p.logs.oracle_root)
+        return seal_day(p.logs.root, date, p.join.window_minutes,
+                        oracle_root=oracle if (oracle / "oracle").is_dir() else None,
+                        reseal=reseal)
 
     _run(run)
 

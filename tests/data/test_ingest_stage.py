@@ -7,6 +7,7 @@ import shutil
 import pytest
 
 from reloop.ingest.stage import ingest_period
+from reloop.logs.seal import SealMismatchError
 from reloop.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
 from tests.data.conftest import DAY1, copy_world, tiny_params
 
@@ -20,8 +21,15 @@ def test_external_logs_are_only_checked(world_root, tmp_path):
     with pytest.raises(CorruptPartitionError, match="not a readable parquet file"):
         ingest_period(params, DAY1)
     shutil.rmtree(partition_dir(params.logs.root, "feedback", "2026-01-06"))
-    with pytest.raises(MissingPartitionError, match="feedback/date=2026-01-06 is missing"):
+    # the seals list the removed files: the error names one and the seal that lists it
+    with pytest.raises(SealMismatchError, match=r"feedback/date=2026-01-06/part-sim-2026-01-05"
+                       r"\.parquet is listed by the seal .*_seals/date=2026-01-05\.json but is "
+                       "missing"):
         ingest_period(params, "2026-01-06")
+    unsealed = params.model_copy(update={"logs": params.logs.model_copy(
+        update={"require_seal": False})})
+    with pytest.raises(MissingPartitionError, match="feedback/date=2026-01-06 is missing"):
+        ingest_period(unsealed, "2026-01-06")
 
 
 def test_simulator_source_weekly_period_and_memory_out(tmp_path):

@@ -10,6 +10,7 @@ import pytest
 
 from reloop.join.join import JoinError, join_frames, join_period, read_joined
 from reloop.logs.quarantine import QuarantinedError, record_quarantine
+from reloop.logs.seal import SealMismatchError, UnsealedPartitionError, seal_day, seal_path
 from reloop.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
 from tests.data.conftest import DAY1, DAY2, copy_world, tree_digest
 
@@ -146,13 +147,22 @@ def test_join_period_on_simulated_logs(world_root, tmp_path):
 
 
 def test_feedback_partition_that_never_arrived(world_root, tmp_path):
+    # with seals: a day whose next-day feedback never arrived was never sealed
     params = copy_world(world_root, tmp_path)
+    shutil.rmtree(partition_dir(params.logs.root, "feedback", "2026-01-07"))
+    seal_path(params.logs.root, DAY2).unlink()
+    with pytest.raises(UnsealedPartitionError,
+                       match=r"day 2026-01-06 is not sealed: .*_seals/date=2026-01-06\.json does "
+                       r"not exist\. It covers .*feedback/date=2026-01-07"):
+        join_period(params, DAY2)
+    assert not (tmp_path / "joined").exists()
+    # without seals: the join itself notices the partition is missing
+    params = copy_world(world_root, tmp_path / "a", logs={"require_seal": False})
     shutil.rmtree(partition_dir(params.logs.root, "feedback", "2026-01-07"))
     with pytest.raises(MissingPartitionError,
                        match=r"feedback partition feedback/date=2026-01-07 has not arrived"):
         join_period(params, DAY2)
-    assert not (tmp_path / "joined").exists()
-    lenient = copy_world(world_root, tmp_path / "b",
+    lenient = copy_world(world_root, tmp_path / "b", logs={"require_seal": False},
                          join={"allow_missing_next_feedback": True})
     shutil.rmtree(partition_dir(lenient.logs.root, "feedback", "2026-01-07"))
     assert join_period(lenient, DAY2)["next_feedback_missing"] is True
@@ -167,6 +177,9 @@ def test_missing_and_empty_days(world_root, tmp_path):
     imps = partition_dir(params.logs.root, "impressions", DAY1)
     (part,) = imps.glob("part-*.parquet")
     pl.read_parquet(part).clear().write_parquet(part)
+    with pytest.raises(SealMismatchError, match=rf"{part} has 0 rows but the seal .* lists \d+"):
+        join_period(params, DAY1)
+    seal_day(params.logs.root, DAY1, 60, oracle_root=params.logs.oracle_root, reseal=True)
     with pytest.raises(JoinError, match=r"the period starting 2026-01-05 has no impressions"):
         join_period(params, DAY1)
 

@@ -12,6 +12,7 @@ import pytest
 
 from reloop.join.join import join_period
 from reloop.logs.quarantine import quarantine_record
+from reloop.logs.seal import SealMismatchError, seal_day
 from reloop.logs.store import MissingPartitionError, partition_dir
 from reloop.validate.run import ValidationFailed, validate_joined, validate_period
 from reloop.validate.suites import ctr_bounds, impressions_suite
@@ -19,8 +20,11 @@ from tests.data.conftest import DAY1, copy_world, tiny_params, tree_digest
 
 
 def _rewrite(params, table, fn):
+    """A producer that wrote bad rows (and sealed the day, as producers do)."""
     (part,) = partition_dir(params.logs.root, table, DAY1).glob("part-*.parquet")
     fn(pl.read_parquet(part)).write_parquet(part)
+    seal_day(params.logs.root, DAY1, params.join.window_minutes,
+             oracle_root=params.logs.oracle_root, reseal=True)
 
 
 def test_clean_period_passes_with_results_and_data_docs(world_root, tmp_path):
@@ -125,10 +129,18 @@ def test_labels_other_than_0_1_and_truncated_files(world_root, tmp_path):
 
 def test_a_missing_partition_is_an_error_not_a_quarantine(world_root, tmp_path):
     params = copy_world(world_root, tmp_path)
+    with pytest.raises(MissingPartitionError, match=r"impressions/date=2026-01-09 is missing"):
+        validate_period(params, "2026-01-09")  # nothing of the day arrived
     shutil.rmtree(partition_dir(params.logs.root, "feedback", DAY1))
-    with pytest.raises(MissingPartitionError, match=r"feedback/date=2026-01-05 is missing"):
+    # a sealed partition removed: the seal names the missing file
+    with pytest.raises(SealMismatchError, match=r"feedback/date=2026-01-05/part-sim-2026-01-05"
+                       r"\.parquet is listed by the seal .* but is missing"):
         validate_period(params, DAY1)
     assert not (tmp_path / "quarantine").exists()
+    unsealed = copy_world(world_root, tmp_path / "b", logs={"require_seal": False})
+    shutil.rmtree(partition_dir(unsealed.logs.root, "feedback", DAY1))
+    with pytest.raises(MissingPartitionError, match=r"feedback/date=2026-01-05 is missing"):
+        validate_period(unsealed, DAY1)
 
 
 def test_a_passing_revalidation_clears_the_quarantine(world_root, tmp_path):

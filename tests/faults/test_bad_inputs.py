@@ -115,12 +115,33 @@ def in_version(which: int, rel: str, corrupt: Callable[[str], Callable]) -> Call
 
 
 def extra_part(partition: str, change: Callable[[pl.DataFrame], pl.DataFrame],
-               name: str = "part-extra.parquet") -> Callable[[Workspace], None]:
-    """Drop a second part file into a raw partition: rows of the first one, changed."""
+               name: str = "part-extra.parquet", seal: bool = True) -> Callable[[Workspace], None]:
+    """Drop a second part file into a raw partition: rows of the first one, changed. ``seal``:
+    its producer seals the day again (the bad rows are then what the day declares complete);
+    otherwise the part appears after the seal."""
     def setup(w: Workspace) -> None:
+        from reloop.logs.seal import seal_day
+
         first = sorted((w.root / partition).glob("part-*.parquet"))[-1]
         change(pl.read_parquet(first)).write_parquet(w.root / partition / name)
+        if seal:
+            day = partition.rsplit("date=", 1)[1]
+            seal_day(w.root / "logs", day, 60, oracle_root=w.root / "oracle", reseal=True)
     return setup
+
+
+def edit_seal(day: str, change: Callable[[dict], None]) -> Callable[[Workspace], None]:
+    """Change day ``day``'s seal (``logs/_seals/date=D.json``); the raw parts stay as they are."""
+    def setup(w: Workspace) -> None:
+        path = w.root / "logs" / "_seals" / f"date={day}.json"
+        seal = json.loads(path.read_text())
+        change(seal)
+        path.write_text(json.dumps(seal, indent=2, sort_keys=True) + "\n")
+    return setup
+
+
+def _recount(seal: dict) -> None:
+    seal["files"][PART2.removeprefix("logs/")]["rows"] += 1
 
 
 def fresh_ids(df: pl.DataFrame) -> pl.DataFrame:
@@ -232,9 +253,26 @@ CASES = [
     Bad("part-truncated-join", ("stage", "join", "--date", DAY2),
         rf"{PART2} is not a readable parquet file \(truncated or corrupt\)", truncate(PART2)),
     Bad("part-garbage", ("stage", "validate", "--date", DAY2),
-        rf"{FB2}/part-junk\.parquet is not a readable parquet file",
-        lambda w: (w.root / FB2 / "part-junk.parquet").write_bytes(b"PAR1 junk PAR1"),
-        writes=QUARANTINE),
+        rf"{FB2}/part-junk\.parquet was added after sealing: the seal logs/_seals/date={DAY2}"
+        r"\.json does not list it",
+        lambda w: (w.root / FB2 / "part-junk.parquet").write_bytes(b"PAR1 junk PAR1")),
+    # ---- seals (issue 17): a day's producer declares it complete; readers hold it to that
+    Bad("part-added-after-seal", ("stage", "join", "--date", DAY2),
+        rf"{IMP2}/part-extra\.parquet was added after sealing: the seal logs/_seals/date={DAY2}"
+        r"\.json does not list it",
+        extra_part(IMP2, lambda d: fresh_ids(d.head(5)), seal=False)),
+    Bad("seal-names-a-missing-part", ("stage", "join", "--date", DAY2),
+        rf"{IMP2}/part-gone\.parquet is listed by the seal logs/_seals/date={DAY2}\.json but is "
+        "missing", edit_seal(DAY2, lambda s: s["files"].update(
+            {IMP2.removeprefix("logs/") + "/part-gone.parquet": {"rows": 3}}))),
+    Bad("seal-row-count-differs", ("stage", "validate", "--date", DAY2),
+        rf"{PART2} has (\d+) rows but the seal logs/_seals/date={DAY2}\.json lists \d+",
+        edit_seal(DAY2, _recount)),
+    Bad("day-never-sealed", ("stage", "join", "--date", DAY2),
+        rf"day {DAY2} is not sealed: logs/_seals/date={DAY2}\.json does not exist\. It covers "
+        rf"impressions/date={DAY2}, feedback/date={DAY2} and feedback/date={DAY3} .*Seal it with "
+        rf"`reloop logs seal --date {DAY2}`",
+        lambda w: (w.root / "logs" / "_seals" / f"date={DAY2}.json").unlink()),
     Bad("part-wrong-schema", ("stage", "validate", "--date", DAY2),
         rf"{IMP2}/part-extra\.parquet has \{{.*'score': String",
         extra_part(IMP2, lambda d: fresh_ids(d.head(5)).with_columns(score=pl.lit("high"))),

@@ -59,6 +59,7 @@ import polars as pl
 from reloop.jsonio import read_json
 from reloop.logs.atomic import replace_dir, write_bytes, write_json
 from reloop.logs.schema import FEEDBACK, conform, impression_columns
+from reloop.logs.seal import seal_day
 from reloop.logs.store import (
     LogError,
     MissingPartitionError,
@@ -622,6 +623,8 @@ def replay_day(params: Params, day: str | dt.date, scorer: Scorer) -> dict[str, 
     # impressions last: see reloop.logs.store.write_day_parts
     files = write_day_parts(root, day, producer, impressions=impressions, feedback=feedback,
                             feedback_next=feedback.clear())
+    # the day is complete: its labels arrive with its impressions (reloop.logs.seal)
+    seal_day(root, day, params.join.window_minutes)
     summary = {"date": day.isoformat(), "dataset": params.replay.dataset, "impressions": n,
                "clicks": feedback.height, "ctr": feedback.height / n if n else None,
                "model_version": scorer.model_version, "memory_written": pending.written,

@@ -45,6 +45,7 @@ import polars as pl
 
 from reloop.ingest import world
 from reloop.logs.schema import ORACLE, conform, impression_columns, table_columns
+from reloop.logs.seal import seal_day
 from reloop.logs.store import as_date, write_day_parts
 from reloop.serving.online import PendingLabels, label_known_at
 from reloop.serving.scorer import Scorer, load_scorer
@@ -386,6 +387,8 @@ def write_day(params: Params, logs: DayLogs, *, producer: str | None = None) -> 
                           feedback=logs.feedback.filter(fb_date == day),
                           feedback_next=logs.feedback.filter(fb_date == nxt),
                           oracle=logs.oracle, oracle_root=oracle_root)
+    # the day is complete: every click up to the watermark is written (reloop.logs.seal)
+    seal_day(root, day, params.join.window_minutes, oracle_root=oracle_root)
     return {k: str(v) for k, v in out.items()}
 
 

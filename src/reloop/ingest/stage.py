@@ -5,7 +5,9 @@
 * ``logs.source: replay``: replay the period's days of the converted public dataset, served the
   same way.
 * ``logs.source: external``: your own logs; check that every impressions and feedback partition
-  of the period has arrived (and is readable), and report their files.
+  of the period has arrived (and is readable), and report their files. With ``logs.require_seal``
+  every day must be sealed by its producer and agree with its seal (:mod:`reloop.logs.seal`):
+  ingest refuses an unsealed day instead of waiting for it.
 
 The same function backs ``reloop ingest``, the DVC stage and the Airflow task.
 
@@ -23,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reloop.logs.seal import check_period_sealed
 from reloop.logs.store import check_period_start, check_readable, part_files, period_dates
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,10 +55,17 @@ def ingest_period(
     if source == "external":
         if checkpoint is not None or memory is not None:
             log.info("logs.source is external: the checkpoint and memory are not used by ingest")
+        sealed = None
+        if params.logs.require_seal:  # refuses an unsealed day or one that disagrees with its seal
+            sealed = check_period_sealed(params.logs.root, days, params.join.window_minutes)
         out = []
         for day in days:
-            files = part_files(params.logs.root, "impressions", day) + part_files(
-                params.logs.root, "feedback", day)
+            if sealed is not None:
+                files = [f for f in sealed.impressions + sealed.feedback
+                         if f.parent.name == f"date={day.isoformat()}"]
+            else:
+                files = part_files(params.logs.root, "impressions", day) + part_files(
+                    params.logs.root, "feedback", day)
             check_readable(files)
             out.append({"date": day.isoformat(), "files": [str(f) for f in files]})
         return {"source": source, "period_start": days[0].isoformat(), "days": out}

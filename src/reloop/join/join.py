@@ -10,6 +10,11 @@ attribution window ``w`` (``join.window_minutes``):
   file or row order. Removed rows are counted (``duplicate_impressions``).
 * **Feedback**: the period's feedback partitions plus the next day's (the window may reach past
   ``end``). That partition must have arrived unless ``join.allow_missing_next_feedback``.
+* **Seals** (``logs.require_seal``, the default): every day of the period must be sealed by its
+  producer (:mod:`reloop.logs.seal`); the join refuses an unsealed day, a part added after
+  sealing, and a sealed file that is missing or changed, naming it. It reads exactly the files
+  the seals list, and of the next day's feedback only the files the period's last seal lists
+  (later parts there are the next day's). Without seals, every part present is read.
 * **The inputs are a function of the period alone.** The next day's partition keeps growing
   after the period ran: the next period's ingest adds its own clicks to it. So only feedback that
   no later ingest can add takes part in the join, labels and every count alike: the rows of the
@@ -53,12 +58,14 @@ from reloop.jsonio import read_json
 from reloop.logs.atomic import replace_dir
 from reloop.logs.quarantine import QuarantinedError, quarantine_path, quarantine_record
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
+from reloop.logs.seal import check_period_sealed, read_seal
 from reloop.logs.store import (
     MissingPartitionError,
     as_date,
     list_dates,
     part_files,
     period_dates,
+    scan_files,
     scan_partitions,
 )
 
@@ -267,7 +274,12 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
         _refuse_quarantined(params, "impressions", day)
         _refuse_quarantined(params, "feedback", day)
 
-    imps = scan_partitions(root, "impressions", days)
+    sealed = None
+    if params.logs.require_seal:
+        sealed = check_period_sealed(root, days, window)
+        imps = scan_files(sealed.impressions, "impressions part files")
+    else:
+        imps = scan_partitions(root, "impressions", days)
     problems = check_schema(imps.collect_schema(), impression_columns(params.features),
                             allow_extra=params.validation.allow_extra_columns)
     if problems:
@@ -275,7 +287,14 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     fb_days = list(days)
     next_missing = False
-    if window > dt.timedelta(0):
+    if sealed is not None:
+        fb_files = list(sealed.feedback)
+        if window > dt.timedelta(0):
+            _refuse_quarantined(params, "feedback", end)
+            fb_files += sealed.next_feedback
+            fb_days.append(end)
+        fb = scan_files(fb_files, "feedback part files")
+    elif window > dt.timedelta(0):
         try:
             part_files(root, "feedback", end)
             _refuse_quarantined(params, "feedback", end)
@@ -289,14 +308,22 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
                     "set join.allow_missing_next_feedback to join with possibly missing labels"
                 ) from None
             next_missing = True
-    fb = scan_partitions(root, "feedback", fb_days)
+    if sealed is None:
+        fb = scan_partitions(root, "feedback", fb_days)
     problems = check_schema(fb.collect_schema(), FEEDBACK, allow_extra=False)
     if problems:
         raise JoinError(f"feedback for the period starting {start}: " + "; ".join(problems))
 
     prev_day = start - dt.timedelta(days=1)
     previous = None
-    if prev_day in list_dates(root, "impressions"):
+    if sealed is not None:  # the day before as sealed (what a rerun reads too), if it is
+        prev_seal = read_seal(root, prev_day)
+        prev_files = sorted(Path(root) / rel for rel in (prev_seal or {}).get("files", {})
+                            if rel.startswith(f"impressions/date={prev_day.isoformat()}/"))
+        if prev_files:
+            previous = scan_files(prev_files, "impressions part files of the day before")
+            previous = previous.select("request_id")
+    elif prev_day in list_dates(root, "impressions"):
         previous = scan_partitions(root, "impressions", [prev_day]).select("request_id")
 
     try:

@@ -8,6 +8,10 @@ Two logs feed the loop, both partitioned by the UTC date of their ``event_time``
 Raw partitions are append-only: a part file is written once (atomically, refusing to replace an
 existing file with different content) and nothing in reloop rewrites or deletes it.
 
-Importing this package is cheap; see :mod:`reloop.logs.schema`, :mod:`reloop.logs.store` and
-:mod:`reloop.logs.quarantine`.
+A producer *seals* a day once it is complete (``<logs.root>/_seals/date=D.json``, a manifest of
+the day's part files and row counts up to the watermark ``D+1 00:00 UTC`` + the attribution
+window); readers use only sealed days (:mod:`reloop.logs.seal`).
+
+Importing this package is cheap; see :mod:`reloop.logs.schema`, :mod:`reloop.logs.store`,
+:mod:`reloop.logs.seal` and :mod:`reloop.logs.quarantine`.
 """

@@ -24,6 +24,9 @@ class LogsConfig(BaseModel):
       ``external`` (your own logs; ingest only checks that the partitions arrived).
     * ``period_days``: days per period (1 = daily, 7 = weekly). A period starting on date D reads
       the daily partitions D .. D + period_days - 1.
+    * ``require_seal``: readers (ingest of ``external`` logs, validation, the join) use only
+      sealed days (:mod:`reloop.logs.seal`) and refuse an unsealed one with an error naming it.
+      ``false`` reads whatever part files are present (a producer may still be writing them).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,3 +36,4 @@ class LogsConfig(BaseModel):
     quarantine_root: str = "data/quarantine"
     source: Literal["simulator", "replay", "external"] = "simulator"
     period_days: int = Field(default=1, ge=1, le=31)
+    require_seal: bool = True

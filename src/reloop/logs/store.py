@@ -28,6 +28,11 @@ Layout (``table`` is ``impressions``, ``feedback`` or ``oracle``)::
   own-day feedback partition already holds the previous day's late clicks: a join would read that
   as complete and label the day's clicks as negatives. The next day's partition is safe to extend
   early: a period's join reads only its own rows from it (:mod:`reloop.join.join`).
+* **A sealed day takes no new part.** Once day D's seal (``<root>/_seals/date=D.json``, see
+  :mod:`reloop.logs.seal`) exists, :func:`write_part` refuses a *new* part file in
+  ``impressions/date=D`` or ``feedback/date=D`` (:class:`SealedPartitionError`); re-writing an
+  existing part with identical content stays a no-op. The next day's feedback partition stays
+  open until that day is sealed.
 * Readers report a missing partition, a partition without part files, and an unreadable (e.g.
   truncated) parquet file with errors that name the partition and the file.
 """
@@ -50,6 +55,8 @@ __all__ = [
     "LogError",
     "MissingPartitionError",
     "RawPartitionExistsError",
+    "SEALS_DIR",
+    "SealedPartitionError",
     "as_date",
     "check_period_start",
     "dated_dirs",
@@ -60,6 +67,7 @@ __all__ = [
     "period_dates",
     "period_start",
     "read_partition",
+    "scan_files",
     "scan_partitions",
     "write_day_parts",
     "write_part",
@@ -73,6 +81,8 @@ _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _PART_FILE = re.compile(r"^part-[A-Za-z0-9][A-Za-z0-9._-]*\.parquet$")
 #: Where :func:`write_part` writes before linking into a partition: ``<root>/.tmp/``.
 TMP_DIR = ".tmp"
+#: Where day seals live: ``<root>/_seals/date=D.json`` (:mod:`reloop.logs.seal`).
+SEALS_DIR = "_seals"
 
 
 class LogError(ValueError):
@@ -89,6 +99,10 @@ class CorruptPartitionError(LogError):
 
 class RawPartitionExistsError(LogError):
     """A part file already exists with different content; raw logs are never rewritten."""
+
+
+class SealedPartitionError(LogError):
+    """A new part file for a day whose seal exists: the day was declared complete."""
 
 
 def as_date(value: str | dt.date, what: str = "date") -> dt.date:
@@ -251,7 +265,15 @@ def scan_partitions(
     files: list[Path] = []
     for day in days:
         files.extend(part_files(root, table, day))
-    _check_same_schema(check_readable(files), f"{table} part files")
+    return scan_files(files, f"{table} part files")
+
+
+def scan_files(files: Sequence[Path], what: str) -> pl.LazyFrame:
+    """A lazy scan over exactly ``files`` (at least one), each footer read first (an unreadable
+    file fails here, naming it) and every schema the same (``what`` names them in the error)."""
+    if not files:
+        raise MissingPartitionError(f"{what}: no part files to read")
+    _check_same_schema(check_readable(files), what)
     return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
 
 
@@ -285,6 +307,14 @@ def write_part(
     pdir = partition_dir(root, table, day)
     pdir.mkdir(parents=True, exist_ok=True)
     final = pdir / f"part-{producer}.parquet"
+    seal = Path(root) / SEALS_DIR / f"date={day.isoformat()}.json"
+    if table != "oracle" and seal.is_file() and not final.exists():
+        raise SealedPartitionError(
+            f"refusing to add {final}: day {day.isoformat()} is sealed ({seal}), so "
+            f"{_name(table, day)} is complete and takes no new part file. If the seal was "
+            f"premature, delete {seal} (the day is unsealed again), write the part, and seal the "
+            f"day again with `reloop logs seal --date {day.isoformat()}`"
+        )
     tmp_dir = Path(root) / TMP_DIR
     tmp_dir.mkdir(exist_ok=True)
     prefix = f"{table}.date={day.isoformat()}.part-{producer}."

@@ -19,6 +19,15 @@ the rows buffered and retries at the next tick; ``/readyz`` turns false meanwhil
 The day's feedback partition is created as soon as the clock enters the day (an empty part if no
 click has arrived yet), so the join of the day before can tell "no late click" from "not
 arrived".
+
+**Seals** (:mod:`reloop.logs.seal`): :meth:`LogWriter.seal_due` seals day D once the serving
+clock has passed D's watermark (``D+1 00:00 UTC`` + the attribution window) and every buffered
+row is written. The days it seals are the ones whose impressions this replica logged (found on
+disk too, so a day a crashed process began is sealed by the restarted one, with the parts of
+both). After the watermark no row of day D can arrive (a click is refused once its impression's
+window closed, a client-clock request more than a few seconds old is refused), so a write into a
+sealed day is a bug: :func:`~reloop.logs.store.write_part` refuses it, the rows are dropped and
+counted in ``dropped``, and an error is logged.
 """
 
 from __future__ import annotations
@@ -36,7 +45,14 @@ import numpy as np
 import polars as pl
 
 from reloop.logs.schema import TIME_DTYPE, conform, impression_columns, table_columns
-from reloop.logs.store import list_dates, partition_dir, write_part
+from reloop.logs.seal import seal_day, seal_path
+from reloop.logs.store import (
+    LogError,
+    SealedPartitionError,
+    list_dates,
+    partition_dir,
+    write_part,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import FeaturesConfig
@@ -86,6 +102,9 @@ class LogWriter:
         self.parts = 0
         self.errors = 0
         self.failing = False
+        self.dropped = 0  # rows refused because their day was already sealed (a bug if > 0)
+        self.sealed: list[dt.date] = []  # days this process sealed, in order
+        self._to_seal: set[dt.date] | None = None  # unsealed days of this replica (lazy)
 
     @staticmethod
     def _dtype(kind: str) -> pl.DataType:
@@ -205,6 +224,12 @@ class LogWriter:
         name = f"{self.producer}-{next(self._seq):06d}"
         try:
             write_part(self.root, table, day, out, name)
+        except SealedPartitionError:
+            self.errors += 1
+            self.dropped += out.height
+            log.exception("dropped %d %s rows of %s: the day is already sealed", out.height,
+                          table, day)
+            return True  # never writable: not kept for a retry
         except OSError:
             self.errors += 1
             self.failing = True
@@ -215,8 +240,49 @@ class LogWriter:
         self.parts += 1
         if table == "feedback":
             self.feedback_days.add(day)
+        elif self._to_seal is not None:
+            self._to_seal.add(day)
         log.debug("wrote %d %s rows to %s/date=%s (%s)", out.height, table, table, day, name)
         return True
+
+    # ---- seals -------------------------------------------------------------------------------
+
+    def seal_due(self, now_us: int, window_us: int) -> list[dt.date]:
+        """Seal every day of this replica whose watermark (``D+1 00:00 UTC + window``) is at or
+        before ``now_us`` (the serving clock): flush every buffer first, then
+        :func:`~reloop.logs.seal.seal_day`. Returns the days sealed. A day whose seal fails
+        (e.g. another producer's seal disagrees) is logged, counted in ``errors`` and not
+        retried."""
+        if now_us <= 0:
+            return []
+        with self._flush_lock:
+            if self._to_seal is None:  # days this replica logged on disk that have no seal
+                self._to_seal = {
+                    d for d in list_dates(self.root, "impressions")
+                    if not seal_path(self.root, d).is_file()
+                    and any(partition_dir(self.root, "impressions", d).glob(
+                        f"part-serve-{self.replica}-*.parquet"))}
+            due = sorted(d for d in self._to_seal
+                         if (d - dt.date(1970, 1, 1)).days * _US_PER_DAY + _US_PER_DAY
+                         + window_us <= now_us)
+            if not due:
+                return []
+            for table in self._buffers:  # every row before the watermark is written first
+                self._flush_table(table)
+            if self.failing:
+                return []  # a write failed (its rows stay buffered): seal at a later tick
+            done = []
+            for day in due:
+                self._to_seal.discard(day)
+                try:
+                    seal_day(self.root, day, dt.timedelta(microseconds=window_us))
+                except LogError:
+                    self.errors += 1
+                    log.exception("could not seal %s under %s", day, self.root)
+                    continue
+                self.sealed.append(day)
+                done.append(day)
+            return done
 
     # ---- after a restart ---------------------------------------------------------------------
 

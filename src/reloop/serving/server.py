@@ -239,8 +239,9 @@ def feedback(p: Parts, raw: bytes) -> dict[str, Any]:
 
 class Upkeep:
     """Every ``serve.tick_seconds``: final labels into the memory, expired scored requests out,
-    due log buffers written, the memory snapshotted every ``serve.snapshot_seconds`` and
-    decayed (``memory.decay``) when the serving clock enters a new UTC day."""
+    due log buffers written, days past their watermark sealed, the memory snapshotted every
+    ``serve.snapshot_seconds`` and decayed (``memory.decay``) when the serving clock enters a new
+    UTC day."""
 
     def __init__(self, parts: Parts) -> None:
         self.p = parts
@@ -276,6 +277,7 @@ class Upkeep:
             p.writer.flush()
         if today is not None and today not in p.writer.feedback_days:
             p.writer.open_day(today)
+        p.writer.seal_due(now, p.book.window_us)  # days whose watermark passed (logs.seal)
         if live is not None and live.memory is not None and today is not None:
             if live.day is None:
                 live.day = today

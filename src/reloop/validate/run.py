@@ -15,6 +15,9 @@ For each validated partition (raw ``impressions`` / ``feedback`` of a day) or jo
 A partition that cannot be read (e.g. a truncated parquet file, or part files that disagree on
 the schema) fails validation with that reason; a partition that does not exist is an error
 (:class:`reloop.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to judge.
+With ``logs.require_seal`` a partition of a day that is not sealed, or that disagrees with its seal
+(a part added after sealing, a sealed file missing or with other row counts), is an error too
+(:mod:`reloop.logs.seal`): validation judges only what a producer declared complete.
 
 GX runs in an ephemeral context (it keeps nothing on disk; GX's own Data Docs, which load their
 styles and scripts from CDNs, are not built) with analytics off and a run id fixed by the period,
@@ -38,6 +41,7 @@ from reloop.jsonio import read_json
 from reloop.logs.atomic import write_json
 from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
+from reloop.logs.seal import check_partition_sealed
 from reloop.logs.store import (
     CorruptPartitionError,
     as_date,
@@ -312,6 +316,8 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
         raise ValueError(f"table={table!r} is not a raw log; expected one of {list(RAW_TABLES)}")
     day = as_date(day)
     try:
+        if params.logs.require_seal:  # the partition is exactly what its seals list
+            check_partition_sealed(params.logs.root, table, day, params.join.window_minutes)
         df = read_partition(params.logs.root, table, day)
     except CorruptPartitionError as err:
         failure = {"expectation": "readable parquet", "column": None, "expected": {},
