@@ -36,14 +36,17 @@ install: $(STAMP)
 
 # The last step configures the project-local Airflow home for this machine: API server and health
 # check on 127.0.0.1, no log server, [core] parallelism = CPUs (src/reloop/pipeline/airflow.py).
+# pip's and Airflow's output go to logs in .venv (their last lines are shown if a step fails).
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(VENV)/airflow-db-migrate.log 2>&1 \
+	@echo "make install: .venv with reloop and its pinned stack (pip's log: $(VENV)/install.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@($(BIN)/python -m pip install --upgrade pip \
+		&& $(BIN)/python -m pip install -c constraints.txt -e '.[dev]') > $(VENV)/install.log 2>&1 \
+		|| (tail -30 $(VENV)/install.log; exit 1)
+	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(VENV)/airflow-db-migrate.log 2>&1 \
 		|| (tail -20 $(VENV)/airflow-db-migrate.log; exit 1)
-	$(BIN)/python -m reloop.pipeline.airflow $(ROOT)/.airflow
-	touch $(STAMP)
+	@$(BIN)/python -m reloop.pipeline.airflow $(ROOT)/.airflow
+	@touch $(STAMP)
 
 install-bench: $(BENCH_STAMP)
 

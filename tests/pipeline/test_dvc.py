@@ -94,6 +94,13 @@ def test_repro_runs_a_full_period_and_is_then_up_to_date(repo):
     again = dvc(repo, "repro")
     assert "didn't change, skipping" in again and "Running stage" not in again
     assert "up to date" in dvc(repo, "status")
+    # the caches Python and numba write into src/ (every stage's dependency) change nothing
+    for pkg in ("ingest", "memory"):
+        cache = repo / "src" / "reloop" / pkg / "__pycache__"
+        cache.mkdir(exist_ok=True)
+        (cache / "stage.cpython-311.pyc").write_bytes(b"bytecode")
+        (cache / "_kernels.scatter_write-163.py311.1.nbc").write_bytes(b"machine code")
+    assert "up to date" in dvc(repo, "status")
 
 
 def test_metrics_show_and_diff_for_an_experiment(repo):

@@ -88,22 +88,22 @@ def test_cli_refuses_it_with_exit_2(tmp_path):
 
 
 def test_params_yaml_is_already_in_the_style_dvc_writes(tmp_path):
-    """`dvc exp run -S key=value` re-emits params.yaml through DVC's YAML writer: the committed
-    file is a fixed point of it, so an experiment's diff is the one line it changed."""
+    """`dvc exp run -S key=value` re-emits params.yaml through DVC's own override code (block
+    lists, its quoting): the committed file is a fixed point of it, so an experiment's diff is
+    the one line it changed."""
     import difflib
     import shutil
 
-    from dvc.utils.serialize import modify_yaml
+    from dvc.utils.hydra import apply_overrides
 
     original = (ROOT / "params.yaml").read_text()
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
-    with modify_yaml(copy):
-        pass
+    same = yaml.safe_load(original)["train"]["learning_rate"]
+    apply_overrides(str(copy), [f"train.learning_rate={same}"])
     assert copy.read_text() == original
-    with modify_yaml(copy) as data:  # what `-S train.learning_rate=0.002` does
-        data["train"]["learning_rate"] = 0.002
+    apply_overrides(str(copy), ["train.learning_rate=0.002"])  # what `-S` does
     changed = [line for line in difflib.unified_diff(original.splitlines(),
                                                      copy.read_text().splitlines(), n=0)
                if line[:1] in "+-" and line[:3] not in ("+++", "---")]
-    assert len(changed) == 2 and changed[1].strip().startswith("+  learning_rate: 0.002")
+    assert changed == [f"-  learning_rate: {same}", "+  learning_rate: 0.002"]
