@@ -11,8 +11,13 @@ the stages return.
   alone (Airflow 3's plain cron schedules have zero-width intervals).
 * Runs are sequential (``max_active_runs=1``, ``depends_on_past``): each period starts from the
   model the previous one promoted.
+* ``wait_for_logs`` (``logs.source: external``) waits, in reschedule mode and holding no worker
+  slot, until ``pipeline.schedule_offset_minutes`` after the period's end (the attribution
+  window of its last day's clicks) and until every day of the period is sealed; it fails after
+  ``pipeline.wait_timeout_s`` naming what is missing (:mod:`reloop.pipeline.sensor`).
 * After ``promote``, ``archive`` commits every artefact of the period to the DVC archive
-  repository (``archive.root``), so any past period can be listed and restored.
+  repository (``archive.root``), so any past period can be listed and restored, and ``publish``
+  emits an event on the Asset ``reloop://production`` when production moved.
 * ``RELOOP_PARAMS`` points at the params file (default: the repository's ``params.yaml``).
 """
 
@@ -26,15 +31,19 @@ from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, tas
 
 from reloop.config import load_yaml  # pydantic and PyYAML only: no heavy imports
 from reloop.pipeline import STAGES  # the stage table only: no heavy imports
+from reloop.pipeline.config import PipelineConfig  # pydantic only
+from reloop.pipeline.sensor import PRODUCTION, SealedLogsSensor, publish_production
 
 PARAMS_FILE = os.environ.get(
     "RELOOP_PARAMS", str(Path(__file__).resolve().parents[1] / "params.yaml")
 )
 
 
-def _schedule_settings(path: str) -> tuple[str, dt.datetime]:
-    """(cron, start) from params.yaml: daily or weekly periods from the world's first day."""
+def _schedule_settings(path: str) -> tuple[str, dt.datetime, PipelineConfig]:
+    """(cron, start, pipeline section) from params.yaml: daily or weekly periods from the
+    world's first day."""
     raw = load_yaml(path) or {}  # repeated keys are refused, as by load_params
+    pipeline = PipelineConfig(**(raw.get("pipeline") or {}))  # validated, its own defaults
     days = int((raw.get("logs") or {}).get("period_days", 1))
     start = dt.date.fromisoformat(str((raw.get("simulator") or {}).get("start", "2026-01-01")))
     if days == 7:
@@ -44,10 +53,10 @@ def _schedule_settings(path: str) -> tuple[str, dt.datetime]:
         cron = "0 0 * * *"
     else:
         raise ValueError(f"logs.period_days={days}: the DAG schedules 1 (daily) or 7 (weekly)")
-    return cron, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
+    return cron, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC), pipeline
 
 
-CRON, START = _schedule_settings(PARAMS_FILE)
+CRON, START, PIPELINE = _schedule_settings(PARAMS_FILE)
 
 
 def _run(stage: str) -> dict:
@@ -57,6 +66,12 @@ def _run(stage: str) -> dict:
 
     period = get_current_context()["data_interval_start"].date().isoformat()
     return run_stage(stage, load_params(PARAMS_FILE), period)
+
+
+@task(task_id="publish", outlets=[PRODUCTION], retries=0)
+def publish(decision: dict) -> dict:
+    """An event on reloop://production when the period's promotion moved production."""
+    return publish_production(decision, get_current_context())
 
 
 @dag(
@@ -74,12 +89,16 @@ def _run(stage: str) -> dict:
     doc_md=__doc__,
 )
 def reloop_retrain():
+    wait = SealedLogsSensor(task_id="wait_for_logs", params_file=PARAMS_FILE,
+                            timeout=PIPELINE.wait_timeout_s, poke_interval=PIPELINE.wait_poke_s,
+                            retries=0)
     # one task per stage of reloop.pipeline.STAGES, each running that stage for the run's period
     t = {name: task(task_id=name)(_run)(name) for name in STAGES}
-    t["ingest"] >> t["validate"] >> t["join"]
+    wait >> t["ingest"] >> t["validate"] >> t["join"]
     t["join"] >> t["drift"] >> t["promote"]
     t["join"] >> t["train"] >> t["memory"] >> t["evaluate"] >> t["promote"]
     t["promote"] >> t["archive"]
+    publish(t["promote"])
 
 
 reloop_retrain()

@@ -40,10 +40,11 @@ def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
     from airflow.sdk import CronDataIntervalTimetable
 
     dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", loop_params(tmp_path)))
-    assert sorted(dag.task_ids) == sorted(STAGES)
-    chain = ["ingest", "validate", "join", "train", "memory", "evaluate", "promote", "archive"]
+    assert sorted(dag.task_ids) == sorted([*STAGES, "wait_for_logs", "publish"])
+    chain = ["wait_for_logs", "ingest", "validate", "join", "train", "memory", "evaluate",
+             "promote", "archive"]
     for up, down in zip(chain, chain[1:], strict=False):
-        extra = {"drift"} if up == "join" else set()
+        extra = {"drift"} if up == "join" else {"publish"} if up == "promote" else set()
         assert dag.get_task(up).downstream_task_ids == {down} | extra
     assert dag.get_task("drift").upstream_task_ids == {"join"}
     assert dag.get_task("drift").downstream_task_ids == {"promote"}  # plots carry drift share
@@ -51,6 +52,9 @@ def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
     assert all(t.depends_on_past for t in dag.tasks)
     assert isinstance(dag.timetable, CronDataIntervalTimetable)
     assert dag.timetable.expression == "0 0 * * *"
+    sensor = dag.get_task("wait_for_logs")
+    assert (sensor.mode, sensor.timeout, sensor.poke_interval) == ("reschedule", 21600.0, 300.0)
+    assert [a.uri for a in dag.get_task("publish").outlets] == ["reloop://production/"]
 
 
 def test_weekly_periods_schedule_weekly(monkeypatch, tmp_path):

@@ -7,7 +7,6 @@ process group against a temporary AIRFLOW_HOME, and the whole group is killed at
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import secrets
@@ -16,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,12 +51,10 @@ def _runs(env: dict) -> list[dict]:
     return json.loads(line)  # Airflow logs to stdout too
 
 
-def test_backfill_create_runs_three_days_under_the_scheduler(tmp_path):
-    params = loop_params(tmp_path, archive={"enabled": True})
-    cfg = tmp_path / "params.yaml"
-    cfg.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+def scheduler_env(tmp_path: Path, cfg: Path) -> dict:
+    """The environment of Airflow components against a temporary home and ``cfg``."""
     port = _free_port()
-    env = {
+    return {
         **os.environ,
         **airflow_env(tmp_path / "airflow", DAGS, cfg),
         "AIRFLOW__API__HOST": "127.0.0.1",
@@ -68,34 +66,62 @@ def test_backfill_create_runs_three_days_under_the_scheduler(tmp_path):
         # only the backfill's runs: no scheduled run of "today" alongside them
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
     }
+
+
+@contextlib.contextmanager
+def airflow_components(env: dict, logs: Path) -> Iterator[list[subprocess.Popen]]:
+    """api-server, scheduler and dag-processor, each in its own process group, killed after."""
     _airflow(env, "db", "migrate")
     _airflow(env, "dags", "reserialize")
     _airflow(env, "dags", "unpause", DAG_ID)  # the scheduler runs no task of a paused DAG
-    logs = tmp_path / "components"
-    logs.mkdir()
+    logs.mkdir(parents=True, exist_ok=True)
+    port = env["AIRFLOW__API__PORT"]
     procs = []
     try:
-        for component in (["api-server", "--host", "127.0.0.1", "--port", str(port)],
+        for component in (["api-server", "--host", "127.0.0.1", "--port", port],
                           ["scheduler", "--skip-serve-logs"], ["dag-processor"]):
             fh = open(logs / f"{component[0]}.log", "w")  # noqa: SIM115 - closed with the group
             procs.append(subprocess.Popen([sys.executable, "-m", "airflow", *component], env=env,
                                           stdout=fh, stderr=subprocess.STDOUT,
                                           start_new_session=True))
+        yield procs
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=30)
+
+
+def backfill_create(env: dict, first: str, last: str) -> None:
+    """``airflow backfill create`` of the periods ``first`` .. ``last`` (their start dates)."""
+    for _ in range(3):  # SQLite can report "database is locked" once; retry
+        done = subprocess.run(
+            [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", DAG_ID,
+             "--from-date", first, "--to-date", last,
+             "--reprocess-behavior", "failed",  # required: tasks depend on the past
+             "--max-active-runs", "1"],  # a period starts from the one before
+            env=env, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            return
+        time.sleep(5)
+    raise AssertionError(done.stderr[-3000:])
+
+
+def test_backfill_create_runs_three_days_under_the_scheduler(tmp_path):
+    params = loop_params(tmp_path, archive={"enabled": True})
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    env = scheduler_env(tmp_path, cfg)
+    logs = tmp_path / "components"
+    with airflow_components(env, logs) as procs:
         # three daily periods; a backfill's dates are the runs' logical dates, which for a
         # data-interval timetable are the periods' starts
-        first, last = dt.date.fromisoformat(DAY1), dt.date.fromisoformat(DAY3)
-        for _ in range(3):  # SQLite can report "database is locked" once; retry
-            done = subprocess.run(
-                [sys.executable, "-m", "airflow", "backfill", "create", "--dag-id", DAG_ID,
-                 "--from-date", first.isoformat(), "--to-date", last.isoformat(),
-                 "--reprocess-behavior", "failed",  # required: tasks depend on the past
-                 "--max-active-runs", "1"],  # a period starts from the one before
-                env=env, capture_output=True, text=True, timeout=300)
-            if done.returncode == 0:
-                break
-            time.sleep(5)
-        assert done.returncode == 0, done.stderr[-3000:]
-
+        backfill_create(env, DAY1, DAY3)
         deadline = time.time() + 1500
         states: dict[str, str] = {}
         while time.time() < deadline:
@@ -107,16 +133,6 @@ def test_backfill_create_runs_three_days_under_the_scheduler(tmp_path):
             time.sleep(10)
         assert states == {DAY1: "success", DAY2: "success", DAY3: "success"}, (
             f"{states}; component logs in {logs}")
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=30)
 
     registry = Registry(params.pipeline.registry_root)
     versions = registry.versions()

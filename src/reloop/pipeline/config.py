@@ -61,6 +61,21 @@ class PipelineConfig(_Section):
         default=3600.0, ge=0.0,
         description="how long a stage waits for another run's lock before failing",
     )
+    schedule_offset_minutes: int = Field(
+        default=90, ge=0, lt=1440,
+        description="a scheduled run of period D (logs.source external) waits until this long "
+        "after D's end (midnight UTC) before it checks the seals: at least the attribution "
+        "window (join.window_minutes), so the next day's feedback D's join reads can be complete",
+    )
+    wait_timeout_s: float = Field(
+        default=6 * 3600.0, gt=0.0,
+        description="how long a scheduled run waits for its sealed input (logs.source external) "
+        "before it fails naming what is missing; production is untouched",
+    )
+    wait_poke_s: float = Field(
+        default=300.0, gt=0.0,
+        description="how often the waiting run checks the seals (it holds no worker slot between)",
+    )
 
 
 class EvaluateConfig(_Section):
