@@ -116,6 +116,11 @@ def test_bad_bodies_and_event_lists(payloads):
     with pytest.raises(BadRequest) as err:
         payloads.impressions({"impression_ids": "a"})
     assert err.value.field == "impression_ids"
+    # an empty confirmation is refused, unless it is a client clock's heartbeat with a time
+    with pytest.raises(BadRequest, match="must hold 1 to 2 entries") as err:
+        payloads.impressions({"impression_ids": []})
+    beat = payloads.impressions({"impression_ids": [], "event_time": "2026-01-06T01:00:01Z"})
+    assert beat == ([], 1767661201 * 1_000_000)
 
 
 def test_impression_ids_carry_replica_time_and_row():

@@ -141,6 +141,19 @@ class ServeClient:
             time.sleep(0.1)
 
 
+def wait_sealed(root: str | Path, day: dt.date, timeout: float = 60.0) -> None:
+    """Wait until the server has sealed ``day`` (its seal file exists)."""
+    from reloop.logs.seal import seal_path
+
+    path = seal_path(root, day)
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the server did not seal {day} within {timeout:g}s ({path} "
+                               "does not exist); see its log")
+        time.sleep(0.1)
+
+
 def start_server(params_file: Path, port: int, log_file: Path) -> subprocess.Popen:
     """``reloop serve`` in a subprocess on 127.0.0.1:``port`` (output to ``log_file``)."""
     with open(log_file, "ab") as out:
@@ -310,7 +323,12 @@ def drive(params: Params, client: ServeClient, start: str | dt.date, days: int, 
             day = todo.pop(0)
             world.flush_confirms()
             world.send_clicks(due_at(day))
+            # the world's clock has passed D's watermark: move the server's (client) clock there
+            # too, with an empty confirmation, so it seals day D (reloop.logs.seal)
+            client.post("/v1/impressions", {"impression_ids": [],
+                                            "event_time": format_time(due_at(day))})
             client.wait_flushed()
+            wait_sealed(params.logs.root, day)
             t0 = time.perf_counter()
             result = retrain(day)
             seconds = time.perf_counter() - t0

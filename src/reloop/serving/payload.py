@@ -217,6 +217,10 @@ class Payloads:
     def impressions(self, body: Any) -> tuple[list[str], int | None]:
         obj = _object(body, "body")
         _check_keys(obj, ("impression_ids", "event_time"), ("impression_ids",), "")
+        if obj["impression_ids"] == [] and "event_time" in obj:
+            # a heartbeat: confirms nothing, moves a client clock (serve.clock: client) to
+            # event_time, so the server can seal a day whose watermark passed without traffic
+            return [], self._time(obj, "event_time", required=True)
         ids = _list(obj["impression_ids"], "impression_ids", self.max_events, "serve.max_events")
         return ids, self._time(obj, "event_time", required=False)
 
