@@ -192,10 +192,12 @@ def oracle_cmd(date: DateOpt, end: EndOpt = None,
 
 @logs_app.command("list")
 def logs_list_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
-    """List the raw partitions, their files and rows, and quarantine records."""
+    """List the raw partitions, their files and rows, whether their day is sealed (complete,
+    logs.seal), and quarantine records."""
     import polars as pl
 
     from reloop.logs.quarantine import quarantine_record
+    from reloop.logs.seal import seal_path
     from reloop.logs.store import list_dates, partition_dir
 
     def run():
@@ -210,6 +212,7 @@ def logs_list_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
                 except Exception:  # unreadable files are shown, not fatal to the listing
                     n = None
                 rows.append({"date": day.isoformat(), "files": len(files), "rows": n,
+                             "sealed": seal_path(p.logs.root, day).is_file(),
                              "quarantined": quarantine_record(p.logs.quarantine_root, table,
                                                               day) is not None})
             out[table] = rows

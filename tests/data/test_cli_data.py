@@ -33,6 +33,8 @@ def test_simulate_then_prepare_a_day(tmp_path):
     listing = json.loads(logs.stdout)
     assert [p["date"] for p in listing["feedback"]] == ["2026-01-05", "2026-01-06", "2026-01-07"]
     assert not any(p["quarantined"] for p in listing["impressions"])
+    # the world sealed the two days it simulated; 2026-01-07 holds only their late clicks
+    assert [p["sealed"] for p in listing["feedback"]] == [True, True, False]
 
     before = tree_digest(tmp_path / "logs")
     prep = runner.invoke(app, ["prepare", "--date", "2026-01-05", "-p", params])
