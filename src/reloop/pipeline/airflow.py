@@ -27,7 +27,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import Params
 
 __all__ = ["EXECUTOR", "airflow_env", "airflow_settings", "backfill", "configure_home",
            "machine_parallelism", "period_starts", "recorded_as_backfill"]
@@ -209,7 +212,7 @@ def backfill(
                          log_file)
 
 
-def _backfill(params: Any, starts: list[dt.date], env: dict, out: TextIO | None,
+def _backfill(params: Params, starts: list[dt.date], env: dict, out: TextIO | None,
               log_file: Path | None) -> list[dict[str, Any]]:
     import time
 
