@@ -101,11 +101,12 @@ DEMO_LIVE_REQUESTS ?= 20000
 DEMO_LIVE_END      ?= $(shell $(PYTHON) -c "import datetime as d; print(d.date.fromisoformat('$(DEMO_START)') + d.timedelta(days=$(DEMO_LIVE_DAYS) - 1))")
 
 demo-live: install
-	rm -rf $(DEMO_LIVE_DIR) && mkdir -p $(DEMO_LIVE_DIR)
-	cd $(DEMO_LIVE_DIR) && time $(ROOT)/$(BIN)/reloop drive --start $(DEMO_START) \
+	@rm -rf $(DEMO_LIVE_DIR) && mkdir -p $(DEMO_LIVE_DIR)
+	@echo "make demo-live: the built-in world drives reloop serve for $(DEMO_LIVE_DAYS) days, in $(DEMO_LIVE_DIR)"
+	@cd $(DEMO_LIVE_DIR) && time $(ROOT)/$(BIN)/reloop drive --start $(DEMO_START) \
 		--days $(DEMO_LIVE_DAYS) --requests-per-day $(DEMO_LIVE_REQUESTS) --retrain dag \
 		--params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow --dags-folder $(ROOT)/dags
-	cd $(DEMO_LIVE_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) \
+	@cd $(DEMO_LIVE_DIR) && $(ROOT)/$(BIN)/reloop report --start $(DEMO_START) \
 		--end $(DEMO_LIVE_END) --params live-params.yaml
 
 # The report site of a workspace (default: the demo's), rebuilt and opened in headless Chromium:

@@ -383,8 +383,10 @@ def run_live(params_file: str | Path, start: str | dt.date, days: int, *,
     def run_dag(day: dt.date) -> Any:
         from reloop.pipeline.airflow import backfill
 
+        # Airflow's and the stages' logs to a file; the period's lines to the terminal
         return backfill(day, day, params_file=live_file, airflow_home=airflow_home,
-                        dags_folder=dags_folder)
+                        dags_folder=dags_folder, progress=sys.stdout,
+                        log_file=workdir / "logs" / f"backfill_{day}_{day}.log")
 
     def run_stages(day: dt.date) -> Any:
         from reloop.pipeline import run_period
