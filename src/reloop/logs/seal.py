@@ -53,6 +53,7 @@ import polars as pl
 
 from reloop.logs.atomic import write_json
 from reloop.logs.store import (
+    RAW_TABLES,
     SEALS_DIR,
     CorruptPartitionError,
     LogError,
@@ -82,9 +83,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_TABLES = ("impressions", "feedback")
-
 
 class UnsealedPartitionError(LogError):
     """A day a reader needs has no seal yet: its producer has not declared it complete."""
@@ -329,8 +327,8 @@ def check_partition_sealed(
     :class:`~reloop.logs.store.MissingPartitionError` when nothing of the day arrived), every
     part present is listed by the seal of ``day`` (or, for feedback, of the day before), and
     every listed file exists with its listed rows (:class:`SealMismatchError`)."""
-    if table not in _TABLES:
-        raise ValueError(f"table={table!r} is not sealed; expected one of {list(_TABLES)}")
+    if table not in RAW_TABLES:
+        raise ValueError(f"table={table!r} is not sealed; expected one of {list(RAW_TABLES)}")
     root = Path(root)
     day = as_date(day)
     w = _window(window)

@@ -50,6 +50,7 @@ from pathlib import Path
 import polars as pl
 
 __all__ = [
+    "RAW_TABLES",
     "TABLES",
     "CorruptPartitionError",
     "LogError",
@@ -76,6 +77,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 TABLES = ("impressions", "feedback", "oracle")
+#: the logged tables a day's traffic writes (the oracle is the built-in world's answer key)
+RAW_TABLES = ("impressions", "feedback")
 _PRODUCER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _PART_FILE = re.compile(r"^part-[A-Za-z0-9][A-Za-z0-9._-]*\.parquet$")

@@ -49,12 +49,8 @@ def _run_demo(workspace: Path, args: argparse.Namespace) -> dict[str, Any]:
     done = subprocess.run([*reloop, "report", "--start", args.start, "--end", args.end,
                            "--params", params, "--json"], cwd=workspace, check=True,
                           capture_output=True, text=True)
-    cwd = Path.cwd()
-    try:  # the params' relative paths resolve in the workspace
-        os.chdir(workspace)
-        versions = Registry(load_params(params).pipeline.registry_root).versions()
-    finally:
-        os.chdir(cwd)
+    registry = Path(load_params(params).pipeline.registry_root)
+    versions = Registry(workspace / registry).versions()  # relative paths: in the workspace
     return {"table": json.loads(done.stdout), "seconds": round(seconds, 1),
             "models": {v.lineage.get("period"): v.model_id for v in versions}}
 

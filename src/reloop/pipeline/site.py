@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from reloop.logs.store import RAW_TABLES
 from reloop.webpage import badge, document, esc, relative_href, show_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
 __all__ = ["Period", "TableResult", "build_site", "find_periods", "render_site"]
-
-RAW_TABLES = ("impressions", "feedback")
 
 
 @dataclass(frozen=True)

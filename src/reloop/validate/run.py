@@ -43,6 +43,7 @@ from reloop.logs.quarantine import clear_quarantine, quarantine_path, record_qua
 from reloop.logs.schema import FEEDBACK, check_schema, impression_columns
 from reloop.logs.seal import check_partition_sealed
 from reloop.logs.store import (
+    RAW_TABLES,
     CorruptPartitionError,
     as_date,
     dated_dirs,
@@ -73,8 +74,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-RAW_TABLES = ("impressions", "feedback")
 
 
 class ValidationFailed(ValueError):
