@@ -35,7 +35,7 @@ AIRFLOW_ENV := AIRFLOW_HOME=$(ROOT)/.airflow AIRFLOW__CORE__DAGS_FOLDER=$(ROOT)/
 install: $(STAMP)
 
 # The last step configures the project-local Airflow home for this machine: API server and health
-# check on 127.0.0.1, no log server, [core] parallelism = CPUs (src/reloop/pipeline/airflow.py).
+# check on 127.0.0.1, no log server, [core] parallelism = CPUs (src/reloop/ops/airflow.py).
 # pip's and Airflow's output go to logs in .venv (their last lines are shown if a step fails).
 $(STAMP): pyproject.toml constraints.txt
 	@echo "make install: .venv with reloop and its pinned stack (pip's log: $(VENV)/install.log)"
@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml constraints.txt
 		|| (tail -30 $(VENV)/install.log; exit 1)
 	@$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(VENV)/airflow-db-migrate.log 2>&1 \
 		|| (tail -20 $(VENV)/airflow-db-migrate.log; exit 1)
-	@$(BIN)/python -m reloop.pipeline.airflow $(ROOT)/.airflow
+	@$(BIN)/python -m reloop.ops.airflow $(ROOT)/.airflow
 	@touch $(STAMP)
 
 install-bench: $(BENCH_STAMP)
@@ -72,7 +72,7 @@ demo: install
 # Determinism you can check: the demo's job twice in fresh workspaces, the second while a CPU-heavy
 # job (one busy process per CPU) runs beside it; the per-period tables and model ids must match.
 demo-check: install
-	@$(BIN)/python -m reloop.pipeline.democheck --out build/demo-check --start $(DEMO_START) \
+	@$(BIN)/python -m reloop.ops.democheck --out build/demo-check --start $(DEMO_START) \
 		--end $(DEMO_END) --params $(ROOT)/params.yaml --airflow-home $(ROOT)/.airflow \
 		--dags-folder $(ROOT)/dags
 
@@ -88,7 +88,7 @@ airflow-ui: install
 # What the Airflow UI shows after `make demo`: every backfill run dated by its period, with its real
 # duration (checked through the REST API), and a screenshot of the runs page (headless Chromium).
 airflow-ui-check: install
-	$(BIN)/python -m reloop.pipeline.airflow_ui --airflow-home $(ROOT)/.airflow \
+	$(BIN)/python -m reloop.ops.airflow_ui --airflow-home $(ROOT)/.airflow \
 		--dags-folder $(ROOT)/dags --out docs/img/airflow-runs.png
 
 # The live loop: `reloop serve` on a free loopback port, the built-in world sending its requests
@@ -117,7 +117,7 @@ REPORTS_PARAMS ?= $(ROOT)/params.yaml
 
 reports-check: install
 	@test -d $(REPORTS_DIR) || (echo "no workspace at $(REPORTS_DIR): run make demo first"; exit 1)
-	cd $(REPORTS_DIR) && $(ROOT)/$(BIN)/python -m reloop.pipeline.browser \
+	cd $(REPORTS_DIR) && $(ROOT)/$(BIN)/python -m reloop.ops.browser \
 		--params $(REPORTS_PARAMS) --out reports/screenshots
 
 # `dvc repro` of dvc.yaml: one period of the loop in this checkout (its stages call `reloop`).

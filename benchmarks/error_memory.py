@@ -262,9 +262,9 @@ def build_stream(
                     "field_drift_y": z["field_drift_y"],
                     "info": json.loads(str(z["info"])),
                 }
+    from reloop.learn.metrics import auc
+    from reloop.learn.train import predict, split_tail, train_model
     from reloop.memory.synthetic import DEFAULT_CARDINALITIES, make_drifting_stream
-    from reloop.metrics import auc
-    from reloop.train import predict, split_tail, train_model
 
     # drift_logit=0 keeps p_true stationary; the field-drift labels come from a second call
     train, stream = make_drifting_stream(n_train, n_stream, seed=seed, drift_logit=0.0)
@@ -369,10 +369,10 @@ def _run_multiprobe(data, cfg, weight: float, n_slots: int) -> dict[str, float]:
     ``weight`` times the primary bucket's (``s_j = s(bucket) + tau * log weight``), so ``weight``
     0 is the plain read. Writes, decay and the slots are those of ``stream_eval``.
     """
+    from reloop.learn.metrics import auc
     from reloop.memory import ErrorMemory
     from reloop.memory.estimator import compensate
     from reloop.memory.stream import slot_bounds
-    from reloop.metrics import auc
 
     h, yb, y = data["hidden"], data["y_base"], data["y"]
     mem = ErrorMemory(h.shape[1], cfg)

@@ -24,12 +24,12 @@ from benchmarks.common import write_result
 
 
 def run(params, days: int, workdir: Path) -> list[dict]:
-    from reloop.ingest.oracle import oracle_report
-    from reloop.ingest.simulator import simulate_day
-    from reloop.join.join import join_period, read_joined
-    from reloop.metrics import auc
+    from reloop.data.join import join_period, read_joined
+    from reloop.learn.metrics import auc
+    from reloop.learn.train import save_checkpoint, split_tail, train_model
     from reloop.serving.scorer import load_scorer
-    from reloop.train import save_checkpoint, split_tail, train_model
+    from reloop.sources.oracle import oracle_report
+    from reloop.sources.simulator import simulate_day
 
     cfg = params.simulator
     dates = [cfg.start + dt.timedelta(days=i) for i in range(days)]
@@ -44,7 +44,7 @@ def run(params, days: int, workdir: Path) -> list[dict]:
     ckpt = save_checkpoint(workdir / "frozen_model", trained.model, params.model, trained.encoder)
     report = oracle_report(params, dates[0])
     val_oracle = oracle_report(params, dates[0], val_df)["oracle"]["auc"]
-    from reloop.train import predict
+    from reloop.learn.train import predict
 
     probs, _ = predict(ckpt.model, ckpt.encoder.encode(val_df))
     rows.append({
@@ -58,7 +58,7 @@ def run(params, days: int, workdir: Path) -> list[dict]:
     })
     scorer = load_scorer(params, ckpt.path)
     shift_days = set(cfg.shift_days)
-    from reloop.ingest import world
+    from reloop.sources import world
 
     day1_items = world.catalog_on(cfg, 0).item_id
     for i, day in enumerate(dates[1:], start=1):

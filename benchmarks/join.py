@@ -8,7 +8,7 @@ semantics (dedupe keeping the earliest copy, 60-minute attribution window, late 
 orphan / duplicate counts, ``y`` and ``y_last``, output sorted by event time) and
 write the training table as parquet; their outputs are checked equal.
 
-* reloop: :func:`reloop.join.join.join_period` (the stage function itself).
+* reloop: :func:`reloop.data.join.join_period` (the stage function itself).
 * pandas: ``read_parquet`` -> ``sort_values`` + ``drop_duplicates`` -> ``merge`` -> boolean
   masks -> ``groupby`` -> ``merge`` -> ``to_parquet``; what one would write without polars.
 
@@ -39,7 +39,7 @@ def make_logs(params, rows: int, seed: int = 0) -> dict[str, int]:
     """Write the benchmark's partitions; returns their row counts."""
     import polars as pl
 
-    from reloop.logs.store import write_part
+    from reloop.data.logs.store import write_part
 
     rng = np.random.default_rng(seed)
     midnight = int(dt.datetime(DAY.year, DAY.month, DAY.day, tzinfo=dt.UTC).timestamp() * 1e6)
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from reloop.config import params_from_dict
-    from reloop.join.join import join_period
+    from reloop.data.join import join_period
 
     raw = yaml.safe_load(Path(args.params).read_text())
     with tempfile.TemporaryDirectory(prefix="reloop-bench-join-") as tmp:

@@ -35,7 +35,7 @@ Datasets (no download is possible here; all are read locally):
 
 * ``movietweetings``: the MovieTweetings 100K snapshot (MIT licence) in ``--movietweetings``
   (default ``../shared/data/movietweetings-100k``), through the project's replay converter; a
-  rating >= 8 is a click; features from ``reloop.ingest.replay.suggested_features``. Skipped, with
+  rating >= 8 is a click; features from ``reloop.sources.replay.suggested_features``. Skipped, with
   the reason printed, when the directory is absent.
 * ``world``: the built-in world of ``params.yaml`` served by its bootstrap policy (random exposure,
   constant score), consecutive days from ``simulator.start`` until ``--world-rows`` impressions;
@@ -162,7 +162,7 @@ def split_random(df: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, pl.DataFram
 def load_movietweetings(source: Path, replay_cfg):
     """MovieTweetings events as a table with ``y`` and its suggested features config."""
     from reloop.config import params_from_dict
-    from reloop.ingest.replay import CONVERTERS, suggested_features
+    from reloop.sources.replay import CONVERTERS, suggested_features
 
     features = params_from_dict({"features": suggested_features("movietweetings")}).features
     events = CONVERTERS["movietweetings"](source, replay_cfg).collect()
@@ -174,8 +174,8 @@ def load_world(params, rows: int) -> pl.DataFrame:
     ``simulator.start``, with ``y`` = 1 when the request got a click (any click)."""
     import datetime as dt
 
-    from reloop.ingest.simulator import simulate_logs
     from reloop.serving.scorer import BootstrapScorer
+    from reloop.sources.simulator import simulate_logs
 
     scorer = BootstrapScorer(params.serving.bootstrap_score)
     parts, n, day = [], 0, params.simulator.start
@@ -224,14 +224,14 @@ def load_frappe(source: Path):
 
 
 def _tensors(df: pl.DataFrame, encoder, features, *, y_last: bool):
-    from reloop.train import to_training_data
+    from reloop.learn.train import to_training_data
 
     return to_training_data(df, encoder, features, need_y_last=y_last, loss="reloop")
 
 
 def _evaluate(model, data) -> tuple[float, float]:
-    from reloop.metrics import auc, logloss
-    from reloop.train.trainer import predict
+    from reloop.learn.metrics import auc, logloss
+    from reloop.learn.trainer import predict
 
     p, _ = predict(model, data.features)
     y = data.y.numpy()
@@ -255,9 +255,9 @@ def train_converging(model_cfg, cardinalities, train, val, *, loss: str, alpha: 
 
 
 def _train(model_cfg, cardinalities, train, val, cfg, schedule: Schedule):
-    from reloop.metrics import auc
-    from reloop.models import build_model
-    from reloop.train.trainer import Trainer, predict
+    from reloop.learn.metrics import auc
+    from reloop.learn.models import build_model
+    from reloop.learn.trainer import Trainer, predict
 
     torch.manual_seed(cfg.seed)  # weight init
     model = build_model(model_cfg, cardinalities)
@@ -298,9 +298,9 @@ def prepare(name: str, df: pl.DataFrame | None, features, model_cfg, schedule: S
             say=print) -> Prepared:
     """Split ``df`` 8:1:1 (or take ``split``), train the previous model on a random 90% of the
     training split and add its predictions there as ``y_last``."""
-    from reloop.features.encoding import FeatureEncoder
-    from reloop.metrics import auc
-    from reloop.train.trainer import predict
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.metrics import auc
+    from reloop.learn.trainer import predict
 
     if split is None:
         train_df, val_df, test_df = split_random(df, split_seed)
@@ -338,7 +338,7 @@ def prepare(name: str, df: pl.DataFrame | None, features, model_cfg, schedule: S
 def compare(prepared: Prepared, model_cfg, schedule: Schedule, seeds, *,
             configs=CONFIGS, say=print) -> list[dict[str, Any]]:
     """Train every configuration for every seed on the prepared dataset; one record per run."""
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.features import FeatureEncoder
 
     features = prepared.features
     encoder = FeatureEncoder.from_config(features)

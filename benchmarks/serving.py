@@ -173,12 +173,12 @@ def _versions(params: Any, root: Path, seeds: tuple[int, ...]) -> list[str]:
     import polars as pl
     import torch
 
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.models import build_model
+    from reloop.learn.train import predict, save_checkpoint
     from reloop.memory.sketch import ErrorMemory
-    from reloop.memory.stage import SNAPSHOT_FILE
-    from reloop.models import build_model
     from reloop.registry import Registry
-    from reloop.train import predict, save_checkpoint
+    from reloop.stages.memory import SNAPSHOT_FILE
 
     enc = FeatureEncoder.from_config(params.features)
     reg = Registry(params.pipeline.registry_root)
@@ -241,9 +241,9 @@ def _forward_s(params: Any, registry_root: str, version: str, bodies: list[dict]
     """Median time of the bare model forward on these requests' batches (one thread)."""
     import torch
 
-    from reloop.features.encoding import CachedEncoder
+    from reloop.learn.features import CachedEncoder
+    from reloop.learn.train import load_checkpoint
     from reloop.serving.payload import Payloads
-    from reloop.train import load_checkpoint
 
     torch.set_num_threads(params.serve.torch_threads)
     ckpt = load_checkpoint(Path(registry_root) / "versions" / version / "model", params.features)

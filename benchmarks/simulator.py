@@ -7,7 +7,7 @@ request) is scored by the model and compensated by the memory, and every label i
 the memory online. The checkpoint's weights are freshly initialised: scoring costs the same as
 with trained weights. A bootstrap-policy day (no model) is timed too.
 
-Timed: :func:`reloop.ingest.simulator.simulate_day` end to end (world, requests, scoring, policy,
+Timed: :func:`reloop.sources.simulator.simulate_day` end to end (world, requests, scoring, policy,
 clicks, online memory writes, parquet writes). Target: < 60 s per 1M impressions on 2 cores.
 
     python -m benchmarks.simulator [--impressions 1000000]
@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from reloop.config import params_from_dict
-    from reloop.features.encoding import FeatureEncoder
-    from reloop.ingest.simulator import simulate_day
-    from reloop.models import build_model
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.models import build_model
+    from reloop.learn.train import save_checkpoint
     from reloop.serving.scorer import load_scorer
-    from reloop.train import save_checkpoint
+    from reloop.sources.simulator import simulate_day
 
     raw = yaml.safe_load(Path(args.params).read_text())
     with tempfile.TemporaryDirectory(prefix="reloop-bench-sim-") as tmp:

@@ -49,7 +49,7 @@ def convert_movietweetings(source: Path) -> None:
     import yaml
 
     from reloop.config import params_from_dict
-    from reloop.ingest.replay import convert
+    from reloop.sources.replay import convert
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["logs"]["period_days"] = 7

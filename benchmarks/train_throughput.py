@@ -129,13 +129,13 @@ class _Clock:
 
 def compare(backbone, train_df, test_df, epochs, chunks, seed):
     """Train both libraries in interleaved slices; return their throughput and test AUC."""
-    from reloop.metrics import auc
-    from reloop.models import build_model
-    from reloop.train import predict, to_training_data
-    from reloop.train.trainer import Trainer
+    from reloop.learn.metrics import auc
+    from reloop.learn.models import build_model
+    from reloop.learn.train import predict, to_training_data
+    from reloop.learn.trainer import Trainer
 
     params = _reloop_params(backbone, epochs, seed)
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.features import FeatureEncoder
 
     encoder = FeatureEncoder.from_config(params.features)
     train = to_training_data(train_df, encoder, params.features, need_y_last=False)

@@ -1,6 +1,6 @@
 """The reloop retraining loop as an Airflow 3 DAG: one run per period, one task per stage.
 
-The DAG holds no logic: each task calls :func:`reloop.pipeline.run_stage` for its stage and the
+The DAG holds no logic: each task calls :func:`reloop.stages.run_stage` for its stage and the
 run's period, the same function the ``reloop stage`` command and ``dvc.yaml`` call. Heavy imports
 (torch, Great Expectations, Evidently) happen inside the tasks. XCom carries only the small dicts
 the stages return.
@@ -14,7 +14,7 @@ the stages return.
 * ``wait_for_logs`` (``logs.source: external``) waits, in reschedule mode and holding no worker
   slot, until ``pipeline.schedule_offset_minutes`` after the period's end (the attribution
   window of its last day's clicks) and until every day of the period is sealed; it fails after
-  ``pipeline.wait_timeout_s`` naming what is missing (:mod:`reloop.pipeline.sensor`).
+  ``pipeline.wait_timeout_s`` naming what is missing (:mod:`reloop.ops.sensor`).
 * After ``promote``, ``archive`` commits every artefact of the period to the DVC archive
   repository (``archive.root``), so any past period can be listed and restored, and ``publish``
   emits an event on the Asset ``reloop://production`` when production moved.
@@ -30,9 +30,9 @@ from pathlib import Path
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
 from reloop.config import load_yaml  # pydantic and PyYAML only: no heavy imports
-from reloop.pipeline import STAGES  # the stage table only: no heavy imports
-from reloop.pipeline.config import PipelineConfig  # pydantic only
-from reloop.pipeline.sensor import PRODUCTION, SealedLogsSensor, publish_production
+from reloop.config.pipeline import PipelineConfig  # pydantic only
+from reloop.ops.sensor import PRODUCTION, SealedLogsSensor, publish_production
+from reloop.stages import STAGES  # the stage table only: no heavy imports
 
 PARAMS_FILE = os.environ.get(
     "RELOOP_PARAMS", str(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -62,7 +62,7 @@ CRON, START, PIPELINE = _schedule_settings(PARAMS_FILE)
 def _run(stage: str) -> dict:
     """Run ``stage`` for this DAG run's period (``data_interval_start``)."""
     from reloop.config import load_params
-    from reloop.pipeline import run_stage
+    from reloop.stages import run_stage
 
     period = get_current_context()["data_interval_start"].date().isoformat()
     return run_stage(stage, load_params(PARAMS_FILE), period)
@@ -92,7 +92,7 @@ def reloop_retrain():
     wait = SealedLogsSensor(task_id="wait_for_logs", params_file=PARAMS_FILE,
                             timeout=PIPELINE.wait_timeout_s, poke_interval=PIPELINE.wait_poke_s,
                             retries=0)
-    # one task per stage of reloop.pipeline.STAGES, each running that stage for the run's period
+    # one task per stage of reloop.stages.STAGES, each running that stage for the run's period
     t = {name: task(task_id=name)(_run)(name) for name in STAGES}
     wait >> t["ingest"] >> t["validate"] >> t["join"]
     t["join"] >> t["drift"] >> t["promote"]

@@ -17,7 +17,7 @@ next day, so two demos drift apart a few days later.
 
 MKL reads both once, when it starts, so they must be in the environment before ``torch`` is
 imported: :func:`pin_numerics` is called by the ``reloop`` command line before any command runs,
-by :func:`reloop.pipeline.run_stage` (the DAG's tasks, ``reloop study``'s workers), and is part of
+by :func:`reloop.stages.run_stage` (the DAG's tasks, ``reloop study``'s workers), and is part of
 the environment ``reloop backfill`` gives Airflow. Set ``RELOOP_NATIVE_NUMERICS=1`` to leave MKL
 to its own choice (a little faster on AVX-512 machines; results then depend on the machine).
 """

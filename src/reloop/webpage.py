@@ -1,7 +1,7 @@
 """Self-contained HTML pages: one inline stylesheet, no script, no external URL.
 
-The validation pages (:mod:`reloop.validate.page`) and the workspace site
-(:mod:`reloop.pipeline.site`) are built with these helpers, so they render the same offline as
+The validation pages (:mod:`reloop.data.validate.page`) and the workspace site
+(:mod:`reloop.ops.site`) are built with these helpers, so they render the same offline as
 online and are byte-identical when rebuilt from the same inputs (nothing here reads the clock).
 """
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import reloop.pipeline
+import reloop.stages
 from reloop.cli import app, describe_error
 from reloop.jsonio import JsonFileError, read_json
 from tests.conftest import small_params
@@ -134,7 +134,7 @@ def test_registry_without_write_permission(workspace):
 def test_disk_full_during_promote(workspace, monkeypatch):
     """ENOSPC from a write (which carries no file name) names the file being written."""
     params, reg = workspace
-    from reloop.logs.atomic import write_json
+    from reloop.atomic import write_json
 
     decisions = params.parent / "decisions"
 
@@ -149,7 +149,7 @@ def test_disk_full_during_promote(workspace, monkeypatch):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write_text(self, *args, **kwargs)
 
-    monkeypatch.setitem(reloop.pipeline.STAGES, "promote", promote)
+    monkeypatch.setitem(reloop.stages.STAGES, "promote", promote)
     monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
     pointer = (reg / "production.json").read_bytes()
     line = _one_error_line(runner.invoke(
@@ -174,7 +174,7 @@ def test_a_json_artefact_read_anywhere_is_named(workspace, monkeypatch):
     def promote(cfg, start):
         return json.loads(evaluation.read_text())
 
-    monkeypatch.setitem(reloop.pipeline.STAGES, "promote", promote)
+    monkeypatch.setitem(reloop.stages.STAGES, "promote", promote)
     line = _one_error_line(runner.invoke(
         app, ["stage", "promote", "--date", "2026-01-06", "--params", str(params)]))
     assert line == (f"error: {evaluation} is not valid JSON (Expecting ',' delimiter: line 4 "
@@ -184,7 +184,7 @@ def test_a_json_artefact_read_anywhere_is_named(workspace, monkeypatch):
 
 def test_unexpected_errors_say_so_and_point_at_debug(workspace, monkeypatch):
     params, _ = workspace
-    monkeypatch.setitem(reloop.pipeline.STAGES, "promote", lambda cfg, start: {}["missing"])
+    monkeypatch.setitem(reloop.stages.STAGES, "promote", lambda cfg, start: {}["missing"])
     line = _one_error_line(runner.invoke(
         app, ["stage", "promote", "--date", "2026-01-06", "--params", str(params)]))
     assert line == ("error: KeyError: 'missing' (unexpected: rerun with --debug and report the "
@@ -241,7 +241,7 @@ def test_train_refuses_a_validation_split_without_both_classes(tmp_path, small_t
 
 
 def test_train_model_checks_the_split_it_is_given(small_table):
-    from reloop.train import TrainingDataError, train_model
+    from reloop.learn.train import TrainingDataError, train_model
 
     params = small_params(train={"max_epochs": 1, "val_fraction": 0.25})
     negatives = small_table.filter(pl.col("y") == 0)

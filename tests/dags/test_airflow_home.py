@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reloop.pipeline.airflow import (
+from reloop.ops.airflow import (
     EXECUTOR,
     airflow_env,
     airflow_settings,
@@ -89,7 +89,7 @@ def test_the_executor_is_airflows_local_executor_without_the_log_server():
     assert issubclass(cls, LocalExecutor) and cls is not LocalExecutor
     assert LocalExecutor.serve_logs is True and cls.serve_logs is False
     # and importing the module alone does not import Airflow
-    code = "import sys, reloop.pipeline.airflow; print('airflow' in sys.modules)"
+    code = "import sys, reloop.ops.airflow; print('airflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -99,5 +99,5 @@ def test_make_install_configures_the_home_after_airflow_writes_it():
                             check=True).stdout.splitlines()
     migrate = next(i for i, line in enumerate(recipe) if "airflow db migrate" in line)
     configure = next(i for i, line in enumerate(recipe)
-                     if "-m reloop.pipeline.airflow" in line and line.rstrip().endswith(".airflow"))
+                     if "-m reloop.ops.airflow" in line and line.rstrip().endswith(".airflow"))
     assert migrate < configure

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reloop.pipeline.airflow import airflow_env
+from reloop.ops.airflow import airflow_env
 from reloop.registry import Registry
 from tests.data.conftest import DAY1, DAY2, DAY3
 from tests.pipeline.test_loop import loop_params

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reloop.logs.seal import seal_day
+from reloop.data.logs.seal import seal_day
 from reloop.registry import Registry
 from tests.dags.test_scheduler_backfill import (
     DAG_ID,
@@ -76,7 +76,7 @@ def _wait_for(what, predicate, timeout_s: float, procs, logs: Path):
 
 
 def test_a_scheduled_run_waits_for_the_seal_and_times_out_on_a_day_that_never_comes(tmp_path):
-    from reloop.ingest.simulator import simulate
+    from reloop.sources.simulator import simulate
 
     world = tmp_path / "world"
     simulate(tiny_params(world), DAY1, 2)  # what a producer logged: parts, then seals

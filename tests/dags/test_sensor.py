@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
 
-from reloop.pipeline.sensor import PRODUCTION, publish_production
+from reloop.ops.sensor import PRODUCTION, publish_production
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -36,7 +36,7 @@ def test_publish_emits_the_production_event_only_when_production_moved():
 def _sensor(tmp_path, **logs):
     import yaml
 
-    from reloop.pipeline.sensor import SealedLogsSensor
+    from reloop.ops.sensor import SealedLogsSensor
     from tests.data.conftest import tiny_params
 
     params = tiny_params(tmp_path, logs=logs)
@@ -51,7 +51,7 @@ def _window(day: dt.date) -> dict:
 
 
 def test_the_sensor_waits_for_the_offset_then_for_the_seal(tmp_path):
-    from reloop.logs.seal import seal_day
+    from reloop.data.logs.seal import seal_day
     from tests.data.test_seal import D, _day
 
     sensor, params = _sensor(tmp_path, source="external")

@@ -75,7 +75,7 @@ def tree_digest(root: Path) -> dict[str, tuple[str, int]]:
 @pytest.fixture(scope="session")
 def world_root(tmp_path_factory) -> Path:
     """Two simulated bootstrap days (2026-01-05, 2026-01-06), read-only for tests."""
-    from reloop.ingest.simulator import simulate
+    from reloop.sources.simulator import simulate
 
     root = tmp_path_factory.mktemp("world")
     simulate(tiny_params(root), DAY1, 2)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from reloop.drift.report import drift_report, parse_snapshot, reference_periods
-from reloop.join.join import join_period
+from reloop.data.drift import drift_report, parse_snapshot, reference_periods
+from reloop.data.join import join_period
 from tests.data.conftest import DAY1, DAY2, copy_world
 
 

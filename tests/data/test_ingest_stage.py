@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from reloop.ingest.stage import ingest_period
-from reloop.logs.seal import SealMismatchError
-from reloop.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
+from reloop.data.logs.seal import SealMismatchError
+from reloop.data.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
+from reloop.stages.ingest import ingest_period
 from tests.data.conftest import DAY1, copy_world, tiny_params
 
 
@@ -33,10 +33,10 @@ def test_external_logs_are_only_checked(world_root, tmp_path):
 
 
 def test_simulator_source_weekly_period_and_memory_out(tmp_path):
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.models import build_model
+    from reloop.learn.train import save_checkpoint
     from reloop.memory.sketch import ErrorMemory
-    from reloop.models import build_model
-    from reloop.train import save_checkpoint
 
     params = tiny_params(tmp_path, logs={"period_days": 2},
                          simulator={"impressions_per_day": 500})

@@ -8,10 +8,10 @@ import shutil
 import polars as pl
 import pytest
 
-from reloop.join.join import JoinError, join_frames, join_period, read_joined
-from reloop.logs.quarantine import QuarantinedError, record_quarantine
-from reloop.logs.seal import SealMismatchError, UnsealedPartitionError, seal_day, seal_path
-from reloop.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
+from reloop.data.join import JoinError, join_frames, join_period, read_joined
+from reloop.data.logs.quarantine import QuarantinedError, record_quarantine
+from reloop.data.logs.seal import SealMismatchError, UnsealedPartitionError, seal_day, seal_path
+from reloop.data.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
 from tests.data.conftest import DAY1, DAY2, copy_world, tree_digest
 
 T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)

@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from reloop.logs import store
-from reloop.logs.store import MissingPartitionError, part_files, partition_dir, read_partition
+from reloop.data.logs import store
+from reloop.data.logs.store import MissingPartitionError, part_files, partition_dir, read_partition
 from tests.data.conftest import DAY1, DAY2, DAY3, copy_world, tiny_params
 
 
@@ -30,8 +30,8 @@ def _parts(root: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_a_killed_writers_temp_file_is_ignored_then_swept(world_root, tmp_path):
-    from reloop.ingest.simulator import simulate
-    from reloop.join.join import join_period
+    from reloop.data.join import join_period
+    from reloop.sources.simulator import simulate
 
     params = copy_world(world_root, tmp_path)
     logs = Path(params.logs.root)
@@ -87,10 +87,10 @@ def test_write_part_writes_its_temporary_file_outside_the_partition(tmp_path, mo
 
 def test_a_day_is_readable_only_once_all_of_its_parts_are_written(world_root, tmp_path,
                                                                     monkeypatch):
-    from reloop.ingest.simulator import simulate_logs, write_day
-    from reloop.join.join import join_period
-    from reloop.pipeline import check_previous_decided
+    from reloop.data.join import join_period
     from reloop.serving.scorer import BootstrapScorer
+    from reloop.sources.simulator import simulate_logs, write_day
+    from reloop.stages import check_previous_decided
 
     logs = simulate_logs(tiny_params(tmp_path / "sim"), DAY3, BootstrapScorer(0.05))
     real_write = store.write_part

@@ -15,8 +15,12 @@ import pytest
 import yaml
 
 from reloop.config import params_from_dict
-from reloop.ingest.download import download, parse_checksum
-from reloop.ingest.replay import (
+from reloop.data.join import join_period
+from reloop.data.logs.store import LogError, MissingPartitionError, list_dates, read_partition
+from reloop.data.validate.run import validate_joined, validate_period
+from reloop.serving.scorer import load_scorer
+from reloop.sources.download import download, parse_checksum
+from reloop.sources.replay import (
     convert,
     read_events,
     read_manifest,
@@ -25,11 +29,7 @@ from reloop.ingest.replay import (
     suggested_features,
     suggested_validation,
 )
-from reloop.ingest.stage import ingest_period
-from reloop.join.join import join_period
-from reloop.logs.store import LogError, MissingPartitionError, list_dates, read_partition
-from reloop.serving.scorer import load_scorer
-from reloop.validate.run import validate_joined, validate_period
+from reloop.stages.ingest import ingest_period
 from tests.data.conftest import tiny_params
 
 #: the real snapshot, beside the repository (not in a user's clone)
@@ -349,9 +349,9 @@ def test_criteo_format_pseudo_days(tmp_path):
 
 
 def test_replay_is_scored_by_the_production_model(tmp_path):
-    from reloop.features.encoding import FeatureEncoder
-    from reloop.models import build_model
-    from reloop.train import save_checkpoint
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.models import build_model
+    from reloop.learn.train import save_checkpoint
 
     params = _replay_params(tmp_path, "movielens-100k")
     convert(params, "movielens-100k", _write_ml100k(tmp_path / "ml"))

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from reloop.join.join import join_period
-from reloop.logs.seal import (
+from reloop.data.join import join_period
+from reloop.data.logs.seal import (
     SealedPartitionError,
     SealMismatchError,
     UnsealedPartitionError,
@@ -33,7 +33,7 @@ from reloop.logs.seal import (
     seal_path,
     watermark,
 )
-from reloop.logs.store import write_part
+from reloop.data.logs.store import write_part
 from tests.data.conftest import DAY1, DAY2, copy_world, tiny_params
 
 D, D1, D2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
@@ -238,8 +238,8 @@ def test_the_world_seals_what_it_writes(world_root, tmp_path):
 
 
 def test_the_replay_seals_what_it_writes(tmp_path):
-    from reloop.ingest.replay import convert, replay_day
     from reloop.serving.scorer import load_scorer
+    from reloop.sources.replay import convert, replay_day
     from tests.data.test_replay import _replay_params, _write_ml100k
 
     params = _replay_params(tmp_path, "movielens-100k")

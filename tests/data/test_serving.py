@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from reloop.features.encoding import FeatureEncoder
-from reloop.memory.config import MemoryConfig
+from reloop.config.memory import MemoryConfig
+from reloop.learn.checkpoint import save_checkpoint
+from reloop.learn.features import FeatureEncoder
+from reloop.learn.models import build_model
+from reloop.learn.train import predict
 from reloop.memory.sketch import ErrorMemory
-from reloop.models import build_model
 from reloop.serving.online import PendingLabels, label_known_at
 from reloop.serving.scorer import BootstrapScorer, ModelScorer, load_scorer, score_features
-from reloop.train import predict
-from reloop.train.checkpoint import save_checkpoint
 from tests.data.conftest import tiny_params
 
 
@@ -59,7 +59,7 @@ def checkpoint(tmp_path):
 def test_score_features_is_predict_then_compensate(checkpoint):
     params, ckpt = checkpoint
     idx = torch.randint(1, 4, (50, len(ckpt.encoder.fields)))
-    from reloop.features.encoding import EncodedFeatures
+    from reloop.learn.features import EncodedFeatures
 
     feats = EncodedFeatures(idx)
     mem = ErrorMemory(ckpt.model.hidden_dim, MemoryConfig(K=4, L=3, lam=0.5),

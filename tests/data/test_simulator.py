@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 import torch
 
-from reloop.features.encoding import FeatureEncoder
-from reloop.ingest.simulator import simulate_day, simulate_logs
-from reloop.join.join import join_period
-from reloop.logs.schema import check_schema, impression_columns
-from reloop.logs.store import read_partition
+from reloop.data.join import join_period
+from reloop.data.logs.schema import check_schema, impression_columns
+from reloop.data.logs.store import read_partition
+from reloop.learn.features import FeatureEncoder
 from reloop.serving.scorer import ScoredBatch, load_scorer
+from reloop.sources.simulator import simulate_day, simulate_logs
 from tests.data.conftest import DAY1, DAY2, copy_world, tiny_params, tree_digest
 
 
@@ -118,7 +118,7 @@ def test_online_labels_match_the_join(tmp_path):
 
 
 def test_model_served_day_logs_base_and_served_scores(world_root, tmp_path):
-    from reloop.train import save_checkpoint, train_model
+    from reloop.learn.train import save_checkpoint, train_model
 
     params = copy_world(world_root, tmp_path)
     join_period(params, DAY1)

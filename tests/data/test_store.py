@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from reloop.logs.schema import FEEDBACK, check_schema, conform, dtype_ok, impression_columns
-from reloop.logs.store import (
+from reloop.data.logs.schema import FEEDBACK, check_schema, conform, dtype_ok, impression_columns
+from reloop.data.logs.store import (
     CorruptPartitionError,
     MissingPartitionError,
     RawPartitionExistsError,
@@ -111,8 +111,8 @@ def test_write_part_accepts_an_empty_frame(tmp_path):
 
 
 def test_weekly_periods_start_on_mondays(tmp_path):
-    from reloop.pipeline import run_stage
-    from reloop.pipeline.airflow import period_starts
+    from reloop.ops.airflow import period_starts
+    from reloop.stages import run_stage
 
     saturday, monday = dt.date(2013, 3, 2), dt.date(2013, 2, 25)
     assert period_start(saturday, 7) == monday == period_start(monday, 7)

@@ -10,12 +10,12 @@ import shutil
 import polars as pl
 import pytest
 
-from reloop.join.join import join_period
-from reloop.logs.quarantine import quarantine_record
-from reloop.logs.seal import SealMismatchError, seal_day
-from reloop.logs.store import MissingPartitionError, partition_dir
-from reloop.validate.run import ValidationFailed, validate_joined, validate_period
-from reloop.validate.suites import ctr_bounds, impressions_suite
+from reloop.data.join import join_period
+from reloop.data.logs.quarantine import quarantine_record
+from reloop.data.logs.seal import SealMismatchError, seal_day
+from reloop.data.logs.store import MissingPartitionError, partition_dir
+from reloop.data.validate.run import ValidationFailed, validate_joined, validate_period
+from reloop.data.validate.suites import ctr_bounds, impressions_suite
 from tests.data.conftest import DAY1, copy_world, tiny_params, tree_digest
 
 

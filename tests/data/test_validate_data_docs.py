@@ -10,9 +10,9 @@ import re
 
 import polars as pl
 
-from reloop.logs.store import partition_dir
-from reloop.validate.page import render_validation_page
-from reloop.validate.run import validate_partition
+from reloop.data.logs.store import partition_dir
+from reloop.data.validate.page import render_validation_page
+from reloop.data.validate.run import validate_partition
 from tests.data.conftest import DAY1, copy_world
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from reloop.logs.store import partition_dir
-from reloop.validate.run import ValidationFailed, describe_failure, validate_period
+from reloop.data.logs.store import partition_dir
+from reloop.data.validate.run import ValidationFailed, describe_failure, validate_period
 from tests.data.conftest import DAY1, copy_world
 
 

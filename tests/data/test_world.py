@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reloop.ingest import world
+from reloop.sources import world
 from tests.data.conftest import tiny_params
 
 

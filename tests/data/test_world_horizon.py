@@ -17,9 +17,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from reloop.ingest import world
-from reloop.ingest.config import SimulatorConfig
+from reloop.config.sources import SimulatorConfig
 from reloop.serving.scorer import load_scorer
+from reloop.sources import world
 from tests.data.conftest import tiny_params
 
 KEYS = ("item_id", "category", "latent", "quality", "slope", "birth", "age")
@@ -55,7 +55,7 @@ PINNED_DAY = ("2026-01-12", 2045, "0561ca7b39d505c2")  # tiny world, bootstrap p
 
 
 def test_catalogues_and_a_days_logs_are_unchanged(tmp_path):
-    from reloop.ingest.simulator import simulate_logs
+    from reloop.sources.simulator import simulate_logs
 
     params = tiny_params(tmp_path)
     for cfg, pinned in ((params.simulator, PINNED_TINY), (SimulatorConfig(), PINNED_DEFAULT)):

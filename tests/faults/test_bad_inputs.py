@@ -120,7 +120,7 @@ def extra_part(partition: str, change: Callable[[pl.DataFrame], pl.DataFrame],
     its producer seals the day again (the bad rows are then what the day declares complete);
     otherwise the part appears after the seal."""
     def setup(w: Workspace) -> None:
-        from reloop.logs.seal import seal_day
+        from reloop.data.logs.seal import seal_day
 
         first = sorted((w.root / partition).glob("part-*.parquet"))[-1]
         change(pl.read_parquet(first)).write_parquet(w.root / partition / name)

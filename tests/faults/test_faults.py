@@ -85,7 +85,7 @@ elif point == "promote-copying":  # half-way through copying the candidate into 
 elif point == "promote-pointer":  # the new pointer written and fsynced, not renamed into place
     hook(os, "replace", lambda src, dst, *a, **k: str(dst).endswith("production.json"))
 elif point == "promote-decision":  # production moved, the decision not yet written
-    import reloop.logs.atomic as atomic
+    import reloop.atomic as atomic
     hook(atomic, "write_json", lambda path, obj: str(path).endswith("decision.json"))
 elif point == "archive-commit":  # the period copied and `dvc add`ed, not yet committed
     import reloop.archive as archive
@@ -94,7 +94,7 @@ elif point == "archive-push":  # committed and tagged, not yet pushed to the DVC
     import reloop.archive as archive
     hook(archive, "_run", lambda cmd, cwd, **k: "push" in cmd)
 elif point == "hold":  # inside the train stage, holding the workspace lock, until GO exists
-    import reloop.train.stage as stage
+    import reloop.stages.train as stage
     real_train = stage.run_train
 
     def run_train(params, start):
@@ -149,7 +149,7 @@ def rerun_converges(ws: Workspace, record, expect: str, *commands: tuple[str, ..
 
 
 def _no_impressions_part(ws: Workspace) -> None:
-    from reloop.logs.store import MissingPartitionError, part_files
+    from reloop.data.logs.store import MissingPartitionError, part_files
 
     with pytest.raises(MissingPartitionError, match="holds no part-"):
         part_files(ws.root / "logs", "impressions", DAY3)
@@ -376,7 +376,7 @@ def test_disk_full_during_promote(ws: Workspace, record):
 def test_disk_full_during_ingest(ws: Workspace, record):
     """The raw logs' disk fills during a day's ingest: a clear error, nothing that existed
     changed, the day unreadable (no half day), and the rerun completes it."""
-    from reloop.logs.store import MissingPartitionError, part_files
+    from reloop.data.logs.store import MissingPartitionError, part_files
 
     raw, production = ws.raw(), ws.production()
     logs = _on_small_tmpfs(ws, record, "logs", slack=16 * 1024)

@@ -74,7 +74,7 @@ def workspace_params(root: Path = Path("."), **overrides: Any):
 def replay_params(root: Path = Path(".")):
     """``replay.yaml``: the MovieLens-100K replay, its raw logs in ``replay-logs/``."""
     from reloop.config import params_from_dict
-    from reloop.ingest.replay import suggested_features
+    from reloop.sources.replay import suggested_features
 
     raw = tiny_params(root).model_dump(mode="json", by_alias=True)
     raw["features"] = suggested_features("movielens-100k")
@@ -96,7 +96,7 @@ def build(ws: Path, snaps: Path) -> None:
     from typer.testing import CliRunner
 
     from reloop.cli import app
-    from reloop.pipeline import STAGES, run_stage
+    from reloop.stages import STAGES, run_stage
 
     ws.mkdir(parents=True)
     snaps.mkdir(parents=True, exist_ok=True)

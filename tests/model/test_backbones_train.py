@@ -2,9 +2,9 @@
 
 import pytest
 
-from reloop.metrics import auc
-from reloop.models import BACKBONES
-from reloop.train import predict, split_tail, train_model
+from reloop.learn.metrics import auc
+from reloop.learn.models import BACKBONES
+from reloop.learn.train import predict, split_tail, train_model
 from tests.conftest import small_params
 
 

@@ -4,9 +4,9 @@ import pickle
 import pytest
 import torch
 
-from reloop.features.encoding import EncodingMismatchError
-from reloop.train import load_checkpoint, predict, save_checkpoint, train_model
-from reloop.train.checkpoint import CheckpointError
+from reloop.learn.checkpoint import CheckpointError
+from reloop.learn.features import EncodingMismatchError
+from reloop.learn.train import load_checkpoint, predict, save_checkpoint, train_model
 from tests.conftest import small_params
 
 

@@ -12,11 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
+from reloop.learn.metrics import auc, logloss
+from reloop.learn.train import save_checkpoint, train_model
 from reloop.memory import ErrorMemory, ExactMemory, MemoryConfig
 from reloop.memory.stream import slot_bounds, stream_eval, stream_eval_checkpoint
 from reloop.memory.synthetic import make_drifting_stream
-from reloop.metrics import auc, logloss
-from reloop.train import save_checkpoint, train_model
 from tests.conftest import SMALL_CARDINALITIES, small_params
 
 D = 16

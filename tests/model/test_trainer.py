@@ -4,9 +4,10 @@ import polars as pl
 import pytest
 import torch
 
-from reloop.losses import reloop_loss_with_logits
-from reloop.metrics import auc
-from reloop.train import (
+from reloop.learn.checkpoint import CheckpointError
+from reloop.learn.losses import reloop_loss_with_logits
+from reloop.learn.metrics import auc
+from reloop.learn.train import (
     TrainingDataError,
     fit,
     load_checkpoint,
@@ -16,7 +17,6 @@ from reloop.train import (
     to_training_data,
     train_model,
 )
-from reloop.train.checkpoint import CheckpointError
 from tests.conftest import small_params
 
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reloop.archive import ArchiveError, list_periods, period_sources, restore_period
 from reloop.cli import app
-from reloop.pipeline import run_period, run_stage
+from reloop.stages import run_period, run_stage
 from tests.data.conftest import DAY1, DAY2
 from tests.pipeline.test_loop import loop_params
 

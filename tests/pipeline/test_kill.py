@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reloop.pipeline import run_period, run_stage
 from reloop.registry import Registry
+from reloop.stages import run_period, run_stage
 from tests.data.conftest import DAY1, DAY2
 from tests.pipeline.test_loop import loop_params
 
@@ -59,9 +59,9 @@ def test_kill_during_training_then_rerun(tmp_path):
 # Each crash point SIGKILLs the promote stage at one moment inside the promotion.
 CRASH = """
 import os, shutil, signal, sys
-import reloop.logs.atomic as atomic
+import reloop.atomic as atomic
 from reloop.config import load_params
-from reloop.pipeline import run_stage
+from reloop.stages import run_stage
 
 point, cfg, day = sys.argv[1:4]
 

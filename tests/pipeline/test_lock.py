@@ -13,14 +13,14 @@ import time
 import pytest
 import yaml
 
-from reloop.pipeline import run_stage
-from reloop.pipeline.lock import WorkspaceBusyError, workspace_lock
+from reloop.lock import WorkspaceBusyError, workspace_lock
+from reloop.stages import run_stage
 from tests.data.conftest import DAY1
 from tests.pipeline.test_loop import loop_params
 
 HOLD = """
 import sys, time
-from reloop.pipeline.lock import workspace_lock
+from reloop.lock import workspace_lock
 with workspace_lock(sys.argv[1], 5, what="stage train, period 2026-01-05"):
     print("held", flush=True)
     time.sleep(600)

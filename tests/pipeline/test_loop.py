@@ -15,8 +15,8 @@ from reloop.cli import app
 from reloop.config import Params
 from reloop.memory.sketch import ErrorMemory
 from reloop.memory.snapshot import ModelMismatchError
-from reloop.pipeline import run_period
 from reloop.registry import Registry
+from reloop.stages import run_period
 from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
 
 ARTEFACT_ROOTS = ("models", "memory", "evaluation", "decisions")
@@ -154,7 +154,7 @@ def test_validation_failure_stops_before_training_and_keeps_production(two_perio
 
 
 def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
-    from reloop.pipeline import run_stage
+    from reloop.stages import run_stage
 
     params = loop_params(tmp_path)
     for stage in ("ingest", "validate", "join"):  # DAY1 started, not decided
@@ -170,7 +170,7 @@ def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
 
 def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
     from reloop.archive import period_sources
-    from reloop.join.join import joined_dir
+    from reloop.data.join import joined_dir
 
     params = loop_params(tmp_path, logs={"period_days": 7}, archive={"enabled": True},
                          simulator={"impressions_per_day": 700})

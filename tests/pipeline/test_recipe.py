@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reloop.join.join import read_joined
+from reloop.data.join import read_joined
+from reloop.learn.train import load_checkpoint, to_training_data
 from reloop.memory.sketch import ErrorMemory
-from reloop.pipeline import run_period, run_stage
-from reloop.train import load_checkpoint, to_training_data
-from reloop.train.stage import candidate_dir, period_splits, training_window
+from reloop.stages import run_period, run_stage
+from reloop.stages.train import candidate_dir, period_splits, training_window
 from tests.data.conftest import DAY1, DAY2
 from tests.pipeline.test_loop import loop_params
 
@@ -77,7 +77,7 @@ def test_warm_start_trains_the_fixed_epochs_on_every_fit_row(windowed):
 
 def test_bootstrap_rows_are_masked_and_model_rows_are_not(windowed):
     _, params = windowed
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.features import FeatureEncoder
 
     enc = FeatureEncoder.from_config(params.features)
     day1 = read_joined(params, DAY1)  # served by the bootstrap policy

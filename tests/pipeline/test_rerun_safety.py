@@ -18,9 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from reloop.logs.store import part_files
-from reloop.pipeline import run_period, run_stage
+from reloop.data.logs.store import part_files
 from reloop.registry import Registry, RegistryError
+from reloop.stages import run_period, run_stage
 from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
 from tests.pipeline.test_archive import git
 from tests.pipeline.test_loop import loop_params, period_digest

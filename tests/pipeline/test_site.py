@@ -13,8 +13,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from reloop.pipeline import run_period
-from reloop.pipeline.browser import (
+from reloop.ops.browser import (
     STYLED_BACKGROUND,
     check_page,
     check_site,
@@ -24,7 +23,8 @@ from reloop.pipeline.browser import (
     page_requests,
     screenshot,
 )
-from reloop.pipeline.site import build_site
+from reloop.ops.site import build_site
+from reloop.stages import run_period
 from tests.data.conftest import DAY1, DAY2, DAY3
 from tests.pipeline.test_loop import loop_params
 

@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from reloop.study.report import write_report
-from reloop.study.run import plan_study, run_study
-from reloop.study.spec import StudyError
+from reloop.ops.study.report import write_report
+from reloop.ops.study.run import plan_study, run_study
+from reloop.ops.study.spec import StudyError
 from tests.data.conftest import FIELDS
 
 START = "2026-01-05"

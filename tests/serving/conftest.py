@@ -48,13 +48,13 @@ def register_version(params, seed: int, *, promote: bool = True, period: str = "
                      prefill: int = 512) -> str:
     """Register a randomly initialised tiny model (with a memory snapshot holding ``prefill``
     random labels) and, by default, promote it; returns its model_id."""
-    from reloop.features.encoding import FeatureEncoder
+    from reloop.learn.checkpoint import save_checkpoint
+    from reloop.learn.features import FeatureEncoder
+    from reloop.learn.models import build_model
+    from reloop.learn.train import predict
     from reloop.memory.sketch import ErrorMemory
-    from reloop.memory.stage import SNAPSHOT_FILE
-    from reloop.models import build_model
     from reloop.registry import Registry
-    from reloop.train import predict
-    from reloop.train.checkpoint import save_checkpoint
+    from reloop.stages.memory import SNAPSHOT_FILE
 
     root = Path(params.pipeline.registry_root).parent / "staging" / f"v{seed}"
     enc = FeatureEncoder.from_config(params.features)

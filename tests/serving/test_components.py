@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from reloop.config import params_from_dict
-from reloop.features.encoding import CachedEncoder, FeatureEncoder
-from reloop.logs.store import part_files, read_partition
+from reloop.data.logs.store import part_files, read_partition
+from reloop.learn.features import CachedEncoder, FeatureEncoder
 from reloop.serving.errors import BadRequest
 from reloop.serving.impressions import ImpressionIds, Scored, ScoredCache
 from reloop.serving.labels import LabelBook

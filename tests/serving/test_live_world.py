@@ -9,14 +9,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from reloop.ingest.drive import ServeClient, drive, live_params
+from reloop.ops.drive import ServeClient, drive, live_params
 from reloop.registry import Registry
 from tests.serving.conftest import Server, serve_params
 
 
 @pytest.mark.slow
 def test_two_live_days_retrain_on_the_served_logs_and_swap(tmp_path, monkeypatch):
-    from reloop.pipeline import run_period
+    from reloop.stages import run_period
 
     monkeypatch.chdir(tmp_path)
     params = live_params(serve_params(tmp_path))

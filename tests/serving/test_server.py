@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reloop.logs.schema import BOOTSTRAP_VERSION
-from reloop.logs.store import list_dates, part_files, read_partition
+from reloop.data.logs.schema import BOOTSTRAP_VERSION
+from reloop.data.logs.store import list_dates, part_files, read_partition
 from reloop.registry import Registry
 from tests.serving.conftest import CONTEXT, Server, candidate, register_version, serve_params
 

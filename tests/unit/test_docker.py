@@ -205,7 +205,7 @@ def test_the_parsers_on_small_inputs():
     assert file_prerequisites(rules, "a") == {"p.toml", "c.txt"}
     assert ignored("src/x/__pycache__/m.pyc", ["**/__pycache__"])
     assert ignored(".venv/bin", [".venv"]) and not ignored("tests/data/x", ["data"])
-    assert covered("src/reloop/cli.py", ["src"]) and not covered("srcx", ["src"])
+    assert covered("src/reloop/cli/__init__.py", ["src"]) and not covered("srcx", ["src"])
 
 
 def test_every_make_target_the_image_runs_or_documents_is_a_makefile_target(docker, makefile):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reloop.config import FeaturesConfig
-from reloop.features.encoding import (
+from reloop.learn.features import (
     EncodingMismatchError,
     FeatureEncoder,
     bucketize,

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from reloop.evaluate.bootstrap import paired_bootstrap_auc_diff, paired_bootstrap_logloss_diff
-from reloop.promote.gate import decide
+from reloop.evaluation.bootstrap import paired_bootstrap_auc_diff, paired_bootstrap_logloss_diff
+from reloop.evaluation.gate import decide
 
 GATE = dict(min_auc_gain=0.001, max_logloss_regression=0.002, require_ci_excludes_zero=False)
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from reloop.config import ModelConfig
-from reloop.models import BACKBONES, build_model
-from reloop.models.layers import CrossNet, CrossNetV2, FeatureEmbedding, fm_interaction
+from reloop.learn.models import BACKBONES, build_model
+from reloop.learn.models.layers import CrossNet, CrossNetV2, FeatureEmbedding, fm_interaction
 
 
 def test_fm_interaction_hand_case():

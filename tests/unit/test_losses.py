@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reloop.losses import (
+from reloop.learn.losses import (
     LOSSES,
     ce_loss,
     get_loss,

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from reloop.memory._kernels import (
+from reloop.memory.estimator import compensate_from_sums, srp_bucket_ids
+from reloop.memory.kernels import (
     bucket_rows,
     gather_compensate,
     refresh_readouts,
     scatter_write,
 )
-from reloop.memory.estimator import compensate_from_sums, srp_bucket_ids
 
 NO_SCALE = np.empty(0, dtype=np.float32)
 

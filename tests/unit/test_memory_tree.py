@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from reloop.memory import ErrorMemory, MemoryConfig
-from reloop.memory._kernels import tree_rows
 from reloop.memory.estimator import fit_tree_cuts, tree_bucket_ids, tree_depth
+from reloop.memory.kernels import tree_rows
 
 F64 = torch.float64
 INF = float("inf")
@@ -199,7 +199,7 @@ def test_snapshot_written_before_tree_cuts_loads_with_plane_cuts(tmp_path):
 def test_min_leaf_rows_floors_the_buckets_of_a_small_first_batch():
     import torch
 
-    from reloop.memory.config import MemoryConfig
+    from reloop.config.memory import MemoryConfig
     from reloop.memory.sketch import ErrorMemory
 
     h = torch.rand(200, 8)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from reloop.metrics import auc, evaluate, gauc, logloss
+from reloop.learn.metrics import auc, evaluate, gauc, logloss
 
 
 def test_auc_and_logloss_match_sklearn_on_random_data():

@@ -16,7 +16,7 @@ def test_numerics_are_pinned_unless_set_or_switched_off():
 
 
 def test_backfills_give_airflow_the_pinned_numerics(monkeypatch, tmp_path):
-    from reloop.pipeline.airflow import airflow_env
+    from reloop.ops.airflow import airflow_env
 
     monkeypatch.delenv("MKL_CBWR", raising=False)
     monkeypatch.delenv("MKL_DYNAMIC", raising=False)

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from reloop.pipeline import StageEvent, stage_listener
-from reloop.pipeline.progress import PeriodProgress, output_to_file, stage_figure
+from reloop.ops.progress import PeriodProgress, output_to_file, stage_figure
+from reloop.stages import StageEvent, stage_listener
 
 DAY = dt.date(2026, 1, 2)
 
@@ -39,7 +39,7 @@ def test_a_period_prints_its_stage_times_then_its_figures():
     out = io.StringIO()  # not a terminal: no transient status lines
     shown = PeriodProgress(out)
     with stage_listener(shown):
-        from reloop.pipeline import _notify
+        from reloop.stages import _notify
 
         _notify(StageEvent("join", DAY, 1.04, result={"rows": 10, "ctr": 0.5}))
         _notify(StageEvent("promote", DAY, 0.2, result={"promoted": True, "model_id": "ab" * 8}))
@@ -61,7 +61,7 @@ def test_a_failed_stage_names_itself_and_the_log_file(tmp_path):
 
 
 def test_a_listener_that_raises_does_not_fail_the_stage():
-    from reloop.pipeline import _notify
+    from reloop.stages import _notify
 
     def broken(event):
         raise RuntimeError("display bug")
@@ -74,7 +74,7 @@ def test_output_to_file_catches_file_descriptors_and_children(tmp_path):
     log = tmp_path / "logs" / "run.log"
     code = f"""
 import os, subprocess, sys, warnings
-from reloop.pipeline.progress import output_to_file
+from reloop.ops.progress import output_to_file
 with output_to_file({str(log)!r}) as terminal:
     print("python print")
     os.write(2, b"raw fd 2\\n")
@@ -104,7 +104,7 @@ def test_output_to_file_appends(tmp_path):
 
 
 def test_the_airflow_ui_check_flags_runs_that_misreport_their_period():
-    from reloop.pipeline.airflow_ui import check_runs
+    from reloop.ops.airflow_ui import check_runs
 
     good = {"dag_run_id": "backfill__2026-01-02T00:00:00+00:00", "run_type": "backfill",
             "triggering_user_name": "reloop backfill", "logical_date": "2026-01-02T00:00:00Z",

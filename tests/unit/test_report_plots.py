@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from reloop.pipeline.report import plot_periods, rollbacks_after
+from reloop.ops.report import plot_periods, rollbacks_after
 
 PERIODS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 

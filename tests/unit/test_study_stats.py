@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from reloop.study.stats import paired_period_ci
+from reloop.ops.study.stats import paired_period_ci
 
 
 def test_two_periods_percentile_interval_by_hand():

@@ -131,13 +131,13 @@ def period_sources(params: Params, start: str | dt.date) -> dict[str, Path]:
     Only what the period itself produced: archiving it again later, after other periods ran,
     finds the same files.
     """
-    from reloop.drift.report import drift_dir
-    from reloop.evaluate.stage import evaluation_path
-    from reloop.join.join import joined_dir
-    from reloop.logs.store import as_date, partition_dir, period_dates
-    from reloop.memory.stage import snapshot_dir
-    from reloop.promote.stage import decision_path
-    from reloop.train.stage import candidate_dir
+    from reloop.data.drift import drift_dir
+    from reloop.data.join import joined_dir
+    from reloop.data.logs.store import as_date, partition_dir, period_dates
+    from reloop.stages.evaluate import evaluation_path
+    from reloop.stages.memory import snapshot_dir
+    from reloop.stages.promote import decision_path
+    from reloop.stages.train import candidate_dir
 
     start = as_date(start)
     found: dict[str, Path] = {}
@@ -209,8 +209,8 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     Idempotent: an identical rerun commits nothing and returns the existing tag. The workspace's
     artefacts are only read.
     """
-    from reloop.logs.atomic import replace_dir
-    from reloop.logs.store import as_date
+    from reloop.atomic import replace_dir
+    from reloop.data.logs.store import as_date
 
     start = as_date(start)
     if not params.archive.enabled:
@@ -274,7 +274,7 @@ def restore_period(params: Params, start: str | dt.date | None, out: str | Path,
     period's latest. Uses ``dvc get``, which reads the archive's cache or, failing that, its
     remote. Every restored file is checked against the manifest's sha256.
     """
-    from reloop.logs.store import as_date
+    from reloop.data.logs.store import as_date
 
     root = Path(params.archive.root).resolve()
     out = Path(out).resolve()

@@ -1,7 +1,7 @@
 """ReLoop2's error memory: an LSH sketch (:class:`ErrorMemory`), its exact reference
 (:class:`ExactMemory`), snapshots, and the paper's streaming evaluation (:func:`stream_eval`).
 
-Names are imported lazily, so ``import reloop.memory.config`` (done by :mod:`reloop.config`) does
+Names are imported lazily, so ``import reloop.config.memory`` (done by :mod:`reloop.config`) does
 not load torch.
 """
 
@@ -26,7 +26,7 @@ _WHERE = {
     "BucketSums": "reloop.memory.sketch",
     "ErrorMemory": "reloop.memory.sketch",
     "ExactMemory": "reloop.memory.exact",
-    "MemoryConfig": "reloop.memory.config",
+    "MemoryConfig": "reloop.config.memory",
     "ModelMismatchError": "reloop.memory.snapshot",
     "SnapshotError": "reloop.memory.snapshot",
     "StreamReport": "reloop.memory.stream",
@@ -35,7 +35,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from reloop.memory.config import MemoryConfig
+    from reloop.config.memory import MemoryConfig
     from reloop.memory.exact import ExactMemory
     from reloop.memory.sketch import BucketSums, ErrorMemory
     from reloop.memory.snapshot import ModelMismatchError, SnapshotError

@@ -183,7 +183,7 @@ def compensate_from_sums(
     attended readouts are ``y_bar = wy_sum / w_sum`` and ``y_bar_base = wyb_sum / w_sum``; this is
     :func:`compensate` in another order of operations, for when ``s_i`` depends on the bucket
     only (the sketch then stores ``w``, ``w y``, ``w y_base`` per bucket); the reference of its
-    compiled read, :func:`reloop.memory._kernels.gather_compensate`. A query with
+    compiled read, :func:`reloop.memory.kernels.gather_compensate`. A query with
     ``w_sum = 0`` (no valid neighbour) keeps ``y_base``.
     """
     has_any = w_sum > 0

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from reloop.memory._inputs import check_hidden, check_labels, check_probs
-from reloop.memory.config import MemoryConfig
+from reloop.config.memory import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
+from reloop.memory.inputs import check_hidden, check_labels, check_probs
 from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
 __all__ = ["ExactMemory"]

@@ -16,21 +16,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reloop.memory._inputs import check_hidden, check_labels, check_probs
-from reloop.memory._kernels import (
-    bucket_rows,
-    gather_compensate,
-    refresh_readouts,
-    scatter_write,
-    tree_rows,
-)
-from reloop.memory.config import MemoryConfig
+from reloop.config.memory import MemoryConfig
 from reloop.memory.estimator import compensate as compensate_eq
 from reloop.memory.estimator import (
     fit_tree_cuts,
     make_planes,
     tree_depth,
     tree_node_levels,
+)
+from reloop.memory.inputs import check_hidden, check_labels, check_probs
+from reloop.memory.kernels import (
+    bucket_rows,
+    gather_compensate,
+    refresh_readouts,
+    scatter_write,
+    tree_rows,
 )
 from reloop.memory.snapshot import load_memory, memory_meta, write_snapshot
 
@@ -91,7 +91,7 @@ class ErrorMemory:
     gives one readout, the ``K`` readouts are the paper's top-k neighbours, and Eq. 11-13 and 9
     turn them into ``y_pred`` (see :mod:`reloop.memory.estimator`). The state has a constant
     size whatever the stream length. The per-sample loops are compiled
-    (:mod:`reloop.memory._kernels`); a write touches only the ``B*K`` buckets it adds to.
+    (:mod:`reloop.memory.kernels`); a write touches only the ``B*K`` buckets it adds to.
 
     Decisions on the points the paper leaves open, each measured in
     ``benchmarks/error_memory.py`` (figures in ``docs/error_memory.md``; mean AUC gains over
@@ -225,7 +225,7 @@ class ErrorMemory:
             else None
         )
         # derived from table_ after every change: per bucket [w, w * mean_y, w * mean_y_base]
-        # in float32, the rows the read path sums (reloop.memory._kernels.gather_compensate)
+        # in float32, the rows the read path sums (reloop.memory.kernels.gather_compensate)
         self._readout = torch.zeros(n_rows, 3, dtype=torch.float32) if self._fast else None
         self.n_written_ = 0
         self.n_filtered_ = 0
@@ -406,7 +406,7 @@ class ErrorMemory:
         ``t`` is the plane's cut, or with tree cuts its node's), computed from ``h @ proj``
         with ``state`` (a ``_state()`` read once by the caller): one matrix product into the
         thread's scratch buffer, then one compiled pass
-        (:func:`reloop.memory._kernels.bucket_rows` / ``tree_rows``) for the bits and their
+        (:func:`reloop.memory.kernels.bucket_rows` / ``tree_rows``) for the bits and their
         packing. With ``keep_projection`` it also returns the normalised projection
         ``x @ planes`` less the plane cuts.
         """

@@ -191,7 +191,7 @@ def load_memory(
     install the tensors, then restores the counters. Anything inconsistent raises
     :class:`SnapshotError` naming the file.
     """
-    from reloop.memory.config import MemoryConfig
+    from reloop.config.memory import MemoryConfig
 
     tensors, meta = read_snapshot(path, cls.kind, model_id)
     try:

@@ -9,7 +9,7 @@ scored is written.
 
 Three scorers are compared: ``base``, ``sketch`` (base + :class:`ErrorMemory`) and ``exact``
 (base + :class:`ExactMemory`, optional: it costs O(window) per query). Per slot and overall, each
-gets AUC, logloss and, when user ids are given, gAUC (:func:`reloop.metrics.evaluate`).
+gets AUC, logloss and, when user ids are given, gAUC (:func:`reloop.learn.metrics.evaluate`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import polars as pl
 import torch
 from torch import Tensor
 
-from reloop.memory.config import MemoryConfig
+from reloop.config.memory import MemoryConfig
+from reloop.learn.metrics import evaluate
 from reloop.memory.exact import ExactMemory
 from reloop.memory.sketch import ErrorMemory
-from reloop.metrics import evaluate
 
 __all__ = ["StreamReport", "slot_bounds", "stream_eval", "stream_eval_checkpoint"]
 
@@ -190,12 +190,12 @@ def stream_eval_checkpoint(
 ) -> StreamReport:
     """The protocol for a trained checkpoint on labelled data (a polars frame or parquet path).
 
-    ``checkpoint`` is a :class:`reloop.train.Checkpoint` or a checkpoint directory. Rows are
+    ``checkpoint`` is a :class:`reloop.learn.train.Checkpoint` or a checkpoint directory. Rows are
     sorted by ``time_column`` when the data have it (stable), else used in their given order.
     Labels are read from ``label`` (``features.label``); gAUC groups rows by ``user_field``
     (``features.user_field``) when that column is present.
     """
-    from reloop.train import load_checkpoint, predict
+    from reloop.learn.train import load_checkpoint, predict
 
     ckpt = load_checkpoint(checkpoint) if isinstance(checkpoint, str | Path) else checkpoint
     if isinstance(data, str | Path):

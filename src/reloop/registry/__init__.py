@@ -17,7 +17,7 @@ the same reason. Callers serialise writers with :meth:`Registry.lock` (an OS-lev
 released by the kernel if the process dies, so a killed run leaves no stale lock).
 
 **Version ids** are the checkpoints' ``model_id``: exactly 16 lowercase hexadecimal characters
-(a sha256 prefix, :mod:`reloop.train.checkpoint`). Every id the registry is asked for (``get``,
+(a sha256 prefix, :mod:`reloop.learn.checkpoint`). Every id the registry is asked for (``get``,
 ``register``, ``promote``, ``rollback --to``) or reads from ``production.json`` is checked against
 that format before it touches a path, and must name a version the registry lists, so no id can
 reach outside ``versions/``.

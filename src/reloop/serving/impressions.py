@@ -25,7 +25,7 @@ import numpy as np
 from reloop.serving.errors import BadRequest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from reloop.features.encoding import EncodedFeatures
+    from reloop.learn.features import EncodedFeatures
     from reloop.serving.live import LiveModel
 
 __all__ = ["ImpressionIds", "Scored", "ScoredCache"]

@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reloop.logs.schema import BOOTSTRAP_VERSION
+from reloop.data.logs.schema import BOOTSTRAP_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from reloop.config import Params
-    from reloop.features.encoding import CachedEncoder, EncodedFeatures
+    from reloop.learn.features import CachedEncoder, EncodedFeatures
     from reloop.registry import VersionRecord
     from reloop.serving.scorer import ScoredBatch, Scorer
 
@@ -90,7 +90,7 @@ class LiveModel:
             return None
         import torch
 
-        from reloop.train.trainer import predict
+        from reloop.learn.trainer import predict
 
         with torch.no_grad():
             return predict(self.scorer.checkpoint.model, encoded, return_hidden=True)[1]
@@ -124,10 +124,10 @@ def load_live(params: Params, record: VersionRecord | None, warmup: dict[str, li
     ``live_snapshot``: a live memory snapshot to resume from if it belongs to this version.
     Raises (naming the file or the check) if the version cannot serve.
     """
-    from reloop.features.encoding import CachedEncoder
+    from reloop.learn.features import CachedEncoder
     from reloop.memory.snapshot import ModelMismatchError, SnapshotError
-    from reloop.memory.stage import SNAPSHOT_FILE
     from reloop.serving.scorer import load_scorer
+    from reloop.stages.memory import SNAPSHOT_FILE
 
     if record is None:
         return LiveModel(load_scorer(params), None)

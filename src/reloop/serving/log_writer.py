@@ -3,7 +3,7 @@
 Served impressions and clicks are appended to an in-memory buffer per log. A buffer is written
 when it holds ``serve.flush_rows`` rows or its oldest row is ``serve.flush_seconds`` old (and on
 shutdown): its rows are split by the UTC date of ``event_time`` and each date's rows become one
-new part file through :func:`reloop.logs.store.write_part` (temporary file, then a hard link that
+new part file through :func:`reloop.data.logs.store.write_part` (temporary file, then a hard link that
 fails rather than replace anything). Part names are ``part-serve-<replica>-<boot ms>-<n>``,
 unique per process start, so a file is never rewritten and a reader never sees half a part.
 
@@ -20,13 +20,13 @@ The day's feedback partition is created as soon as the clock enters the day (an 
 click has arrived yet), so the join of the day before can tell "no late click" from "not
 arrived".
 
-**Seals** (:mod:`reloop.logs.seal`): :meth:`LogWriter.seal_due` seals day D once the serving
+**Seals** (:mod:`reloop.data.logs.seal`): :meth:`LogWriter.seal_due` seals day D once the serving
 clock has passed D's watermark (``D+1 00:00 UTC`` + the attribution window) and every buffered
 row is written. The days it seals are the ones whose impressions this replica logged (found on
 disk too, so a day a crashed process began is sealed by the restarted one, with the parts of
 both). After the watermark no row of day D can arrive (a click is refused once its impression's
 window closed, a client-clock request more than a few seconds old is refused), so a write into a
-sealed day is a bug: :func:`~reloop.logs.store.write_part` refuses it, the rows are dropped and
+sealed day is a bug: :func:`~reloop.data.logs.store.write_part` refuses it, the rows are dropped and
 counted in ``dropped``, and an error is logged.
 """
 
@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from reloop.logs.schema import TIME_DTYPE, conform, impression_columns, table_columns
-from reloop.logs.seal import seal_day, seal_path
-from reloop.logs.store import (
+from reloop.data.logs.schema import TIME_DTYPE, conform, impression_columns, table_columns
+from reloop.data.logs.seal import seal_day, seal_path
+from reloop.data.logs.store import (
     LogError,
     SealedPartitionError,
     list_dates,
@@ -250,7 +250,7 @@ class LogWriter:
     def seal_due(self, now_us: int, window_us: int) -> list[dt.date]:
         """Seal every day of this replica whose watermark (``D+1 00:00 UTC + window``) is at or
         before ``now_us`` (the serving clock): flush every buffer first, then
-        :func:`~reloop.logs.seal.seal_day`. Returns the days sealed. A day whose seal fails
+        :func:`~reloop.data.logs.seal.seal_day`. Returns the days sealed. A day whose seal fails
         (e.g. another producer's seal disagrees) is logged, counted in ``errors`` and not
         retried."""
         if now_us <= 0:

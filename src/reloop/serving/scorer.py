@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import polars as pl
 
-from reloop.logs.schema import BOOTSTRAP_VERSION
+from reloop.data.logs.schema import BOOTSTRAP_VERSION
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from reloop.config import Params
-    from reloop.features.encoding import EncodedFeatures, FeatureEncoder
+    from reloop.learn.checkpoint import Checkpoint
+    from reloop.learn.features import EncodedFeatures, FeatureEncoder
+    from reloop.learn.models.base import Backbone
     from reloop.memory.sketch import ErrorMemory
-    from reloop.models.base import Backbone
-    from reloop.train.checkpoint import Checkpoint
 
 __all__ = [
     "BOOTSTRAP_VERSION",
@@ -80,7 +80,7 @@ def score_features(
     """The serving scoring function for encoded requests (see the module docstring)."""
     import torch
 
-    from reloop.train.trainer import predict
+    from reloop.learn.trainer import predict
 
     want_hidden = return_hidden or memory is not None
     if model.training or len(features) > batch_size:
@@ -213,8 +213,8 @@ def load_scorer(
         if memory is not None:
             raise ValueError(f"memory snapshot {str(memory)!r} given without a checkpoint")
         return BootstrapScorer(params.serving.bootstrap_score)
+    from reloop.learn.checkpoint import load_checkpoint
     from reloop.memory.sketch import ErrorMemory
-    from reloop.train.checkpoint import load_checkpoint
 
     ckpt = (
         load_checkpoint(checkpoint, params.features)

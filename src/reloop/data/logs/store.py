@@ -1,0 +1,379 @@
+"""Hive-partitioned parquet storage of the raw logs, append-only.
+
+Layout (``table`` is ``impressions``, ``feedback`` or ``oracle``)::
+
+    <root>/<table>/date=YYYY-MM-DD/part-<producer>.parquet
+
+* A partition may hold several part files (e.g. the feedback of day D+1 receives the clicks of
+  day D's late-evening impressions from day D's producer, and day D+1's own clicks from day D+1's).
+* :func:`write_part` is the only writer. It refuses a row whose ``event_time`` is not on the
+  partition's date, writes under a temporary name and links the file into place, so an existing
+  part is never replaced: re-writing identical content is a no-op (idempotent reruns), different
+  content raises :class:`RawPartitionExistsError`.
+* **Temporary files never live in a partition.** They are written to ``<root>/.tmp/`` (same
+  file system, so the link into place is atomic) as ``<table>.date=D.part-<producer>.*.tmp``. A
+  writer killed mid-write leaves its temporary file there, never inside the append-only
+  partition; the next write of the same part removes it. ``.part-*.tmp`` files that an older
+  writer left inside a partition are removed by the next write to that partition. Raw logs are
+  written by the ``ingest`` stage, under the workspace lock, so no live writer owns them.
+* **Readers see part files only:** :func:`part_files` (and so every scan) lists exactly the files
+  named ``part-<producer>.parquet``; anything else in a partition is ignored.
+* **A day is written in an order no reader can misread** (:func:`write_day_parts`): first the
+  day's impressions partition *directory* (the day has started: the sequential-period check sees
+  it), then the day's feedback, its share of the next day's feedback and its oracle, and **the
+  impressions part last**. Every reader of a day needs that day's impressions part, so until it
+  is linked a reader gets a :class:`MissingPartitionError` naming the partition ("holds no
+  part-*.parquet files"), never a day with its clicks half written; once it is, the day is
+  complete. Writing the impressions first would let a killed ingest leave impressions whose
+  own-day feedback partition already holds the previous day's late clicks: a join would read that
+  as complete and label the day's clicks as negatives. The next day's partition is safe to extend
+  early: a period's join reads only its own rows from it (:mod:`reloop.data.join`).
+* **A sealed day takes no new part.** Once day D's seal (``<root>/_seals/date=D.json``, see
+  :mod:`reloop.data.logs.seal`) exists, :func:`write_part` refuses a *new* part file in
+  ``impressions/date=D`` or ``feedback/date=D`` (:class:`SealedPartitionError`); re-writing an
+  existing part with identical content stays a no-op. The next day's feedback partition stays
+  open until that day is sealed.
+* Readers report a missing partition, a partition without part files, and an unreadable (e.g.
+  truncated) parquet file with errors that name the partition and the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+__all__ = [
+    "RAW_TABLES",
+    "TABLES",
+    "CorruptPartitionError",
+    "LogError",
+    "MissingPartitionError",
+    "RawPartitionExistsError",
+    "SEALS_DIR",
+    "SealedPartitionError",
+    "as_date",
+    "check_period_start",
+    "dated_dirs",
+    "check_readable",
+    "list_dates",
+    "part_files",
+    "partition_dir",
+    "period_dates",
+    "period_start",
+    "read_partition",
+    "scan_files",
+    "scan_partitions",
+    "write_day_parts",
+    "write_part",
+]
+
+log = logging.getLogger(__name__)
+
+TABLES = ("impressions", "feedback", "oracle")
+#: the logged tables a day's traffic writes (the oracle is the built-in world's answer key)
+RAW_TABLES = ("impressions", "feedback")
+_PRODUCER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_PART_FILE = re.compile(r"^part-[A-Za-z0-9][A-Za-z0-9._-]*\.parquet$")
+#: Where :func:`write_part` writes before linking into a partition: ``<root>/.tmp/``.
+TMP_DIR = ".tmp"
+#: Where day seals live: ``<root>/_seals/date=D.json`` (:mod:`reloop.data.logs.seal`).
+SEALS_DIR = "_seals"
+
+
+class LogError(ValueError):
+    """A raw-log partition is missing, unreadable, or would be overwritten. Names it."""
+
+
+class MissingPartitionError(LogError):
+    """The partition directory does not exist or holds no part files."""
+
+
+class CorruptPartitionError(LogError):
+    """A part file cannot be read as parquet (truncated, corrupt, or not parquet)."""
+
+
+class RawPartitionExistsError(LogError):
+    """A part file already exists with different content; raw logs are never rewritten."""
+
+
+class SealedPartitionError(LogError):
+    """A new part file for a day whose seal exists: the day was declared complete."""
+
+
+def as_date(value: str | dt.date, what: str = "date") -> dt.date:
+    """``value`` as a :class:`datetime.date`; strings must be ISO ``YYYY-MM-DD``."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
+
+
+def period_dates(start: str | dt.date, days: int) -> list[dt.date]:
+    """The ``days`` consecutive dates from ``start``."""
+    if days < 1:
+        raise ValueError(f"days={days} must be >= 1")
+    first = as_date(start)
+    return [first + dt.timedelta(days=i) for i in range(days)]
+
+
+def period_start(day: str | dt.date, period_days: int) -> dt.date:
+    """The start of the period of ``period_days`` days that holds ``day``.
+
+    Weekly periods (``period_days`` a multiple of 7) start on Mondays, as the DAG schedules them:
+    the Monday on or before ``day``. Other periods have no fixed phase: ``day`` itself.
+    """
+    day = as_date(day)
+    if period_days % 7:
+        return day
+    return day - dt.timedelta(days=day.weekday())
+
+
+def check_period_start(day: str | dt.date, period_days: int, what: str = "period start") -> dt.date:
+    """``day`` as a date; a :class:`ValueError` naming it, its weekday and the Monday to use when
+    it is not a period start (:func:`period_start`)."""
+    day = as_date(day, what)
+    start = period_start(day, period_days)
+    if start != day:
+        raise ValueError(
+            f"{what} {day.isoformat()} is a {day:%A}; periods of logs.period_days={period_days} "
+            f"start on Mondays (as the DAG schedules them): use {start.isoformat()}, the Monday "
+            "on or before it"
+        )
+    return day
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise ValueError(f"table={table!r} is not a log; expected one of {list(TABLES)}")
+
+
+def partition_dir(root: str | Path, table: str, day: str | dt.date) -> Path:
+    """``<root>/<table>/date=YYYY-MM-DD``."""
+    _check_table(table)
+    return Path(root) / table / f"date={as_date(day).isoformat()}"
+
+
+def _name(table: str, day: dt.date) -> str:
+    return f"{table}/date={day.isoformat()}"
+
+
+def list_dates(root: str | Path, table: str) -> list[dt.date]:
+    """Dates that have a partition directory, sorted."""
+    _check_table(table)
+    base = Path(root) / table
+    if not base.is_dir():
+        return []
+    out = []
+    for child in base.iterdir():
+        m = _DATE_DIR.match(child.name)
+        if m and child.is_dir():
+            out.append(dt.date.fromisoformat(m.group(1)))
+    return sorted(out)
+
+
+def dated_dirs(root: str | Path, containing: str | None = None) -> list[tuple[dt.date, Path]]:
+    """``(date, dir)`` of every ``<root>/date=YYYY-MM-DD/`` directory (holding the file
+    ``containing``, when given), sorted by date. A missing root has none."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    out = []
+    for child in base.iterdir():
+        m = _DATE_DIR.match(child.name)
+        if m and child.is_dir() and (containing is None or (child / containing).is_file()):
+            out.append((dt.date.fromisoformat(m.group(1)), child))
+    return sorted(out)
+
+
+def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
+    """The part files of one partition, sorted by name.
+
+    Raises :class:`MissingPartitionError` when the directory does not exist or holds no
+    ``part-*.parquet`` file.
+    """
+    day = as_date(day)
+    pdir = partition_dir(root, table, day)
+    if not pdir.is_dir():
+        raise MissingPartitionError(f"partition {_name(table, day)} is missing under {root}")
+    files = sorted(p for p in pdir.iterdir() if _PART_FILE.match(p.name) and p.is_file())
+    if not files:
+        raise MissingPartitionError(
+            f"partition {_name(table, day)} under {root} holds no part-*.parquet files"
+        )
+    return files
+
+
+def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:
+    """Read each file's parquet footer; :class:`CorruptPartitionError` names an unreadable one."""
+    out = {}
+    for f in files:
+        try:
+            out[f] = pl.read_parquet_schema(f)
+        except Exception as err:  # polars/pyarrow raise several types for a bad footer
+            raise CorruptPartitionError(
+                f"{f} is not a readable parquet file (truncated or corrupt): "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            ) from None
+    return out
+
+
+def _check_same_schema(schemas: dict[Path, pl.Schema], what: str) -> None:
+    """Raise :class:`CorruptPartitionError` naming the first part file whose schema differs."""
+    files = list(schemas)
+    first = schemas[files[0]]
+    for f in files[1:]:
+        if schemas[f] != first:
+            raise CorruptPartitionError(
+                f"{what}: {f} has schema {dict(schemas[f])}, but {files[0]} has {dict(first)}"
+            )
+
+
+def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataFrame:
+    """All rows of one partition (eager), its part files concatenated in name order."""
+    files = part_files(root, table, day)
+    schemas = check_readable(files)
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(f))
+        except Exception as err:
+            raise CorruptPartitionError(
+                f"{f} is not a readable parquet file (truncated or corrupt): "
+                f"{type(err).__name__}: {err}"
+            ) from None
+    _check_same_schema(schemas, f"partition {_name(table, as_date(day))} under {root}")
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def scan_partitions(
+    root: str | Path, table: str, days: Sequence[str | dt.date]
+) -> pl.LazyFrame:
+    """A lazy scan over the part files of ``days`` (each must exist and be readable).
+
+    Every file's footer is read first, so a truncated file fails here, naming it, rather than in
+    the middle of a query.
+    """
+    files: list[Path] = []
+    for day in days:
+        files.extend(part_files(root, table, day))
+    return scan_files(files, f"{table} part files")
+
+
+def scan_files(files: Sequence[Path], what: str) -> pl.LazyFrame:
+    """A lazy scan over exactly ``files`` (at least one), each footer read first (an unreadable
+    file fails here, naming it) and every schema the same (``what`` names them in the error)."""
+    if not files:
+        raise MissingPartitionError(f"{what}: no part files to read")
+    _check_same_schema(check_readable(files), what)
+    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+
+
+def write_part(
+    root: str | Path,
+    table: str,
+    day: str | dt.date,
+    df: pl.DataFrame,
+    producer: str,
+) -> Path:
+    """Append ``df`` to partition ``day`` of ``table`` as ``part-<producer>.parquet``.
+
+    Every row's ``event_time`` (when the table has one) must fall on ``day`` (UTC). The file is
+    written under a temporary name in ``<root>/.tmp/`` and hard-linked into place, which fails if
+    the name exists, so two writers can never both win and an existing file is never replaced. If
+    the file exists with the same content the call is a no-op; with different content it raises
+    :class:`RawPartitionExistsError`. Temporary files a killed writer left (see the module
+    docstring) are removed first.
+    """
+    day = as_date(day)
+    if not _PRODUCER.match(producer):
+        raise ValueError(f"producer={producer!r} must match {_PRODUCER.pattern}")
+    if "event_time" in df.columns and df.height:
+        dates = df.get_column("event_time").dt.date()
+        bad = int((dates != day).sum())
+        if bad:
+            raise ValueError(
+                f"{bad} of {df.height} rows written to {_name(table, day)} have an event_time on "
+                f"another date (e.g. {dates.filter(dates != day).head(1).to_list()})"
+            )
+    pdir = partition_dir(root, table, day)
+    pdir.mkdir(parents=True, exist_ok=True)
+    final = pdir / f"part-{producer}.parquet"
+    seal = Path(root) / SEALS_DIR / f"date={day.isoformat()}.json"
+    if table != "oracle" and seal.is_file() and not final.exists():
+        raise SealedPartitionError(
+            f"refusing to add {final}: day {day.isoformat()} is sealed ({seal}), so "
+            f"{_name(table, day)} is complete and takes no new part file. If the seal was "
+            f"premature, delete {seal} (the day is unsealed again), write the part, and seal the "
+            f"day again with `reloop logs seal --date {day.isoformat()}`"
+        )
+    tmp_dir = Path(root) / TMP_DIR
+    tmp_dir.mkdir(exist_ok=True)
+    prefix = f"{table}.date={day.isoformat()}.part-{producer}."
+    for stale in [*tmp_dir.glob(f"{prefix}*.tmp"), *pdir.glob(".part-*.tmp")]:
+        log.warning("removing %s, left by a killed writer", stale)
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=tmp_dir)
+    os.close(fd)
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            try:
+                same = pl.read_parquet(final).equals(df)
+            except Exception:  # an unreadable existing file is certainly not the same
+                same = False
+            if not same:
+                raise RawPartitionExistsError(
+                    f"{final} already exists with different content; raw logs are append-only "
+                    "and are never rewritten"
+                ) from None
+            log.info("%s already exists with identical content; kept", final)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return final
+
+
+def write_day_parts(
+    root: str | Path,
+    day: str | dt.date,
+    producer: str,
+    *,
+    impressions: pl.DataFrame,
+    feedback: pl.DataFrame,
+    feedback_next: pl.DataFrame,
+    oracle: pl.DataFrame | None = None,
+    oracle_root: str | Path | None = None,
+) -> dict[str, Path]:
+    """Write one day of logs through :func:`write_part`, in the order no reader can misread.
+
+    The day's impressions partition directory first (the day has started), then ``feedback``
+    (the day's own clicks), ``feedback_next`` (its clicks that land on the next day), ``oracle``
+    (under ``oracle_root``), and the ``impressions`` part last, which publishes the day (see the
+    module docstring). Returns ``{name: file}``.
+    """
+    day = as_date(day)
+    if oracle is not None and oracle_root is None:
+        raise ValueError("oracle given without oracle_root")
+    partition_dir(root, "impressions", day).mkdir(parents=True, exist_ok=True)
+    out = {
+        "feedback": write_part(root, "feedback", day, feedback, producer),
+        "feedback_next": write_part(root, "feedback", day + dt.timedelta(days=1), feedback_next,
+                                    producer),
+    }
+    if oracle is not None:
+        out["oracle"] = write_part(oracle_root, "oracle", day, oracle, producer)
+    out["impressions"] = write_part(root, "impressions", day, impressions, producer)
+    return out

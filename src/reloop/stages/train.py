@@ -1,0 +1,155 @@
+"""The ``train`` stage of one period: warm-start from production, fit, write the candidate."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from reloop.config import Params
+
+__all__ = ["TrainingWindow", "candidate_dir", "period_splits", "run_train", "training_window"]
+
+log = logging.getLogger(__name__)
+
+
+def candidate_dir(params: Params, start: str | dt.date) -> Path:
+    from reloop.data.logs.store import as_date
+
+    return Path(params.pipeline.models_root) / f"date={as_date(start).isoformat()}"
+
+
+def period_splits(params: Params, start: str | dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The period's joined table in time order, split into (fit part, held-out tail).
+
+    The tail (``pipeline.holdout_fraction``) is what ``evaluate`` scores; nothing in ``train`` or
+    ``memory`` reads it.
+    """
+    from reloop.data.join import read_joined
+    from reloop.learn.data import split_tail
+
+    table = read_joined(params, start)
+    return split_tail(table, params.pipeline.holdout_fraction, time_column="event_time")
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """What the period's candidate is fit on.
+
+    * ``train``: the earlier periods of the window, whole (their held-out tails included: the
+      freshest rows of a period are learned from one period later), then the current period's
+      fit rows before its validation tail; in time order.
+    * ``val``: the current period's validation tail (``train.val_fraction`` of its fit rows).
+    * ``weight``: per ``train`` row, ``train.window_decay ** k`` for a row ``k`` periods old.
+    * ``periods``: the period starts used, oldest first.
+    """
+
+    train: pl.DataFrame
+    val: pl.DataFrame
+    weight: np.ndarray | None
+    periods: list[str]
+
+
+def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
+    """The candidate's training rows for the period starting ``start`` (:class:`TrainingWindow`).
+
+    The window holds the current period and up to ``train.window_periods - 1`` earlier periods
+    whose joined tables exist; it stops at the first missing one (the start of the history).
+    """
+    from reloop.data.join import joined_dir, read_joined
+    from reloop.data.logs.store import as_date
+    from reloop.learn.data import split_tail
+
+    start = as_date(start)
+    cfg = params.train
+    fit_part, _ = period_splits(params, start)
+    current, val = split_tail(fit_part, cfg.val_fraction, time_column="event_time")
+    parts, ages = [current], [0]
+    for k in range(1, cfg.window_periods):
+        earlier = start - dt.timedelta(days=k * params.logs.period_days)
+        if not (joined_dir(params, earlier) / "train.parquet").is_file():
+            break
+        parts.insert(0, read_joined(params, earlier).select(current.columns))
+        ages.insert(0, k)
+    train = pl.concat(parts, how="vertical") if len(parts) > 1 else current
+    weight = None
+    if cfg.window_decay != 1.0 and len(parts) > 1:
+        weight = np.concatenate([np.full(p.height, cfg.window_decay ** k, dtype=np.float32)
+                                 for p, k in zip(parts, ages, strict=True)])
+    periods = [(start - dt.timedelta(days=k * params.logs.period_days)).isoformat()
+               for k in ages]
+    return TrainingWindow(train, val, weight, periods)
+
+
+def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Train the candidate for the period starting at ``start`` and write its checkpoint.
+
+    Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
+    the first period). A cold start early-stops on the validation tail. A warm start does too,
+    unless ``train.warm_epochs`` is set: then it trains exactly that many epochs on every fit row,
+    validation tail included. Deterministic given the data and ``train.seed``, so a rerun writes a
+    byte-identical checkpoint (wall-clock timings are logged, never stored).
+    """
+    from reloop.atomic import sweep_leftovers
+    from reloop.data.join import joined_dir
+    from reloop.data.logs.store import as_date
+    from reloop.learn.train import load_checkpoint, save_checkpoint, train_model
+    from reloop.registry import Registry
+
+    start = as_date(start)
+    window = training_window(params, start)
+    production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
+    incumbent = None
+    if production is not None and params.train.warm_start:
+        incumbent = load_checkpoint(production.checkpoint_dir, params.features)
+    train_df, val_df, weight, max_epochs = window.train, window.val, window.weight, None
+    if incumbent is not None and params.train.warm_epochs is not None:
+        train_df = pl.concat([window.train, window.val], how="vertical")
+        if weight is not None:
+            weight = np.concatenate([weight, np.ones(window.val.height, dtype=np.float32)])
+        val_df, max_epochs = None, params.train.warm_epochs
+    trained = train_model(params, train_df, val_df, init_from=incumbent, weight=weight,
+                          max_epochs=max_epochs)
+    history = [{k: v for k, v in r.items() if k != "seconds"} for r in trained.result.history]
+    log.info("trained %s epochs on %d rows (%s) in %.1fs", len(history), train_df.height,
+             ", ".join(window.periods), trained.result.train_seconds)
+    _, holdout = period_splits(params, start)
+    table_file = joined_dir(params, start) / "train.parquet"
+    sweep_leftovers(candidate_dir(params, start))  # of a killed train (we hold the lock)
+    ckpt = save_checkpoint(
+        candidate_dir(params, start),
+        trained.model,
+        params.model,
+        trained.encoder,
+        parent_id=trained.parent_id,
+        info={
+            "period": start.isoformat(),
+            "train": params.train.model_dump(mode="json"),
+            "history": history,
+            "best_epoch": trained.result.best_epoch,
+            "best_val_auc": trained.result.best_val_auc,
+            "rows": {"train": train_df.height, "val": 0 if val_df is None else val_df.height,
+                     "holdout": holdout.height},
+            "window": window.periods,
+            "data": {"joined_sha256": _file_sha256(table_file)},
+        },
+        overwrite=True,
+    )
+    return {
+        "checkpoint": str(ckpt.path),
+        "model_id": ckpt.model_id,
+        "parent_id": ckpt.parent_id,
+        "best_val_auc": trained.result.best_val_auc,
+        "rows": train_df.height,
+        "epochs": len(history),
+    }
