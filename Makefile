@@ -25,7 +25,7 @@ help:
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
 	@echo "make bench        run every benchmark; figures go to benchmarks/results/"
-	@echo "make lint         ruff"
+	@echo "make lint         ruff, and import-linter (the layers of pyproject.toml)"
 
 ROOT       := $(CURDIR)
 # Airflow's metadata DB and logs live in the project-local AIRFLOW_HOME, created by the install.
@@ -130,7 +130,7 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
-# The fault campaign alone (issue 14): bad inputs and injected faults, the slow ones included;
+# The fault campaign alone: bad inputs and injected faults, the slow ones included;
 # prints its summary table at the end.
 .PHONY: faults
 faults: install
@@ -138,6 +138,7 @@ faults: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks dags
+	$(BIN)/lint-imports
 
 bench: install-bench
 	$(BIN)/python -m benchmarks.run_all

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: machine description and result files."""
+"""Helpers shared by the benchmarks: machine description, result files, dataset locations."""
 
 from __future__ import annotations
 
@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: names the directory of the MovieTweetings 100K snapshot (``ratings.dat``, ``movies.dat``; MIT
+#: licence), which ``benchmarks.study real`` and ``benchmarks.reloop_offline`` read
+MOVIETWEETINGS_ENV = "RELOOP_MOVIETWEETINGS_DIR"
+
+
+def movietweetings_dir() -> Path | None:
+    """The directory :data:`MOVIETWEETINGS_ENV` names; ``None`` when it is unset or empty."""
+    value = os.environ.get(MOVIETWEETINGS_ENV, "")
+    return Path(value) if value else None
 
 
 def machine() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Join throughput: reloop's lazy polars join against a straightforward pandas join, same run.
 
-Setting (issue 5): one day of 10M impressions (the built-in world's columns) with about 8 %
+Setting: one day of 10M impressions (the built-in world's columns) with about 8 %
 clicks arriving after log-normal delays, some after midnight (the next day's feedback partition),
 0.05 % duplicated request ids, 0.1 % repeated clicks and 0.1 % orphan clicks; the previous day's
 request ids for orphan accounting. Both sides read the same parquet partitions, apply the same
@@ -102,15 +102,17 @@ def pandas_join(params, out: Path) -> dict[str, int]:
     """The same join written the straightforward pandas way."""
     import pandas as pd
 
+    from reloop.periods import partition_dir
+
     root = Path(params.logs.root)
     end = pd.Timestamp((DAY + dt.timedelta(days=1)).isoformat(), tz="UTC")
     window = pd.Timedelta(minutes=WINDOW_MIN)
-    imps_raw = pd.read_parquet(root / "impressions" / f"date={DAY}")
+    imps_raw = pd.read_parquet(partition_dir(root, "impressions", DAY))
     fb = pd.concat([
-        pd.read_parquet(root / "feedback" / f"date={DAY}"),
-        pd.read_parquet(root / "feedback" / f"date={DAY + dt.timedelta(days=1)}"),
+        pd.read_parquet(partition_dir(root, "feedback", DAY)),
+        pd.read_parquet(partition_dir(root, "feedback", DAY + dt.timedelta(days=1))),
     ], ignore_index=True)
-    prev_ids = pd.read_parquet(root / "impressions" / f"date={DAY - dt.timedelta(days=1)}",
+    prev_ids = pd.read_parquet(partition_dir(root, "impressions", DAY - dt.timedelta(days=1)),
                                columns=["request_id"])["request_id"]
     order = ["request_id", "event_time"] + [c for c in imps_raw.columns
                                             if c not in ("request_id", "event_time")]

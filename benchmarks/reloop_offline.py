@@ -1,6 +1,6 @@
 """The ReLoop paper's offline protocol (SIGIR 2022, Table 1): CE vs KD vs ReLoop, cold-trained.
 
-Protocol, per dataset (issue 13):
+Protocol, per dataset:
 
 * **Split.** A random 8:1:1 train/validation/test split, seeded with ``--split-seed`` (0). The
   split is the same for every configuration and seed, so a paired difference between two
@@ -17,9 +17,9 @@ Protocol, per dataset (issue 13):
   the paired gain over CE of the same seed (mean, min, max; AUC also relative, in %, the paper's
   unit).
 
-**Training converges by schedule, not by luck.** The issue saw runs with ``patience: 1`` stop at
-epoch 4-9 on a plateau, and whether a run escaped it dominated any effect of the loss. Here every
-run uses one deterministic schedule: Adam at ``--lr`` (1e-3), a batch size suited to the data
+**Training converges by schedule, not by luck** (early stopping left runs on a plateau, and
+whether a run escaped it dominated any effect of the loss: ``docs/measurements.md``). Every run
+uses one deterministic schedule: Adam at ``--lr`` (1e-3), a batch size suited to the data
 (``2**round(log2(n_train / 100))`` clipped to [256, 4096]: about 100 steps an epoch), validation
 AUC after every epoch, and reduce-on-plateau: an epoch that does not raise the best validation
 AUC by ``--min-delta`` restores the best weights and divides the learning rate by 10; an epoch
@@ -27,16 +27,16 @@ that fails after the second reduction ends the run ("stopped by schedule"); ``--
 (50) is only a guard. The best epoch's weights are kept. The previous model is trained the same
 way. Every run reports its epochs and whether the schedule stopped it; the convergence check
 prints the spread of CE's best validation AUC over seeds (and after epoch 1), and how far each
-run's last epoch ended below its best. Torch runs on ``--threads`` (1) threads: on the shared
-2-core machine these figures were measured on, two threads spun against the other load and ran
-10-30x slower per step.
+run's last epoch ended below its best. Torch runs on ``--threads`` (1) threads (why one:
+``docs/measurements.md``).
 
 Datasets (no download is possible here; all are read locally):
 
-* ``movietweetings``: the MovieTweetings 100K snapshot (MIT licence) in ``--movietweetings``
-  (default ``../shared/data/movietweetings-100k``), through the project's replay converter; a
-  rating >= 8 is a click; features from ``reloop.sources.replay.suggested_features``. Skipped, with
-  the reason printed, when the directory is absent.
+* ``movietweetings``: the MovieTweetings 100K snapshot (MIT licence) in ``--movietweetings DIR``
+  (default: the directory the environment variable ``RELOOP_MOVIETWEETINGS_DIR`` names), through
+  the project's replay converter; a rating >= 8 is a click; features from
+  ``reloop.sources.replay.suggested_features``. Skipped, with the reason printed, when neither
+  names a directory holding ``ratings.dat``.
 * ``world``: the built-in world of ``params.yaml`` served by its bootstrap policy (random exposure,
   constant score), consecutive days from ``simulator.start`` until ``--world-rows`` impressions;
   ``y`` is 1 when the request has a click. Features: ``params.yaml``'s.
@@ -68,7 +68,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from benchmarks.common import write_result
+from benchmarks.common import MOVIETWEETINGS_ENV, movietweetings_dir, write_result
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -103,10 +103,8 @@ BARS_NOTE = (
     "its RLP+DeepFM figures are within 0.001-0.002 of BARS's plain DeepFM."
 )
 #: Spread (max - min over seeds) of CE's best validation AUC below which training counts as
-#: converged: half the plateau gap issue 13 saw (0.93 vs 0.94) and under half the paper's smallest
-#: absolute AUC gain (+0.0114, Criteo). A first run (3 seeds) against 0.002 measured 0.0027 and
-#: 0.0036, a spread already there after epoch 1 (see ``ce_epoch1_val_auc``): seed-to-seed
-#: variation of the model, not plateaus escaped or not. Paired gains (same seed) do not carry it.
+#: converged: under half the paper's smallest absolute AUC gain (+0.0114, Criteo); the figures
+#: that set it are in ``docs/measurements.md``. Paired gains (same seed) do not carry the spread.
 CONVERGED_SPREAD = 0.005
 
 
@@ -542,8 +540,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: movietweetings, world, frappe")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 1..S per configuration")
     ap.add_argument("--split-seed", type=int, default=0)
-    ap.add_argument("--movietweetings", type=Path,
-                    default=REPO.parent / "shared" / "data" / "movietweetings-100k")
+    ap.add_argument("--movietweetings", type=Path, default=movietweetings_dir(), metavar="DIR",
+                    help=f"the MovieTweetings 100K snapshot's directory (default: "
+                    f"${MOVIETWEETINGS_ENV}; the dataset is skipped without either)")
     ap.add_argument("--world-rows", type=int, default=300_000)
     ap.add_argument("--frappe", type=Path, default=None, help="BARS Frappe_x1 directory")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
@@ -553,8 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-epochs", type=int, default=50)
     ap.add_argument("--min-delta", type=float, default=1e-4)
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads (1: on a shared 2-core machine 2 threads ran 10-30x "
-                         "slower per step than 1)")
+                    help="torch threads (1: see docs/measurements.md)")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 20k rows, 1 seed, 3 epochs, MLP 64x2; writes nothing "
                          "unless --out is given")
@@ -594,6 +592,11 @@ def main(argv: list[str] | None = None) -> int:
               f"seeds {seeds}) ===", flush=True)
         split = df = None
         if name == "movietweetings":
+            if args.movietweetings is None:
+                skipped[name] = (f"no MovieTweetings directory: pass --movietweetings DIR or "
+                                 f"set {MOVIETWEETINGS_ENV}")
+                print(f"  skipped: {skipped[name]}", flush=True)
+                continue
             if not (args.movietweetings / "ratings.dat").is_file():
                 skipped[name] = f"{args.movietweetings}/ratings.dat is absent"
                 print(f"  skipped: {skipped[name]}", flush=True)

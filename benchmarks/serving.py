@@ -1,6 +1,6 @@
 """`reloop serve` under load on loopback: latency, throughput, hot swaps, label freshness.
 
-Setting (issue 15): ``params.yaml``'s features and model (DeepFM, embedding 10, MLP 400x3) with
+Setting: ``params.yaml``'s features and model (DeepFM, embedding 10, MLP 400x3) with
 freshly initialised weights (scoring costs the same as with trained ones) and a memory snapshot
 of 4,096 labelled rows, registered and promoted in a temporary registry; one ``reloop serve``
 process (one event loop, scoring inline, ``serve.torch_threads: 1``) on 127.0.0.1, driven by an
@@ -177,8 +177,8 @@ def _versions(params: Any, root: Path, seeds: tuple[int, ...]) -> list[str]:
     from reloop.learn.models import build_model
     from reloop.learn.train import predict, save_checkpoint
     from reloop.memory.sketch import ErrorMemory
+    from reloop.periods import SNAPSHOT_FILE
     from reloop.registry import Registry
-    from reloop.stages.memory import SNAPSHOT_FILE
 
     enc = FeatureEncoder.from_config(params.features)
     reg = Registry(params.pipeline.registry_root)

@@ -1,6 +1,6 @@
 """Simulator throughput: one closed-loop day of the built-in world at 1M impressions.
 
-Setting (issue 5): ``params.yaml``'s world and model (DeepFM, embedding 10, MLP 400x3) with
+Setting: ``params.yaml``'s world and model (DeepFM, embedding 10, MLP 400x3) with
 ``simulator.impressions_per_day = 1_000_000``; the day is served by a DeepFM checkpoint plus an
 error memory (``serving.use_memory``), so every candidate (``candidates_per_request`` per
 request) is scored by the model and compensated by the memory, and every label is written into

@@ -5,13 +5,14 @@ study's ``results.json`` into the headline figures, with 95% paired bootstrap CI
 
 * ``world``: the built-in drifting world at its default volume, 14 daily periods (both shift
   days). Arms: the default loop (params.yaml as it is: cross-entropy + ReLoop2 memory), the same
-  recipe with plain cross-entropy and no memory (``incremental-ce``), the loop as it was
-  before the recipe was measured (``today``), and a static model trained once on the first 3
-  days. Figures: ``ctr_gain_vs_ce`` / ``auc_gain_vs_ce`` (expected CTR lift and
-  online AUC gain of the default loop over incremental CE, with CI lows), ``gap_closed_share``
-  (the share of the gap between ``today``'s online AUC and the oracle's that the default loop
-  closes) and ``vs_static_auc``.
-* ``real``: MovieTweetings (MIT licence, ``../shared/data/movietweetings-100k``), converted with
+  recipe with plain cross-entropy and no memory (``incremental-ce``), the baseline recipe the
+  design study started from (``today``), and a static model trained once on the first 3 days.
+  Figures: ``ctr_gain_vs_ce`` / ``auc_gain_vs_ce`` (expected CTR lift and online AUC gain of the
+  default loop over incremental CE, with CI lows), ``gap_closed_share`` (the share of the gap
+  between ``today``'s online AUC and the oracle's that the default loop closes) and
+  ``vs_static_auc``.
+* ``real``: the MovieTweetings 100K snapshot (MIT licence), from ``--movietweetings DIR`` or the
+  directory the environment variable ``RELOOP_MOVIETWEETINGS_DIR`` names, converted with
   ``reloop replay convert`` and replayed in 27 weekly periods. Figures: ``auc_gain_vs_ce`` with
   its CI low, and ``vs_static_auc`` / ``vs_static_ci_low`` against a model trained once on the
   first 21 weeks (about 80% of the history) and frozen, on the same final weeks.
@@ -30,11 +31,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import write_result
+from benchmarks.common import MOVIETWEETINGS_ENV, movietweetings_dir, write_result
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = Path(__file__).resolve().parent / "studies"
-DEFAULT_MT = ROOT.parent / "shared" / "data" / "movietweetings-100k"
 
 
 def _reloop(*args: str) -> None:
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("which", choices=["world", "real"], nargs="?", default="world")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=None)
-    ap.add_argument("--movietweetings", type=Path, default=DEFAULT_MT)
+    ap.add_argument("--movietweetings", type=Path, default=movietweetings_dir(), metavar="DIR",
+                    help=f"real: the MovieTweetings 100K snapshot's directory (default: "
+                    f"${MOVIETWEETINGS_ENV})")
     args = ap.parse_args(argv)
     jobs = [] if args.jobs is None else ["--jobs", str(args.jobs)]
     if args.which == "world":
@@ -124,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         spec = SPECS / "movietweetings.yaml"
         out = args.out or ROOT / "build" / "studies" / "movietweetings"
+        if args.movietweetings is None:
+            ap.error(f"real needs the MovieTweetings 100K snapshot: pass --movietweetings DIR or "
+                     f"set {MOVIETWEETINGS_ENV} to its directory")
         if not (args.movietweetings / "ratings.dat").is_file():
-            print(f"skipped: MovieTweetings is not at {args.movietweetings} (pass "
-                  "--movietweetings DIR)")
-            return 0
+            ap.error(f"--movietweetings {args.movietweetings}: no ratings.dat there (the "
+                     "MovieTweetings 100K snapshot's directory holds ratings.dat and movies.dat)")
         convert_movietweetings(args.movietweetings)
     _reloop("study", "run", str(spec), "--out", str(out), *jobs)
     results = json.loads((out / "results.json").read_text())

@@ -1,6 +1,6 @@
 """Training throughput: reloop vs DeepCTR-Torch on the same data, sizes and epochs, in one run.
 
-Setting (issue 3): a synthetic 1M-row table with 10 categorical fields
+Setting: a synthetic 1M-row table with 10 categorical fields
 (:func:`reloop.synthetic.make_ctr_table`), split 90/10 in row order; DeepFM and DCN with
 embedding 10, MLP 400x3, batch 4096, Adam lr 1e-3, a fixed number of epochs, no validation
 during training. Both libraries get identical integer ids per field (reloop's hashing encoder is
@@ -11,9 +11,8 @@ Same model, same objective:
 
 * the peer runs in its lightest configuration: no metrics during ``fit`` (``verbose=0``), L2
   regularisation off (reloop uses none);
-* its MLP layers are re-initialised with PyTorch's default, as reloop's are. Its own MLP init,
-  N(0, init_std=1e-4), starves the deep part: in our run its DeepFM reached test AUC 0.7746
-  against reloop's 0.7928 after 4 epochs;
+* its MLP layers are re-initialised with PyTorch's default, as reloop's are: its own MLP init,
+  N(0, init_std=1e-4), starves the deep part (``docs/measurements.md``, "Training throughput");
 * its ``fit`` hard-codes a *summed* BCE; it gets the mean BCE reloop uses. With Adam the two
   differ only through ``eps``, which damps rare embedding rows under the mean;
 * DeepCTR-Torch's DCN has an extra first-order (linear) term; reloop's DCN, as in the paper, has

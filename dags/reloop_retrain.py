@@ -9,6 +9,8 @@ the stages return.
   ``[data_interval_start, data_interval_end)``: daily by default, weekly (Mondays) when
   ``logs.period_days`` is 7. The period is ``data_interval_start``'s date, never the logical date
   alone (Airflow 3's plain cron schedules have zero-width intervals).
+* Tasks and edges come from the declared stage graph (:data:`reloop.stages.STAGE_GRAPH`), the
+  one ``dvc.yaml`` is generated from.
 * Runs are sequential (``max_active_runs=1``, ``depends_on_past``): each period starts from the
   model the previous one promoted.
 * ``wait_for_logs`` (``logs.source: external``) waits, in reschedule mode and holding no worker
@@ -29,23 +31,18 @@ from pathlib import Path
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
-from reloop.config import load_yaml  # pydantic and PyYAML only: no heavy imports
-from reloop.config.pipeline import PipelineConfig  # pydantic only
+from reloop.config import Params, load_params  # pydantic and PyYAML only: no torch
 from reloop.ops.sensor import PRODUCTION, SealedLogsSensor, publish_production
-from reloop.stages import STAGES  # the stage table only: no heavy imports
+from reloop.stages import STAGE_GRAPH  # the declared graph only: no heavy imports
 
 PARAMS_FILE = os.environ.get(
     "RELOOP_PARAMS", str(Path(__file__).resolve().parents[1] / "params.yaml")
 )
 
 
-def _schedule_settings(path: str) -> tuple[str, dt.datetime, PipelineConfig]:
-    """(cron, start, pipeline section) from params.yaml: daily or weekly periods from the
-    world's first day."""
-    raw = load_yaml(path) or {}  # repeated keys are refused, as by load_params
-    pipeline = PipelineConfig(**(raw.get("pipeline") or {}))  # validated, its own defaults
-    days = int((raw.get("logs") or {}).get("period_days", 1))
-    start = dt.date.fromisoformat(str((raw.get("simulator") or {}).get("start", "2026-01-01")))
+def _schedule(params: Params) -> tuple[str, dt.datetime]:
+    """(cron, start): daily or weekly (Monday) periods from the world's first day."""
+    days, start = params.logs.period_days, params.simulator.start
     if days == 7:
         cron = "0 0 * * 1"
         start -= dt.timedelta(days=start.weekday())
@@ -53,10 +50,12 @@ def _schedule_settings(path: str) -> tuple[str, dt.datetime, PipelineConfig]:
         cron = "0 0 * * *"
     else:
         raise ValueError(f"logs.period_days={days}: the DAG schedules 1 (daily) or 7 (weekly)")
-    return cron, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC), pipeline
+    return cron, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
 
 
-CRON, START, PIPELINE = _schedule_settings(PARAMS_FILE)
+PARAMS = load_params(PARAMS_FILE)
+CRON, START = _schedule(PARAMS)
+PIPELINE = PARAMS.pipeline
 
 
 def _run(stage: str) -> dict:
@@ -92,12 +91,11 @@ def reloop_retrain():
     wait = SealedLogsSensor(task_id="wait_for_logs", params_file=PARAMS_FILE,
                             timeout=PIPELINE.wait_timeout_s, poke_interval=PIPELINE.wait_poke_s,
                             retries=0)
-    # one task per stage of reloop.stages.STAGES, each running that stage for the run's period
-    t = {name: task(task_id=name)(_run)(name) for name in STAGES}
-    wait >> t["ingest"] >> t["validate"] >> t["join"]
-    t["join"] >> t["drift"] >> t["promote"]
-    t["join"] >> t["train"] >> t["memory"] >> t["evaluate"] >> t["promote"]
-    t["promote"] >> t["archive"]
+    # one task per stage, each running that stage for the run's period; edges from the graph
+    t = {stage.name: task(task_id=stage.name)(_run)(stage.name) for stage in STAGE_GRAPH}
+    for stage in STAGE_GRAPH:
+        for before in stage.after or (wait,):
+            (t[before] if isinstance(before, str) else before) >> t[stage.name]
     publish(t["promote"])
 
 

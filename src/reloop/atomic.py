@@ -1,9 +1,13 @@
 """Atomic file writes: write beside the target under a temporary name, then rename.
 
-A crash leaves either the old file or the new one, never half a file. Used for every derived
-artifact of the data stages (joined tables, stats, validation and drift reports, quarantine
-records). Raw log parts use :func:`reloop.data.logs.store.write_part`, which in addition never replaces
-an existing file.
+A crash leaves either the old file or the new one, never half a file. Writers move a temporary
+file or directory into place through this module only: derived artifacts of the data stages,
+checkpoints, registry versions and pointer, downloads, Airflow's config. Durability: the
+temporary file is fsynced before the rename (a directory published by :func:`replace_dir`: every
+file and directory in it), and the parent directory is fsynced after it, so once a function
+returns the new content survives a power loss.
+Raw log parts use :func:`write_new` (through :func:`reloop.data.logs.store.write_part`), which
+links into place and so never replaces an existing file.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ __all__ = [
     "replace_dir",
     "sweep_leftovers",
     "write_bytes",
+    "write_file",
     "write_json",
+    "write_new",
     "write_parquet",
+    "write_text",
 ]
 
 
@@ -40,45 +47,111 @@ def json_ready(obj: Any) -> Any:
     return obj
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a directory) to stable storage."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
     try:
-        write(Path(tmp))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (``root`` included), deepest first."""
+    for dirpath, _, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            if not os.path.islink(os.path.join(dirpath, name)):
+                _fsync(Path(dirpath, name))
+        _fsync(Path(dirpath))
+
+
+def write_file(path: str | Path, write: Callable[[Path], None], *, mode: int | None = None
+               ) -> Path:
+    """Create or replace ``path`` with what ``write(tmp)`` writes to a temporary file beside it.
+
+    The temporary file (``.<name>.<random>.tmp``, what :func:`sweep_leftovers` removes) is
+    fsynced, renamed over ``path`` and the directory fsynced. If ``write`` raises, ``path`` is
+    untouched and the temporary file removed. ``mode`` sets the file's permissions (default:
+    0600, :func:`tempfile.mkstemp`'s) before it is moved into place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    _fsync(path.parent)
     return path
+
+
+def write_new(path: str | Path, write: Callable[[Path], None], *, tmp_dir: str | Path,
+              prefix: str | None = None) -> Path:
+    """Create ``path``, which must not exist, with what ``write(tmp)`` writes; never replaces.
+
+    The temporary file is written in ``tmp_dir`` (same file system as ``path``) as
+    ``<prefix><random>.tmp`` (``prefix`` defaults to ``.<name>.``), fsynced and hard-linked to
+    ``path``, then the directory is fsynced; the temporary file is always removed. Raises
+    :class:`FileExistsError` when ``path`` exists (whatever its content): of two writers, exactly
+    one wins.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tmp_dir)
+    fd, name = tempfile.mkstemp(prefix=prefix or f".{path.name}.", suffix=".tmp", dir=tmp_dir)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+    return path
+
+
+def write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
+    """Write ``text`` as it is (the locale's encoding, as :meth:`Path.read_text` reads it);
+    ``mode`` as in :func:`write_file`."""
+    return write_file(path, lambda p: p.write_text(text), mode=mode)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented, key-sorted JSON (NaN becomes null)."""
     text = json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str) + "\n"
-    return _atomic(Path(path), lambda p: p.write_text(text))
+    return write_file(path, lambda p: p.write_text(text))
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic(Path(path), lambda p: p.write_bytes(data))
+    return write_file(path, lambda p: p.write_bytes(data))
 
 
 def write_parquet(path: str | Path, df: pl.DataFrame) -> Path:
     """Write ``df`` as zstd parquet with statistics."""
-    return _atomic(Path(path), lambda p: df.write_parquet(p, compression="zstd", statistics=True))
+    return write_file(path, lambda p: df.write_parquet(p, compression="zstd", statistics=True))
 
 
 def replace_dir(path: str | Path, build: Callable[[Path], None]) -> Path:
     """Build a directory with ``build(tmp_dir)`` and move it into place at ``path``.
 
     An existing directory at ``path`` is replaced (moved aside, then deleted) only once the new one
-    is complete.
+    is complete. Every file and directory of the new one is fsynced before it is moved into place,
+    and the parent directory after.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         build(tmp)
+        _fsync_tree(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / path.name)
@@ -89,6 +162,7 @@ def replace_dir(path: str | Path, build: Callable[[Path], None]) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _fsync(path.parent)
     return path
 
 

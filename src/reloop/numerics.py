@@ -2,12 +2,10 @@
 switch back to each machine's fastest kernels.
 
 PyTorch's CPU build does its matrix products with Intel MKL. By default MKL picks its code path
-for the CPU it runs on (AVX-512 here, AVX2 elsewhere) and may change its thread count with the
-machine's load, and the paths round differently. Measured on this project's machine: the day-1
-model of the built-in world gets another checkpoint hash with ``MKL_CBWR=AVX2`` than with MKL's
-own choice, while the thread count (1 or 2) and ATen's own kernel choice (``ATEN_CPU_CAPABILITY``)
-change nothing. A last-digit difference in one model changes which items the world shows the
-next day, so two demos drift apart a few days later.
+for the CPU it runs on (AVX-512 or AVX2) and may change its thread count with the machine's
+load, and the paths round differently: a last-digit difference in one model changes which items
+the world shows the next day, so two demos drift apart a few days later (what was measured:
+``docs/measurements.md``, "Numerics").
 
 :func:`pin_numerics` therefore sets, unless already set:
 

@@ -4,7 +4,7 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from tests.conftest import small_params
+from tests.support.params import small_params
 
 runner = CliRunner()
 

@@ -1,5 +1,5 @@
 """Every CLI failure is one ``error:`` line naming the file or resource and what to do, exit 2;
-``reloop --debug`` adds the traceback (issue 14, defects 7 and 10).
+``reloop --debug`` adds the traceback.
 
 The registries here are written by hand (the layout of :mod:`reloop.registry`), the faults are
 injected at the OS boundary (``os.open``, ``Path.write_text``), and the "promote" of the full-disk
@@ -24,8 +24,7 @@ from typer.testing import CliRunner
 import reloop.stages
 from reloop.cli import app, describe_error
 from reloop.jsonio import JsonFileError, read_json
-from tests.conftest import small_params
-from tests.data.conftest import tiny_params
+from tests.support.params import small_params, tiny_params
 
 ID1, ID2 = "0123456789abcdef", "fedcba9876543210"
 runner = CliRunner()
@@ -220,7 +219,7 @@ def test_read_json_names_the_file(tmp_path):
     assert read_json(path) == {"a": [1, 2]}
 
 
-# ---- defect 10: a validation split without both classes ----------------------------------------
+# ---- a validation split without both classes ---------------------------------------------------
 
 
 def test_train_refuses_a_validation_split_without_both_classes(tmp_path, small_table):

@@ -1,6 +1,6 @@
 """The project-local Airflow home binds to 127.0.0.1 and runs no log server by its own config, and
-its parallelism fits the machine (issue 14: the generated airflow.cfg had ``[api] host =
-0.0.0.0``, the log server on every interface and 32 worker processes)."""
+its parallelism fits the machine (Airflow's generated airflow.cfg has ``[api] host = 0.0.0.0``,
+the log server on every interface and 32 worker processes)."""
 
 from __future__ import annotations
 

@@ -10,11 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from reloop.registry import Registry
-from tests.data.conftest import DAY1, DAY2
-from tests.pipeline.test_loop import loop_params
+from tests.support.params import DAY1, DAY2, loop_params, write_params
 
 ROOT = Path(__file__).resolve().parents[2]
 DAGS = ROOT / "dags"
@@ -31,15 +29,10 @@ def _load_dag(monkeypatch, params_file: Path):
     return bag.dags["reloop_retrain"]
 
 
-def _write_params(path: Path, params) -> Path:
-    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
-    return path
-
-
 def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
     from airflow.sdk import CronDataIntervalTimetable
 
-    dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", loop_params(tmp_path)))
+    dag = _load_dag(monkeypatch, write_params(loop_params(tmp_path), tmp_path / "params.yaml"))
     assert sorted(dag.task_ids) == sorted([*STAGES, "wait_for_logs", "publish"])
     chain = ["wait_for_logs", "ingest", "validate", "join", "train", "memory", "evaluate",
              "promote", "archive"]
@@ -55,11 +48,15 @@ def test_dag_structure_and_daily_schedule(monkeypatch, tmp_path):
     sensor = dag.get_task("wait_for_logs")
     assert (sensor.mode, sensor.timeout, sensor.poke_interval) == ("reschedule", 21600.0, 300.0)
     assert [a.uri for a in dag.get_task("publish").outlets] == ["reloop://production/"]
+    from reloop.stages import STAGE_GRAPH
+
+    for stage in STAGE_GRAPH:  # the edges are the declared graph's (dvc.yaml is generated from it)
+        assert dag.get_task(stage.name).upstream_task_ids == set(stage.after or ["wait_for_logs"])
 
 
 def test_weekly_periods_schedule_weekly(monkeypatch, tmp_path):
     params = loop_params(tmp_path, logs={"period_days": 7})
-    dag = _load_dag(monkeypatch, _write_params(tmp_path / "params.yaml", params))
+    dag = _load_dag(monkeypatch, write_params(params, tmp_path / "params.yaml"))
     assert dag.timetable.expression == "0 0 * * 1"
     assert dag.start_date.weekday() == 0  # periods start on Mondays
 
@@ -96,7 +93,7 @@ def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
     from reloop.archive import list_periods
 
     params = loop_params(tmp_path, archive={"enabled": True})
-    cfg = _write_params(tmp_path / "params.yaml", params)
+    cfg = write_params(params, tmp_path / "params.yaml")
     cmd = [sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY1, "--end", DAY2,
            "--params", str(cfg), "--airflow-home", str(tmp_path / "airflow"),
            "--dags-folder", str(DAGS), "--json"]
@@ -154,7 +151,7 @@ def test_backfill_runs_the_real_dag_for_two_periods(tmp_path):
 
 
 def test_backfill_refuses_a_reversed_range(tmp_path):
-    cfg = _write_params(tmp_path / "params.yaml", loop_params(tmp_path))
+    cfg = write_params(loop_params(tmp_path), tmp_path / "params.yaml")
     done = subprocess.run([sys.executable, "-m", "reloop.cli", "backfill", "--start", DAY2,
                            "--end", DAY1, "--params", str(cfg)], capture_output=True, text=True,
                           cwd=tmp_path)
@@ -165,7 +162,7 @@ def test_backfill_refuses_a_reversed_range(tmp_path):
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "yesterday"])
 def test_invalid_date_is_named(tmp_path, bad):
-    cfg = _write_params(tmp_path / "params.yaml", loop_params(tmp_path))
+    cfg = write_params(loop_params(tmp_path), tmp_path / "params.yaml")
     done = subprocess.run([sys.executable, "-m", "reloop.cli", "stage", "train", "--date", bad,
                            "--params", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 2 and "not a valid ISO date" in done.stderr

@@ -24,14 +24,9 @@ import yaml
 
 from reloop.data.logs.seal import seal_day
 from reloop.registry import Registry
-from tests.dags.test_scheduler_backfill import (
-    DAG_ID,
-    airflow_components,
-    backfill_create,
-    scheduler_env,
-)
-from tests.data.conftest import DAY1, DAY2, tiny_params
-from tests.pipeline.test_loop import loop_params
+from tests.support.airflow import DAG_ID, airflow_components, backfill_create, scheduler_env
+from tests.support.params import DAY1, DAY2, loop_params
+from tests.support.tables import simulate_world
 
 pytestmark = pytest.mark.slow
 
@@ -76,10 +71,7 @@ def _wait_for(what, predicate, timeout_s: float, procs, logs: Path):
 
 
 def test_a_scheduled_run_waits_for_the_seal_and_times_out_on_a_day_that_never_comes(tmp_path):
-    from reloop.sources.simulator import simulate
-
-    world = tmp_path / "world"
-    simulate(tiny_params(world), DAY1, 2)  # what a producer logged: parts, then seals
+    world = simulate_world(tmp_path / "world")  # what a producer logged: parts, then seals
     for sub in ("logs", "oracle"):
         shutil.copytree(world / sub, tmp_path / sub, ignore=shutil.ignore_patterns("_seals"))
     params = loop_params(tmp_path, logs={"source": "external"},

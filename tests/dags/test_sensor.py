@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from reloop.ops.sensor import PRODUCTION, publish_production
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+D = dt.date(2026, 1, 5)  # a day of logs the sensor waits for
 
 
 def _context() -> dict:
@@ -37,7 +38,7 @@ def _sensor(tmp_path, **logs):
     import yaml
 
     from reloop.ops.sensor import SealedLogsSensor
-    from tests.data.conftest import tiny_params
+    from tests.support.params import tiny_params
 
     params = tiny_params(tmp_path, logs=logs)
     path = tmp_path / "params.yaml"
@@ -52,10 +53,10 @@ def _window(day: dt.date) -> dict:
 
 def test_the_sensor_waits_for_the_offset_then_for_the_seal(tmp_path):
     from reloop.data.logs.seal import seal_day
-    from tests.data.test_seal import D, _day
+    from tests.support.tables import write_producer_day
 
     sensor, params = _sensor(tmp_path, source="external")
-    _day(tmp_path / "logs", D, "p", imps=3, clicks=1, late=1)
+    write_producer_day(tmp_path / "logs", D, "p", imps=3, clicks=1, late=1)
     # the period is long over (2026-01-05 + 90 min): only the seal is missing
     assert sensor.poke(_window(D)) is False
     assert len(sensor.missing) == 1 and "2026-01-05" in sensor.missing[0]

@@ -8,7 +8,8 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from tests.data.conftest import tiny_params, tree_digest
+from tests.support.files import tree_digest
+from tests.support.params import tiny_params
 
 runner = CliRunner()
 
@@ -70,7 +71,7 @@ def test_bad_dates_and_missing_data_exit_2_with_a_message(tmp_path):
 
 
 def test_validation_failure_exits_2_listing_the_failed_expectations(tmp_path):
-    params = _params_file(tmp_path, validation={"min_rows": 10**6})
+    params = _params_file(tmp_path, validate={"min_rows": 10**6})
     assert runner.invoke(app, ["simulate", "--start", "2026-01-05", "-p", params]).exit_code == 0
     res = runner.invoke(app, ["validate", "--date", "2026-01-05", "--table", "impressions",
                               "-p", params])

@@ -8,7 +8,8 @@ import pytest
 
 from reloop.data.drift import drift_report, parse_snapshot, reference_periods
 from reloop.data.join import join_period
-from tests.data.conftest import DAY1, DAY2, copy_world
+from tests.support.params import DAY1, DAY2
+from tests.support.tables import copy_world
 
 
 def test_parse_snapshot_hand_made():

@@ -9,7 +9,8 @@ import pytest
 from reloop.data.logs.seal import SealMismatchError
 from reloop.data.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
 from reloop.stages.ingest import ingest_period
-from tests.data.conftest import DAY1, copy_world, tiny_params
+from tests.support.params import DAY1, tiny_params
+from tests.support.tables import copy_world
 
 
 def test_external_logs_are_only_checked(world_root, tmp_path):

@@ -10,9 +10,12 @@ import pytest
 
 from reloop.data.join import JoinError, join_frames, join_period, read_joined
 from reloop.data.logs.quarantine import QuarantinedError, record_quarantine
-from reloop.data.logs.seal import SealMismatchError, UnsealedPartitionError, seal_day, seal_path
+from reloop.data.logs.seal import SealMismatchError, UnsealedPartitionError, seal_day
 from reloop.data.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
-from tests.data.conftest import DAY1, DAY2, copy_world, tree_digest
+from reloop.periods import seal_path
+from tests.support.files import tree_digest
+from tests.support.params import DAY1, DAY2
+from tests.support.tables import copy_world
 
 T0 = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 

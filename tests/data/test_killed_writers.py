@@ -1,4 +1,4 @@
-"""A killed ingest leaves nothing a reader can misread (issue 14, defect 8).
+"""A killed ingest leaves nothing a reader can misread.
 
 No temporary file inside an append-only partition (and stale ones from older writers are swept
 by the next write), readers see part files only, and a day becomes readable only once all of its
@@ -16,7 +16,8 @@ import pytest
 
 from reloop.data.logs import store
 from reloop.data.logs.store import MissingPartitionError, part_files, partition_dir, read_partition
-from tests.data.conftest import DAY1, DAY2, DAY3, copy_world, tiny_params
+from tests.support.params import DAY1, DAY2, DAY3, tiny_params
+from tests.support.tables import copy_world
 
 
 def _sha(path: Path) -> str:
@@ -77,7 +78,7 @@ def test_write_part_writes_its_temporary_file_outside_the_partition(tmp_path, mo
         linked.append((Path(src), Path(dst)))
         return real_link(src, dst)
 
-    monkeypatch.setattr(store.os, "link", link)
+    monkeypatch.setattr(os, "link", link)
     final = store.write_part(tmp_path, "feedback", DAY1, df, "p")
     ((src, dst),) = linked
     assert dst == final and src.parent == tmp_path / ".tmp"

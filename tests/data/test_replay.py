@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 import zipfile
 from pathlib import Path
@@ -14,7 +15,6 @@ import polars as pl
 import pytest
 import yaml
 
-from reloop.config import params_from_dict
 from reloop.data.join import join_period
 from reloop.data.logs.store import LogError, MissingPartitionError, list_dates, read_partition
 from reloop.data.validate.run import validate_joined, validate_period
@@ -30,59 +30,17 @@ from reloop.sources.replay import (
     suggested_validation,
 )
 from reloop.stages.ingest import ingest_period
-from tests.data.conftest import tiny_params
+from tests.support.params import replay_params, tiny_params
+from tests.support.tables import ML100K_DATA, write_ml100k
 
-#: the real snapshot, beside the repository (not in a user's clone)
-REAL_MOVIETWEETINGS = Path(__file__).resolve().parents[2] / "../shared/data/movietweetings-100k"
-
-# 1997-09-20 is 874713600 UTC
-ML100K_DATA = "\n".join([
-    "196\t242\t3\t874724710",  # 1997-09-20 03:05
-    "186\t302\t4\t874724800",
-    "22\t377\t5\t874800000",  # 1997-09-21
-    "196\t377\t1\t874724700",  # earlier than the first line: time order is restored
-]) + "\n"
-ML100K_USER = "22|25|M|writer|40206\n186|39|F|executive|00000\n196|49|M|writer|55105\n"
-GENRES0 = ["0"] * 19
-
-
-def _item(item_id, title, date, genres):
-    flags = list(GENRES0)
-    for g in genres:
-        flags[g] = "1"
-    return "|".join([str(item_id), title, date, "", "http://us.imdb.com/x", *flags])
-
-
-ML100K_ITEM = "\n".join([
-    _item(242, "Kolya (1996)", "24-Jan-1997", [5]),
-    _item(302, "L.A. Confidential (1997)", "01-Jan-1997", [6, 10, 14, 16]),
-    _item(377, "Heavyweights (1994)", "01-Jan-1994", [4, 5]),
-]) + "\n"
-
-
-def _write_ml100k(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "u.data").write_text(ML100K_DATA)
-    (folder / "u.user").write_text(ML100K_USER)
-    # u.item is Latin-1 in the original archive
-    (folder / "u.item").write_bytes((ML100K_ITEM.replace("Kolya", "Kolya Café")).encode(
-        "latin1"))
-    return folder
-
-
-def _replay_params(root: Path, dataset: str, **overrides):
-    base = tiny_params(root).model_dump(mode="json", by_alias=True)
-    base["features"] = suggested_features(dataset)
-    base["replay"]["dataset"] = dataset
-    base["validation"]["min_rows"] = 1
-    for section, values in overrides.items():
-        base.setdefault(section, {}).update(values)
-    return params_from_dict(base)
+#: names the directory of the real MovieTweetings 100K snapshot (``ratings.dat``, ``movies.dat``);
+#: unset, the test of the real data is skipped
+MOVIETWEETINGS_ENV = "RELOOP_MOVIETWEETINGS_DIR"
 
 
 def test_movielens_100k_convert_and_replay(tmp_path):
-    params = _replay_params(tmp_path, "movielens-100k")
-    summary = convert(params, "movielens-100k", _write_ml100k(tmp_path / "ml-100k"))
+    params = replay_params(tmp_path, "movielens-100k")
+    summary = convert(params, "movielens-100k", write_ml100k(tmp_path / "ml-100k"))
     assert summary["rows"] == 4 and summary["days"] == 2
     assert (summary["first_date"], summary["last_date"]) == ("1997-09-20", "1997-09-21")
     day1 = read_events(params, "1997-09-20")
@@ -115,7 +73,7 @@ def test_movielens_1m_format(tmp_path):
         "1::Toy Story (1995)::Animation|Children's|Comedy\n"
         "260::Star Wars: Episode IV - A New Hope (1977)::Action|Adventure|Fantasy|Sci-Fi\n"
         "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n".encode("latin1"))
-    params = _replay_params(tmp_path, "movielens-1m")
+    params = replay_params(tmp_path, "movielens-1m")
     summary = convert(params, "movielens-1m", src)
     assert summary["rows"] == 3 and summary["first_date"] == "2000-12-31"
     ev = pl.concat([read_events(params, d) for d in ("2000-12-31", "2001-01-02")])
@@ -154,7 +112,7 @@ def _write_movietweetings(folder: Path) -> Path:
 
 def _movietweetings(tmp_path: Path, **overrides) -> tuple:
     overrides["logs"] = {"source": "replay", **overrides.get("logs", {})}
-    params = _replay_params(tmp_path, "movietweetings", **overrides)
+    params = replay_params(tmp_path, "movietweetings", **overrides)
     return params, convert(params, "movietweetings", _write_movietweetings(tmp_path / "mt"))
 
 
@@ -192,14 +150,14 @@ def test_convert_suggests_a_validation_section_fitted_to_the_data(tmp_path):
     fitted = suggested_validation(params, read_manifest(params))
     assert (fitted["min_rows"], fitted["ctr_min"], fitted["ctr_max"], fitted["ctr_tolerance"]) \
         == (0, 0.25, 0.875, 0.5)
-    assert fitted["out_root"] == params.validation.out_root  # the rest is kept as it was
+    assert fitted["out_root"] == params.validate_.out_root  # the rest is kept as it was
     written = yaml.safe_load(Path(summary["suggested_params"]).read_text())
-    assert written == {"features": suggested_features("movietweetings"), "validation": fitted}
+    assert written == {"features": suggested_features("movietweetings"), "validate": fitted}
     assert yaml.safe_load(Path(summary["features_yaml"]).read_text()) == {
         "features": suggested_features("movietweetings")}
     # both sections paste into params.yaml as they are
-    pasted = _replay_params(tmp_path / "p", "movietweetings", validation=fitted)
-    assert pasted.validation.ctr_max == 0.875
+    pasted = replay_params(tmp_path / "p", "movietweetings", validate=fitted)
+    assert pasted.validate_.ctr_max == 0.875
     # the defaults (ctr_max 0.5) would quarantine this dataset; the suggestion accepts it
     daily, _ = _movietweetings(tmp_path / "daily", logs={"period_days": 1})
     # daily CTRs 1.0, 0.5, 0.0, 1.0: bounds 0 and 1
@@ -211,7 +169,7 @@ def test_empty_days_inside_the_range_are_empty_partitions(tmp_path):
     params, _ = _movietweetings(tmp_path, logs={"period_days": 7})
     # the suggested validation (ctr_max 0.875), with a row floor of 2 a day
     checks = {**suggested_validation(params, read_manifest(params)), "min_rows": 2}
-    params = _replay_params(tmp_path, "movietweetings", validation=checks,
+    params = replay_params(tmp_path, "movietweetings", validate=checks,
                             logs={"period_days": 7, "source": "replay"})
     # the week of Monday 2013-03-04 has events on Wednesday and Thursday only
     out = ingest_period(params, "2013-03-04")
@@ -231,7 +189,7 @@ def test_empty_days_inside_the_range_are_empty_partitions(tmp_path):
     # the joined floor is min_rows x the 2 days with rows (4), not x 7 (14)
     assert validate_joined(params, "2013-03-04")["success"]
     # the same empty partition from another source is still a failed check
-    other = _replay_params(tmp_path, "movietweetings", validation=checks,
+    other = replay_params(tmp_path, "movietweetings", validate=checks,
                            logs={"period_days": 7, "source": "external"})
     with pytest.raises(ValueError, match=r"(?s)impressions/date=2013-03-04 .*"
                                          r"'min_value': 2, .*observed 0"):
@@ -244,7 +202,7 @@ def test_days_outside_the_range_and_a_missing_conversion_are_named(tmp_path):
                                         r"movietweetings events, which cover 2013-03-04 \.\. "
                                         r"2013-03-17"):
         read_events(params, "2013-03-18")
-    fresh = _replay_params(tmp_path / "fresh", "movietweetings")
+    fresh = replay_params(tmp_path / "fresh", "movietweetings")
     with pytest.raises(MissingPartitionError, match="run `reloop replay convert movietweetings "
                                                     "--source DIR` first"):
         read_events(fresh, "2013-03-06")
@@ -265,11 +223,12 @@ def test_a_period_that_fails_on_a_later_day_writes_nothing(tmp_path):
 
 
 def test_real_movietweetings_100k(tmp_path):
-    if not (REAL_MOVIETWEETINGS / "ratings.dat").is_file():
-        pytest.skip(f"the real MovieTweetings 100K snapshot is not at {REAL_MOVIETWEETINGS} "
-                    "(it lives in ../shared/data, outside a user's clone)")
-    params = _replay_params(tmp_path, "movietweetings", logs={"period_days": 7})
-    summary = convert(params, "movietweetings", REAL_MOVIETWEETINGS)
+    source = Path(os.environ.get(MOVIETWEETINGS_ENV, ""))
+    if not os.environ.get(MOVIETWEETINGS_ENV) or not (source / "ratings.dat").is_file():
+        pytest.skip(f"the real MovieTweetings 100K snapshot: set {MOVIETWEETINGS_ENV} to its "
+                    f"directory (now {os.environ.get(MOVIETWEETINGS_ENV)!r})")
+    params = replay_params(tmp_path, "movietweetings", logs={"period_days": 7})
+    summary = convert(params, "movietweetings", source)
     # 2013-02-28 14:38 .. 2013-09-01 20:27 UTC: 185.2 days, on 186 calendar dates, none empty;
     # 50,542 ratings >= 8
     assert (summary["rows"], summary["days"], summary["ctr"]) == (100_000, 186, 0.50542)
@@ -313,7 +272,7 @@ def test_avazu_format(tmp_path, gz):
         (src / "train.gz").write_bytes(gzip.compress(text.encode()))
     else:
         (src / "train").write_text(text)
-    params = _replay_params(tmp_path, "avazu")
+    params = replay_params(tmp_path, "avazu")
     summary = convert(params, "avazu", src)
     assert (summary["rows"], summary["first_date"], summary["days"]) == (4, "2014-10-21", 2)
     ev = read_events(params, "2014-10-21")
@@ -335,7 +294,7 @@ def test_criteo_format_pseudo_days(tmp_path):
         cats = ["68fd1e64", "", *[f"{i:08x}"] * 24]
         rows.append("\t".join([str(i % 2), *ints, *cats]))
     (src / "train.txt").write_text("\n".join(rows) + "\n")
-    params = _replay_params(tmp_path, "criteo", replay={"criteo_rows_per_day": 3,
+    params = replay_params(tmp_path, "criteo", replay={"criteo_rows_per_day": 3,
                                                         "start": "2026-03-01"})
     summary = convert(params, "criteo", src)
     assert (summary["rows"], summary["days"], summary["last_date"]) == (7, 3, "2026-03-03")
@@ -353,8 +312,8 @@ def test_replay_is_scored_by_the_production_model(tmp_path):
     from reloop.learn.models import build_model
     from reloop.learn.train import save_checkpoint
 
-    params = _replay_params(tmp_path, "movielens-100k")
-    convert(params, "movielens-100k", _write_ml100k(tmp_path / "ml"))
+    params = replay_params(tmp_path, "movielens-100k")
+    convert(params, "movielens-100k", write_ml100k(tmp_path / "ml"))
     enc = FeatureEncoder.from_config(params.features)
     ckpt = save_checkpoint(tmp_path / "model", build_model(params.model, enc.cardinalities),
                            params.model, enc)
@@ -363,7 +322,7 @@ def test_replay_is_scored_by_the_production_model(tmp_path):
     imps = read_partition(params.logs.root, "impressions", "1997-09-20")
     assert imps["model_version"].unique().to_list() == [ckpt.model_id]
     assert out["memory_written"] == 3 == len(scorer.memory)
-    wrong = _replay_params(tmp_path / "w", "movielens-100k",
+    wrong = replay_params(tmp_path / "w", "movielens-100k",
                            features={"fields": [{"name": "user_id", "buckets": 8},
                                                 {"name": "device", "buckets": 8}]})
     convert(wrong, "movielens-100k", tmp_path / "ml")
@@ -372,7 +331,7 @@ def test_replay_is_scored_by_the_production_model(tmp_path):
 
 
 def test_missing_raw_files_are_named(tmp_path):
-    params = _replay_params(tmp_path, "movielens-1m")
+    params = replay_params(tmp_path, "movielens-1m")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match=r"raw dataset file\(s\) missing: .*ratings.dat"):
         convert(params, "movielens-1m", tmp_path / "empty")
@@ -384,7 +343,7 @@ def test_missing_raw_files_are_named(tmp_path):
 
 
 def _zip_ml100k(tmp_path: Path) -> Path:
-    src = _write_ml100k(tmp_path / "raw")
+    src = write_ml100k(tmp_path / "raw")
     archive = tmp_path / "serve" / "ml-100k.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as zf:

@@ -1,4 +1,4 @@
-"""Seals: the completeness contract of raw partitions (issue 17).
+"""Seals: the completeness contract of raw partitions.
 
 Hand-made parts with a few rows (every count below is counted by hand), the built-in world and
 the replay (which seal what they write), the serving log writer (which seals once its clock
@@ -30,37 +30,20 @@ from reloop.data.logs.seal import (
     missing_seals,
     read_seal,
     seal_day,
-    seal_path,
     watermark,
 )
 from reloop.data.logs.store import write_part
-from tests.data.conftest import DAY1, DAY2, copy_world, tiny_params
+from reloop.periods import seal_path
+from tests.support.params import DAY1, DAY2, tiny_params
+from tests.support.tables import (
+    copy_world,
+    feedback_frame,
+    impressions_frame,
+    utc_at,
+    write_producer_day,
+)
 
 D, D1, D2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
-
-
-def _at(day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=dt.UTC)
-
-
-def _imps(ids: list[str], t: dt.datetime) -> pl.DataFrame:
-    return pl.DataFrame({"request_id": ids, "event_time": [t] * len(ids),
-                         "score": [0.1] * len(ids)})
-
-
-def _fb(ids: list[str], t: dt.datetime) -> pl.DataFrame:
-    return pl.DataFrame({"request_id": ids, "event_time": [t] * len(ids),
-                         "click": [1] * len(ids)}, schema_overrides={"click": pl.Int8})
-
-
-def _day(root: Path, day: dt.date, producer: str, imps: int, clicks: int, late: int) -> None:
-    """A producer's day: ``imps`` impressions at 10:00, ``clicks`` clicks at 10:05 and ``late``
-    clicks at 00:30 the next day (the order of write_day_parts: impressions last)."""
-    ids = [f"{day:%d}-{i}" for i in range(imps)]
-    write_part(root, "feedback", day, _fb(ids[:clicks], _at(day, 10, 5)), producer)
-    nxt = day + dt.timedelta(days=1)
-    write_part(root, "feedback", nxt, _fb(ids[clicks:clicks + late], _at(nxt, 0, 30)), producer)
-    write_part(root, "impressions", day, _imps(ids, _at(day, 10)), producer)
 
 
 def _raw(root: Path) -> dict[str, str]:
@@ -74,7 +57,7 @@ def _raw(root: Path) -> dict[str, str]:
 
 def test_a_seal_lists_the_days_files_with_their_rows_and_rewrites_identical_bytes(tmp_path):
     root = tmp_path / "logs"
-    _day(root, D, "p", imps=3, clicks=1, late=1)
+    write_producer_day(root, D, "p", imps=3, clicks=1, late=1)
     out = seal_day(root, D, 60)
     assert (out["written"], out["files"], out["rows"]) == (True, 3, 5)
     path = seal_path(root, D)
@@ -90,7 +73,7 @@ def test_a_seal_lists_the_days_files_with_their_rows_and_rewrites_identical_byte
     assert seal_day(root, D, dt.timedelta(minutes=60))["written"] is True
     assert path.read_bytes() == first
     # the next day's producer adds its own feedback to D+1: seal D stays as it is
-    _day(root, D1, "q", imps=2, clicks=2, late=0)
+    write_producer_day(root, D1, "q", imps=2, clicks=2, late=0)
     assert seal_day(root, D, 60)["written"] is False and path.read_bytes() == first
     # seal D+1 lists only what seal D does not: its own part of feedback D+1
     seal_day(root, D1, 60)
@@ -98,16 +81,16 @@ def test_a_seal_lists_the_days_files_with_their_rows_and_rewrites_identical_byte
         "feedback/date=2026-01-06/part-q.parquet": {"rows": 2},
         "feedback/date=2026-01-07/part-q.parquet": {"rows": 0},
         "impressions/date=2026-01-06/part-q.parquet": {"rows": 2}}
-    assert watermark(D1, 90) == _at(D2, 1, 30)
+    assert watermark(D1, 90) == utc_at(D2, 1, 30)
 
 
 def test_sealing_needs_the_days_partitions(tmp_path):
     root = tmp_path / "logs"
-    write_part(root, "impressions", D, _imps(["a"], _at(D, 9)), "p")
+    write_part(root, "impressions", D, impressions_frame(["a"], utc_at(D, 9)), "p")
     with pytest.raises(Exception, match=r"cannot seal 2026-01-05: partition "
                                         r"feedback/date=2026-01-05 .* holds no part"):
         seal_day(root, D, 60)
-    write_part(root, "feedback", D, _fb([], _at(D, 9)), "p")
+    write_part(root, "feedback", D, feedback_frame([], utc_at(D, 9)), "p")
     with pytest.raises(Exception, match=r"cannot seal 2026-01-05: partition "
                                         r"feedback/date=2026-01-06 .* holds no part"):
         seal_day(root, D, 60)  # the window reaches into D+1: its feedback must be written
@@ -120,18 +103,19 @@ def test_sealing_needs_the_days_partitions(tmp_path):
 
 def test_a_part_that_appears_after_the_seal_is_named(tmp_path):
     root = tmp_path / "logs"
-    _day(root, D, "p", imps=3, clicks=1, late=1)
+    write_producer_day(root, D, "p", imps=3, clicks=1, late=1)
     seal_day(root, D, 60)
     raw = _raw(root)
     with pytest.raises(SealedPartitionError, match=r"refusing to add .*impressions/date="
                                                    r"2026-01-05/part-late\.parquet: day "
                                                    r"2026-01-05 is sealed"):
-        write_part(root, "impressions", D, _imps(["x"], _at(D, 23)), "late")
+        write_part(root, "impressions", D, impressions_frame(["x"], utc_at(D, 23)), "late")
     assert _raw(root) == raw
-    write_part(root, "impressions", D, _imps(["05-0", "05-1", "05-2"], _at(D, 10)), "p")  # rerun
+    write_part(root, "impressions", D,  # rerun
+               impressions_frame(["05-0", "05-1", "05-2"], utc_at(D, 10)), "p")
     # a file dropped in by hand, past write_part
     late = root / "feedback" / "date=2026-01-05" / "part-late.parquet"
-    _fb(["a"], _at(D, 11)).write_parquet(late)
+    feedback_frame(["a"], utc_at(D, 11)).write_parquet(late)
     raw = _raw(root)
     with pytest.raises(SealMismatchError, match=rf"{late} was added after sealing: the seal "
                                                 rf".*_seals/date=2026-01-05\.json does not list"):
@@ -149,11 +133,12 @@ def test_a_part_that_appears_after_the_seal_is_named(tmp_path):
 
 def test_a_seal_that_names_a_missing_part_or_other_rows_is_named(tmp_path):
     root = tmp_path / "logs"
-    _day(root, D, "p", imps=3, clicks=1, late=1)
+    write_producer_day(root, D, "p", imps=3, clicks=1, late=1)
     seal_day(root, D, 60)
     imps = root / "impressions" / "date=2026-01-05" / "part-p.parquet"
     original = imps.read_bytes()
-    _imps(["a", "b"], _at(D, 10)).write_parquet(imps)  # rewritten with 2 rows of the 3 sealed
+    # rewritten with 2 rows of the 3 sealed
+    impressions_frame(["a", "b"], utc_at(D, 10)).write_parquet(imps)
     raw = _raw(root)
     with pytest.raises(SealMismatchError, match=rf"{imps} has 2 rows but the seal "
                                                 rf".*date=2026-01-05\.json lists 3"):
@@ -175,7 +160,7 @@ def test_a_seal_that_names_a_missing_part_or_other_rows_is_named(tmp_path):
 
 def test_a_seal_with_a_shorter_window_than_the_join_is_refused(tmp_path):
     root = tmp_path / "logs"
-    _day(root, D, "p", imps=1, clicks=0, late=0)
+    write_producer_day(root, D, "p", imps=1, clicks=0, late=0)
     seal_day(root, D, 30)
     with pytest.raises(SealMismatchError, match=r"watermark 2026-01-06T00:30:00\+00:00, before "
                                                 r"2026-01-06T01:00:00\+00:00 that the 60-minute"):
@@ -240,10 +225,11 @@ def test_the_world_seals_what_it_writes(world_root, tmp_path):
 def test_the_replay_seals_what_it_writes(tmp_path):
     from reloop.serving.scorer import load_scorer
     from reloop.sources.replay import convert, replay_day
-    from tests.data.test_replay import _replay_params, _write_ml100k
+    from tests.support.params import replay_params
+    from tests.support.tables import write_ml100k
 
-    params = _replay_params(tmp_path, "movielens-100k")
-    convert(params, "movielens-100k", _write_ml100k(tmp_path / "ml-100k"))
+    params = replay_params(tmp_path, "movielens-100k")
+    convert(params, "movielens-100k", write_ml100k(tmp_path / "ml-100k"))
     replay_day(params, "1997-09-20", load_scorer(params))
     assert read_seal(params.logs.root, "1997-09-20")["files"] == {
         "feedback/date=1997-09-20/part-replay-1997-09-20.parquet": {"rows": 1},
@@ -267,28 +253,30 @@ def test_the_serving_writer_seals_after_the_watermark_and_a_crash_loses_nothing_
         tmp_path):
     import numpy as np
 
-    from tests.serving.test_components import _rows
+    from tests.support.serving import log_rows
 
     params = tiny_params(tmp_path)
     root = Path(params.logs.root)
     hour = 3600 * 1_000_000
     first = _writer(params)  # serves a, b on D, then crashes with c still buffered
     first.open_day(D)
-    first.append("impressions", _rows(["a", "b"], [_us(_at(D, 10))] * 2), 2)
+    first.append("impressions", log_rows(["a", "b"], [_us(utc_at(D, 10))] * 2), 2)
     first.flush()
-    first.append("impressions", _rows(["c"], [_us(_at(D, 11))]), 1)  # lost in the crash
+    first.append("impressions", log_rows(["c"], [_us(utc_at(D, 11))]), 1)  # lost in the crash
     before = _raw(root)
     second = _writer(params)  # the restart: d, e on D, a click on a, then the next day begins
-    second.append("impressions", _rows(["d", "e"], [_us(_at(D, 12)), _us(_at(D, 23, 50))]), 2)
-    second.append("feedback", {"request_id": ["a"], "event_time": np.array([_us(_at(D, 10, 5))]),
+    second.append("impressions",
+                  log_rows(["d", "e"], [_us(utc_at(D, 12)), _us(utc_at(D, 23, 50))]), 2)
+    second.append("feedback", {"request_id": ["a"], "event_time": np.array([_us(utc_at(D, 10, 5))]),
                                "click": np.array([1], dtype=np.int8)}, 1)
     second.flush()
     second.open_day(D1)
-    assert second.seal_due(_us(_at(D1, 0, 59)), hour) == []  # before D+1 01:00: not yet
+    assert second.seal_due(_us(utc_at(D1, 0, 59)), hour) == []  # before D+1 01:00: not yet
     assert not seal_path(root, D).exists()
-    second.append("feedback", {"request_id": ["e"], "event_time": np.array([_us(_at(D1, 0, 20))]),
+    second.append("feedback", {"request_id": ["e"],
+                               "event_time": np.array([_us(utc_at(D1, 0, 20))]),
                                "click": np.array([1], dtype=np.int8)}, 1)  # buffered: e's click
-    assert second.seal_due(_us(_at(D1, 1)), hour) == [D]  # flushed first, then sealed
+    assert second.seal_due(_us(utc_at(D1, 1)), hour) == [D]  # flushed first, then sealed
     assert second.buffered("feedback") == 0 and second.sealed == [D]
     files = read_seal(root, D)["files"]
     assert {k: v["rows"] for k, v in files.items() if k.startswith("impressions/")} == {
@@ -297,7 +285,7 @@ def test_the_serving_writer_seals_after_the_watermark_and_a_crash_loses_nothing_
     assert sum(v["rows"] for k, v in files.items()
                if k.startswith("feedback/date=2026-01-06/")) == 1  # e's click, after midnight
     assert {k: v for k, v in _raw(root).items() if k in before} == before  # nothing modified
-    assert second.seal_due(_us(_at(D1, 2)), hour) == []  # sealed once
+    assert second.seal_due(_us(utc_at(D1, 2)), hour) == []  # sealed once
     raw = _raw(root)
     stats = join_period(params, D)  # the join reads both processes' parts
     assert (stats["impressions_raw"], stats["clicks"], stats["next_day_feedback"]) == (4, 2, 1)
@@ -311,7 +299,7 @@ def test_reloop_logs_seal(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
     root = Path(params.logs.root)
-    _day(root, D, "mine", imps=2, clicks=1, late=0)
+    write_producer_day(root, D, "mine", imps=2, clicks=1, late=0)
     runner = CliRunner()
     res = runner.invoke(app, ["logs", "seal", "--date", "2026-01-05", "-p", str(path)])
     assert res.exit_code == 0, res.output

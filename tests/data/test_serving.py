@@ -14,7 +14,8 @@ from reloop.learn.train import predict
 from reloop.memory.sketch import ErrorMemory
 from reloop.serving.online import PendingLabels, label_known_at
 from reloop.serving.scorer import BootstrapScorer, ModelScorer, load_scorer, score_features
-from tests.data.conftest import tiny_params
+from tests.support.params import tiny_params
+from tests.support.serving import Recorder
 
 
 def test_label_known_at_hand_computed():
@@ -26,17 +27,8 @@ def test_label_known_at_hand_computed():
     assert known.tolist() == [5.0, 70.0, 80.0, 90.0]
 
 
-class _Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def observe(self, hidden, y, score_base):
-        self.calls.append((hidden.clone(), np.asarray(y).tolist(), np.asarray(score_base)))
-        return len(y)
-
-
 def test_pending_labels_release_only_what_is_known():
-    buf, rec = PendingLabels(), _Recorder()
+    buf, rec = PendingLabels(), Recorder()
     h = torch.arange(8, dtype=torch.float32).view(4, 2)
     buf.add(np.array([5.0, 70.0, 30.0, 200.0]), h, np.array([1, 0, 1, 0]),
             np.array([0.1, 0.2, 0.3, 0.4]))

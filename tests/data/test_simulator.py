@@ -15,7 +15,9 @@ from reloop.data.logs.store import read_partition
 from reloop.learn.features import FeatureEncoder
 from reloop.serving.scorer import ScoredBatch, load_scorer
 from reloop.sources.simulator import simulate_day, simulate_logs
-from tests.data.conftest import DAY1, DAY2, copy_world, tiny_params, tree_digest
+from tests.support.files import tree_digest
+from tests.support.params import DAY1, DAY2, tiny_params
+from tests.support.tables import copy_world
 
 
 def test_bootstrap_day_logs(world_root):

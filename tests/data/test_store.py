@@ -13,16 +13,15 @@ from reloop.data.logs.store import (
     CorruptPartitionError,
     MissingPartitionError,
     RawPartitionExistsError,
-    as_date,
-    check_period_start,
     list_dates,
     part_files,
-    period_start,
     read_partition,
     scan_partitions,
     write_part,
 )
-from tests.data.conftest import tiny_params, tree_digest
+from reloop.periods import as_date, check_period_start, period_start
+from tests.support.files import tree_digest
+from tests.support.params import tiny_params
 
 
 def _feedback(day: str, n: int = 3) -> pl.DataFrame:

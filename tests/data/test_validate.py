@@ -16,7 +16,9 @@ from reloop.data.logs.seal import SealMismatchError, seal_day
 from reloop.data.logs.store import MissingPartitionError, partition_dir
 from reloop.data.validate.run import ValidationFailed, validate_joined, validate_period
 from reloop.data.validate.suites import ctr_bounds, impressions_suite
-from tests.data.conftest import DAY1, copy_world, tiny_params, tree_digest
+from tests.support.files import tree_digest
+from tests.support.params import DAY1, tiny_params
+from tests.support.tables import copy_world
 
 
 def _rewrite(params, table, fn):
@@ -28,7 +30,7 @@ def _rewrite(params, table, fn):
 
 
 def test_clean_period_passes_with_results_and_data_docs(world_root, tmp_path):
-    params = copy_world(world_root, tmp_path, validation={"data_docs": True})
+    params = copy_world(world_root, tmp_path, validate={"data_docs": True})
     before = tree_digest(tmp_path / "logs")
     out = validate_period(params, DAY1)
     assert out["success"] and [p["table"] for p in out["partitions"]] == ["impressions",
@@ -144,7 +146,7 @@ def test_a_missing_partition_is_an_error_not_a_quarantine(world_root, tmp_path):
 
 
 def test_a_passing_revalidation_clears_the_quarantine(world_root, tmp_path):
-    params = copy_world(world_root, tmp_path, validation={"max_duplicate_fraction": 0.0})
+    params = copy_world(world_root, tmp_path, validate={"max_duplicate_fraction": 0.0})
     _rewrite(params, "impressions", lambda df: df.with_columns(
         pl.when(pl.int_range(df.height) < 2).then(pl.lit("twin")).otherwise(
             pl.col("request_id")).alias("request_id")))
@@ -152,14 +154,14 @@ def test_a_passing_revalidation_clears_the_quarantine(world_root, tmp_path):
         validate_period(params, DAY1, ("impressions",))
     assert quarantine_record(params.logs.quarantine_root, "impressions", DAY1) is not None
     # two twins in ~2000 rows are within a 0.5 % tolerance: the join resolves and counts them
-    tolerant = tiny_params(tmp_path, validation={"max_duplicate_fraction": 0.005})
+    tolerant = tiny_params(tmp_path, validate={"max_duplicate_fraction": 0.005})
     assert validate_period(tolerant, DAY1, ("impressions",))["success"]
     assert quarantine_record(params.logs.quarantine_root, "impressions", DAY1) is None
     assert join_period(tolerant, DAY1)["duplicate_impressions"] == 1
 
 
 def test_ctr_bounds_hand_computed(tmp_path):
-    params = tiny_params(tmp_path, validation={"ctr_min": 0.01, "ctr_max": 0.2,
+    params = tiny_params(tmp_path, validate={"ctr_min": 0.01, "ctr_max": 0.2,
                                                "ctr_tolerance": 0.5})
     assert ctr_bounds(params, []) == (0.01, 0.2)
     assert ctr_bounds(params, [0.04, 0.08]) == pytest.approx((0.03, 0.09))

@@ -1,4 +1,4 @@
-"""The validation pages (``validation.data_docs``): one self-contained HTML page per result,
+"""The validation pages (``validate.data_docs``): one self-contained HTML page per result,
 rendered from its JSON; every expectation listed, failures highlighted, no URL, same bytes on a
 rerun. (They replace GX's Data Docs, which load their styles and scripts from CDNs.)"""
 
@@ -13,7 +13,8 @@ import polars as pl
 from reloop.data.logs.store import partition_dir
 from reloop.data.validate.page import render_validation_page
 from reloop.data.validate.run import validate_partition
-from tests.data.conftest import DAY1, copy_world
+from tests.support.params import DAY1
+from tests.support.tables import copy_world
 
 
 def _rows(page: str, cls: str) -> list[str]:
@@ -22,7 +23,7 @@ def _rows(page: str, cls: str) -> list[str]:
 
 
 def test_data_docs_with_a_relative_out_root(world_root, tmp_path, monkeypatch):
-    params = copy_world(world_root, tmp_path, validation={"data_docs": True,
+    params = copy_world(world_root, tmp_path, validate={"data_docs": True,
                                                           "out_root": "reports/validation"})
     monkeypatch.chdir(tmp_path)
     summary = validate_partition(params, "impressions", DAY1)
@@ -33,7 +34,7 @@ def test_data_docs_with_a_relative_out_root(world_root, tmp_path, monkeypatch):
 
 
 def test_a_page_lists_every_expectation_and_is_identical_on_rerun(world_root, tmp_path):
-    params = copy_world(world_root, tmp_path, validation={"data_docs": True})
+    params = copy_world(world_root, tmp_path, validate={"data_docs": True})
     summary = validate_partition(params, "feedback", DAY1)
     result = json.loads((tmp_path / "reports" / "validation" / f"date={DAY1}" / "feedback.json")
                         .read_text())
@@ -53,7 +54,7 @@ def test_a_page_lists_every_expectation_and_is_identical_on_rerun(world_root, tm
 
 
 def test_a_failed_check_is_highlighted_with_its_observed_value(world_root, tmp_path):
-    params = copy_world(world_root, tmp_path, validation={"data_docs": True})
+    params = copy_world(world_root, tmp_path, validate={"data_docs": True})
     (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
     df = pl.read_parquet(part)
     df.with_columns(pl.when(pl.int_range(df.height) < 3).then(1.5)
@@ -72,9 +73,9 @@ def test_a_failed_check_is_highlighted_with_its_observed_value(world_root, tmp_p
 
 def test_an_unreadable_partition_gets_a_page_and_data_docs_false_writes_none(world_root,
                                                                              tmp_path):
-    params = copy_world(world_root, tmp_path, validation={"data_docs": True})
+    params = copy_world(world_root, tmp_path, validate={"data_docs": True})
     out = tmp_path / "reports" / "validation" / f"date={DAY1}"
-    legacy = out / "impressions_docs"  # GX Data Docs of an earlier version
+    legacy = out / "impressions_docs"  # GX's own Data Docs, stale beside reloop's page
     legacy.mkdir(parents=True)
     (legacy / "index.html").write_text("<html></html>")
     (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
@@ -92,7 +93,7 @@ def test_an_unreadable_partition_gets_a_page_and_data_docs_false_writes_none(wor
     assert not (tmp_path / "b" / "reports" / "validation" / f"date={DAY1}" /
                 "impressions.html").exists()
     params_off = params.model_copy(update={
-        "validation": params.validation.model_copy(update={"data_docs": False})})
+        "validate_": params.validate_.model_copy(update={"data_docs": False})})
     summary = validate_partition(params_off, "impressions", DAY1)
     assert summary["success"] and summary["data_docs"] is None
     assert not (out / "impressions.html").exists()

@@ -1,7 +1,7 @@
-"""Validation failures show NaN as NaN, and a missing value as null (issue 14, defect 9).
+"""Validation failures show NaN as NaN, and a missing value as null.
 
 GX sees the frame through pandas (a null float is NaN there) and writes NaN as JSON ``null``, so
-both used to read ``e.g. [None, None, None]``.
+taken as GX reports them, both would read ``e.g. [None, None, None]``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import pytest
 
 from reloop.data.logs.store import partition_dir
 from reloop.data.validate.run import ValidationFailed, describe_failure, validate_period
-from tests.data.conftest import DAY1, copy_world
+from tests.support.params import DAY1
+from tests.support.tables import copy_world
 
 
 def test_nan_and_null_scores_are_told_apart(world_root, tmp_path):

@@ -1,9 +1,9 @@
-"""The built-in world's horizon and the bounded cost of a day (issue 14, defect 6).
+"""The built-in world's horizon and the bounded cost of a day.
 
-``reloop stage ingest --date 9999-12-31`` used to build every item cohort since
-``simulator.start`` (millions of them) while holding the workspace lock. Now a date past
-``simulator.start + simulator.horizon_days`` is refused at once, and a day within the horizon
-builds only the cohorts still alive on it, with exactly the same result as before.
+A date past ``simulator.start + simulator.horizon_days`` is refused at once (``reloop stage
+ingest --date 9999-12-31`` would otherwise build millions of item cohorts while holding the
+workspace lock), and a day within the horizon builds only the cohorts still alive on it, with
+exactly the result of building every cohort since ``simulator.start`` and filtering.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from reloop.config.sources import SimulatorConfig
+from reloop.config.simulator import SimulatorConfig
 from reloop.serving.scorer import load_scorer
 from reloop.sources import world
-from tests.data.conftest import tiny_params
+from tests.support.params import tiny_params
 
 KEYS = ("item_id", "category", "latent", "quality", "slope", "birth", "age")
 
@@ -35,7 +35,7 @@ def _digest(cat: world.Catalog) -> str:
 
 
 def _every_cohort(cfg, d: int) -> world.Catalog:
-    """The catalogue as it was built before the change: every cohort since day 0, filtered."""
+    """The catalogue built the direct way: every cohort since day 0, filtered."""
     parts = [world._cohort(cfg, t) for t in range(d + 1)]
     alive = [(p["birth"] <= d) & (p["death"] > d) for p in parts]
     cat = {k: np.concatenate([p[k][a] for p, a in zip(parts, alive, strict=True)])
@@ -44,8 +44,8 @@ def _every_cohort(cfg, d: int) -> world.Catalog:
                          age=(d - cat["birth"]).astype(np.float64))
 
 
-# Computed with the code before the change (world.py at the issue's commit): the exact world,
-# which the determinism promise and the README's benchmark figures depend on, must not move.
+# Digests of the exact world, which the determinism promise and the README's benchmark figures
+# depend on: it must not move.
 PINNED_TINY = {0: (60, "bd0d7427d9746511"), 1: (63, "f03fbff40dc4c473"),
                6: (70, "bbb44b22164e1ad8"), 30: (104, "683bf35e90c7c124"),
                90: (101, "4b81e4c790c0ced4")}

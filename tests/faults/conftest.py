@@ -1,10 +1,10 @@
-"""The fault campaign (issue 14, "Keep the campaign"): shared workspace, case records, summary.
+"""The fault campaign's fixtures (the shared workspace), case records and summary.
 
 Every case runs the real ``reloop`` command line (typer's ``CliRunner`` in this process, or a
-subprocess where the case kills, locks or must own its process) in the workspace ``W``
-(:mod:`tests.faults.workspace`), restored from a snapshot before the case. A case records what
-it verified in its :class:`Record`, check by check; at the end of the session
-:func:`pytest_terminal_summary` prints the campaign's counts from those records:
+subprocess where the case kills, locks or must own its process; :mod:`tests.support.campaign`)
+in the workspace ``W`` (:mod:`tests.faults.workspace`), restored from a snapshot before the
+case. A case records what it verified in its :class:`Record`, check by check; at the end of the
+session :func:`pytest_terminal_summary` prints the campaign's counts from those records:
 
 * **handled clearly**: a bad input was refused with exit 2 and one ``error:`` naming the
   problem; a fault struck at its planned moment and the run that met it ended as designed
@@ -24,27 +24,18 @@ are ``slow``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tests.faults.workspace import SNAPSHOTS, raw_digest, restore, state, unmount_under
-
-REPO = Path(__file__).resolve().parents[2]
-#: what every ``reloop`` process of the campaign gets (PYTHONHASHSEED: as the Makefile exports)
-ENV = {"PYTHONHASHSEED": "0", "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false",
-       "DO_NOT_TRACK": "1"}
-
+from tests.faults.workspace import SNAPSHOTS, restore, unmount_under
+from tests.support.campaign import ENV, REPO, Workspace
 
 # ------------------------------------------------------------------------ records and summary
 
@@ -115,46 +106,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line(f"  left behind by {r.name}: {', '.join(r.leftovers)}")
 
 
-# ------------------------------------------------------------------------ the workspace
-
-
-@dataclass
-class Workspace:
-    """The workspace ``root`` (the working directory of every command), restored from
-    ``snapshots / start``; ``case`` is a scratch directory outside it."""
-
-    root: Path
-    snapshots: Path
-    start: str
-    case: Path
-
-    def snapshot(self, name: str) -> Path:
-        return self.snapshots / name
-
-    def state(self) -> dict[str, str]:
-        return state(self.root)
-
-    def raw(self) -> dict[str, tuple[str, int]]:
-        return raw_digest(self.root)
-
-    def expected(self, name: str) -> dict[str, str]:
-        return _expected_state(self.snapshots, name)
-
-    def production(self) -> bytes:
-        pointer = self.root / "registry" / "production.json"
-        return pointer.read_bytes() if pointer.exists() else b""
-
-
-_STATES: dict[tuple[Path, str], dict[str, str]] = {}
-
-
-def _expected_state(snapshots: Path, name: str) -> dict[str, str]:
-    key = (snapshots, name)
-    if key not in _STATES:
-        _STATES[key] = state(snapshots / name)
-    return _STATES[key]
-
-
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> tuple[Path, Path]:
     """``(W, snapshots)``: the workspace built once (module docstring of workspace.py)."""
@@ -186,79 +137,3 @@ def ws(request, built, tmp_path, monkeypatch) -> Iterator[Workspace]:
     yield Workspace(root, snaps, start, tmp_path)
     logging.getLogger().setLevel(level)
     unmount_under(root)
-
-
-# ------------------------------------------------------------------------ running reloop
-
-
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-    def error(self) -> str:
-        """The error the command reported: from its ``error:`` line to the end of stderr.
-
-        Asserts exit status 2, no traceback, and exactly one ``error:`` line (a message may go
-        on over indented lines, one per item: a parameter, a partition).
-        """
-        assert self.code == 2, f"exit {self.code}, expected 2:\n{self.stdout}\n{self.stderr}"
-        assert "Traceback" not in self.stderr, self.stderr
-        lines = self.stderr.splitlines()
-        starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
-        assert len(starts) == 1, f"expected one `error:` line:\n{self.stderr}"
-        rest = lines[starts[0] + 1:]
-        assert all(line.startswith("  ") or not line.strip() for line in rest), self.stderr
-        return "\n".join(lines[starts[0]:])
-
-
-def reloop(*args: str) -> Outcome:
-    """``reloop ARGS`` in this process (typer's CliRunner), in the working directory."""
-    from reloop.cli import app
-
-    res = CliRunner().invoke(app, list(args))
-    if res.exception is not None and not isinstance(res.exception, SystemExit):
-        import traceback
-
-        tb = "".join(traceback.format_exception(res.exception))
-        return Outcome(1, res.stdout, res.stderr + tb)
-    return Outcome(res.exit_code, res.stdout, res.stderr)
-
-
-def reloop_bin() -> list[str]:
-    script = Path(sys.executable).with_name("reloop")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "reloop.cli"]
-
-
-def reloop_subprocess(*args: str, cwd: Path, timeout: float = 300) -> Outcome:
-    """``reloop ARGS`` as a process of its own."""
-    done = subprocess.run([*reloop_bin(), *args], cwd=cwd, env={**os.environ, **ENV},
-                          capture_output=True, text=True, timeout=timeout)
-    return Outcome(done.returncode, done.stdout, done.stderr)
-
-
-def spawn(argv: list[str], cwd: Path) -> subprocess.Popen:
-    """A process in a process group of its own (so the whole group can be killed)."""
-    return subprocess.Popen(argv, cwd=cwd, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-
-
-def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended ({proc.returncode}) before {path} appeared:\n"
-                                 f"{proc.stderr.read()[-3000:]}")
-        assert time.monotonic() < deadline, f"{path} did not appear in {timeout}s"
-        time.sleep(0.02)
-
-
-def diff(a: dict, b: dict) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

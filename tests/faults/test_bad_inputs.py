@@ -18,8 +18,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.faults.conftest import Workspace, diff, reloop
-from tests.faults.workspace import DAY1, DAY2, DAY3, REPLAY_DAY, leftovers, raw_digest
+from tests.faults.workspace import REPLAY_DAY, leftovers, raw_digest
+from tests.support.campaign import Workspace, diff, reloop
+from tests.support.params import DAY1, DAY2, DAY3
 
 IMP2 = f"logs/impressions/date={DAY2}"
 FB2 = f"logs/feedback/date={DAY2}"
@@ -256,7 +257,7 @@ CASES = [
         rf"{FB2}/part-junk\.parquet was added after sealing: the seal logs/_seals/date={DAY2}"
         r"\.json does not list it",
         lambda w: (w.root / FB2 / "part-junk.parquet").write_bytes(b"PAR1 junk PAR1")),
-    # ---- seals (issue 17): a day's producer declares it complete; readers hold it to that
+    # ---- seals: a day's producer declares it complete; readers hold it to that
     Bad("part-added-after-seal", ("stage", "join", "--date", DAY2),
         rf"{IMP2}/part-extra\.parquet was added after sealing: the seal logs/_seals/date={DAY2}"
         r"\.json does not list it",

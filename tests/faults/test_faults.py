@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import (
+from tests.faults.workspace import leftovers, raw_digest
+from tests.support.campaign import (
     Outcome,
     Workspace,
     diff,
@@ -35,7 +36,7 @@ from tests.faults.conftest import (
     spawn,
     wait_for,
 )
-from tests.faults.workspace import DAY1, DAY2, DAY3, leftovers, raw_digest
+from tests.support.params import DAY1, DAY2, DAY3
 
 pytestmark = [pytest.mark.fault, pytest.mark.skipif(os.name != "posix", reason="POSIX only")]
 
@@ -139,8 +140,8 @@ def rerun_converges(ws: Workspace, record, expect: str, *commands: tuple[str, ..
     assert {p: v[0] for p, v in now.items()} == {p: v[0] for p, v in reference.items()}
     production_is(ws, expect)
     record.leftovers = leftovers(ws.root)
-    # the next writer sweeps what a killed one left: the raw logs and the registry (issue 14,
-    # defect 8), a checkpoint and a memory snapshot (their stages hold the workspace lock)
+    # the next writer sweeps what a killed one left: the raw logs and the registry, a
+    # checkpoint and a memory snapshot (their stages hold the workspace lock)
     assert record.leftovers == []
     record.converged = True
 

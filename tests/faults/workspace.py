@@ -6,7 +6,8 @@ paths relative to ``W`` (every command runs with ``W`` as its working directory,
 in a process of its own with ``PYTHONHASHSEED=0`` like the Makefile) makes it:
 
 * periods ``DAY1`` and ``DAY2`` of the tiny built-in world, every stage, the archive on and a gate
-  every candidate passes (so each period moves production); ``DAY3`` ingested;
+  every candidate passes, so each period moves production
+  (:func:`tests.support.params.workspace_params`); ``DAY3`` ingested;
 * ``cli-models/day1``: ``reloop train`` on ``DAY1``'s joined table;
 * a converted MovieLens-100K replay (4 ratings over 2 days) and its first day ingested into
   ``replay-logs/`` with ``replay.yaml``.
@@ -32,22 +33,22 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
-from tests.data.test_replay import _write_ml100k
-from tests.pipeline.test_loop import loop_params
+from tests.support.params import (
+    DAY1,
+    DAY2,
+    DAY3,
+    workspace_params,
+    workspace_replay_params,
+    write_params,
+)
+from tests.support.tables import write_ml100k
 
 __all__ = [
-    "DAY1", "DAY2", "DAY3", "PASS_ALL", "RAW_ROOTS", "REPLAY_DAY", "SNAPSHOTS",
-    "archive_state", "build", "leftovers", "raw_digest", "restore", "state",
-    "unmount_under", "workspace_params",
+    "RAW_ROOTS", "REPLAY_DAY", "SNAPSHOTS", "archive_state", "build", "leftovers", "raw_digest",
+    "restore", "state", "unmount_under",
 ]
 
-#: a gate every candidate passes: each period moves production, so promote has work to do
-PASS_ALL = {"min_auc_gain": -1.0, "max_logloss_regression": 10.0}
 #: the snapshots :func:`build` keeps, in the order it takes them
 SNAPSHOTS = ("day2-evaluated", "day2-promoted", "day2-archived", "day3-pending", "clean")
 #: raw logs: append-only, never changed by any command once written
@@ -65,32 +66,6 @@ _TEMP = re.compile(
     r"(^|/)(\.(?!git/|dvc/|dvcignore$|gitignore$|lock$|tmp$|tmp/)[^/]+|\.tmp/[^/]+)")
 
 
-def workspace_params(root: Path = Path("."), **overrides: Any):
-    """The workspace's params: paths relative to ``root`` (``.``: the working directory)."""
-    return loop_params(root, archive={"enabled": True} | overrides.pop("archive", {}),
-                       promote=PASS_ALL | overrides.pop("promote", {}), **overrides)
-
-
-def replay_params(root: Path = Path(".")):
-    """``replay.yaml``: the MovieLens-100K replay, its raw logs in ``replay-logs/``."""
-    from reloop.config import params_from_dict
-    from reloop.sources.replay import suggested_features
-
-    raw = tiny_params(root).model_dump(mode="json", by_alias=True)
-    raw["features"] = suggested_features("movielens-100k")
-    raw["replay"]["dataset"] = "movielens-100k"
-    raw["validation"]["min_rows"] = 1
-    raw["logs"] |= {"source": "replay", "root": str(root / "replay-logs"),
-                    "oracle_root": str(root / "replay-oracle"),
-                    "quarantine_root": str(root / "replay-quarantine")}
-    return params_from_dict(raw)
-
-
-def dump_params(params, path: Path) -> Path:
-    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
-    return path
-
-
 def build(ws: Path, snaps: Path) -> None:
     """Build the workspace at ``ws`` and its snapshots under ``snaps`` (module docstring)."""
     from typer.testing import CliRunner
@@ -102,8 +77,8 @@ def build(ws: Path, snaps: Path) -> None:
     snaps.mkdir(parents=True, exist_ok=True)
     os.chdir(ws)
     params = workspace_params()
-    dump_params(params, Path("params.yaml"))
-    dump_params(replay_params(), Path("replay.yaml"))
+    write_params(params, Path("params.yaml"))
+    write_params(workspace_replay_params(), Path("replay.yaml"))
 
     def cli(*args: str) -> None:
         res = CliRunner().invoke(app, list(args))
@@ -123,7 +98,7 @@ def build(ws: Path, snaps: Path) -> None:
     run_stage("archive", params, DAY2)
     snapshot("day2-archived")
     cli("train", "--data", f"joined/date={DAY1}/train.parquet", "--out", "cli-models/day1")
-    source = _write_ml100k(Path("raw/ml-100k"))  # 4 ratings over 1997-09-20 and 21
+    source = write_ml100k(Path("raw/ml-100k"))  # 4 ratings over 1997-09-20 and 21
     cli("replay", "convert", "movielens-100k", "--source", str(source), "--params", "replay.yaml")
     cli("ingest", "--date", REPLAY_DAY, "--params", "replay.yaml")
     snapshot("day3-pending")

@@ -5,7 +5,7 @@ import pytest
 from reloop.learn.metrics import auc
 from reloop.learn.models import BACKBONES
 from reloop.learn.train import predict, split_tail, train_model
-from tests.conftest import small_params
+from tests.support.params import small_params
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

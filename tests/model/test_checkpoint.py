@@ -7,7 +7,7 @@ import torch
 from reloop.learn.checkpoint import CheckpointError
 from reloop.learn.features import EncodingMismatchError
 from reloop.learn.train import load_checkpoint, predict, save_checkpoint, train_model
-from tests.conftest import small_params
+from tests.support.params import small_params
 
 
 @pytest.fixture(scope="module")

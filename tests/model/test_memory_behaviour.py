@@ -17,7 +17,7 @@ from reloop.learn.train import save_checkpoint, train_model
 from reloop.memory import ErrorMemory, ExactMemory, MemoryConfig
 from reloop.memory.stream import slot_bounds, stream_eval, stream_eval_checkpoint
 from reloop.memory.synthetic import make_drifting_stream
-from tests.conftest import SMALL_CARDINALITIES, small_params
+from tests.support.params import SMALL_CARDINALITIES, small_params
 
 D = 16
 

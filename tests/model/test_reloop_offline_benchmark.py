@@ -16,7 +16,7 @@ from benchmarks.reloop_offline import (
 
 from reloop.config import ModelConfig
 from reloop.synthetic import make_ctr_table
-from tests.conftest import SMALL_CARDINALITIES, small_params
+from tests.support.params import SMALL_CARDINALITIES, small_params
 
 TINY_MODEL = ModelConfig(backbone="deepfm", embedding_dim=4, mlp_hidden=(16,))
 

@@ -17,7 +17,7 @@ from reloop.learn.train import (
     to_training_data,
     train_model,
 )
-from tests.conftest import small_params
+from tests.support.params import small_params
 
 
 def _weights(model):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,8 @@ from typer.testing import CliRunner
 from reloop.archive import ArchiveError, list_periods, period_sources, restore_period
 from reloop.cli import app
 from reloop.stages import run_period, run_stage
-from tests.data.conftest import DAY1, DAY2
-from tests.pipeline.test_loop import loop_params
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.support.files import git, sha
+from tests.support.params import DAY1, DAY2, loop_params
 
 
 def workspace_digest(params, day: str) -> dict[str, str]:
@@ -37,11 +31,6 @@ def workspace_digest(params, day: str) -> dict[str, str]:
 def restored_digest(out: Path) -> dict[str, str]:
     return {str(p.relative_to(out)): sha(p) for p in sorted(out.rglob("*"))
             if p.is_file() and p.name != "manifest.json"}
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")

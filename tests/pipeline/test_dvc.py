@@ -19,7 +19,7 @@ import yaml
 
 from reloop.config import load_params
 from reloop.registry import Registry
-from tests.data.conftest import FIELDS
+from tests.support.params import FIELDS
 
 ROOT = Path(__file__).resolve().parents[2]
 DATE = "2026-01-01"
@@ -35,7 +35,7 @@ def tiny_repo_params() -> dict:
         "seed": 7, "impressions_per_day": 2000, "users": 300, "segments": 4, "categories": 6,
         "latent_dim": 4, "initial_items": 60, "new_items_per_day": 5, "slot_minutes": 120,
         "click_delay_median_seconds": 900.0, "shift_days": [1]})
-    raw["validation"].update({"min_rows": 100, "data_docs": False})
+    raw["validate"].update({"min_rows": 100, "data_docs": False})
     raw["drift"]["sample_rows"] = 0
     raw["evaluate"].update({"bootstrap": 20, "slots": 4})
     raw["archive"]["enabled"] = False
@@ -95,11 +95,11 @@ def test_repro_runs_a_full_period_and_is_then_up_to_date(repo):
     assert "didn't change, skipping" in again and "Running stage" not in again
     assert "up to date" in dvc(repo, "status")
     # the caches Python and numba write into src/ (every stage's dependency) change nothing
-    for pkg in ("ingest", "memory"):
+    for pkg in ("sources", "memory"):
         cache = repo / "src" / "reloop" / pkg / "__pycache__"
         cache.mkdir(exist_ok=True)
         (cache / "stage.cpython-311.pyc").write_bytes(b"bytecode")
-        (cache / "_kernels.scatter_write-163.py311.1.nbc").write_bytes(b"machine code")
+        (cache / "kernels.scatter_write-163.py311.1.nbc").write_bytes(b"machine code")
     assert "up to date" in dvc(repo, "status")
 
 

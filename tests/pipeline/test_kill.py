@@ -15,8 +15,7 @@ import yaml
 
 from reloop.registry import Registry
 from reloop.stages import run_period, run_stage
-from tests.data.conftest import DAY1, DAY2
-from tests.pipeline.test_loop import loop_params
+from tests.support.params import DAY1, DAY2, loop_params
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGKILL")

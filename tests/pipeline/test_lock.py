@@ -15,8 +15,7 @@ import yaml
 
 from reloop.lock import WorkspaceBusyError, workspace_lock
 from reloop.stages import run_stage
-from tests.data.conftest import DAY1
-from tests.pipeline.test_loop import loop_params
+from tests.support.params import DAY1, loop_params
 
 HOLD = """
 import sys, time

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,33 +11,12 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
-from reloop.config import Params
 from reloop.memory.sketch import ErrorMemory
 from reloop.memory.snapshot import ModelMismatchError
 from reloop.registry import Registry
 from reloop.stages import run_period
-from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
-
-ARTEFACT_ROOTS = ("models", "memory", "evaluation", "decisions")
-
-
-def loop_params(root: Path, **overrides) -> Params:
-    pipeline = {f"{name}_root": str(root / name) for name in ARTEFACT_ROOTS}
-    pipeline["registry_root"] = str(root / "registry")
-    pipeline["lock_file"] = str(root / "reloop.lock")
-    pipeline["plots_file"] = str(root / "reports" / "plots" / "periods.json")
-    pipeline |= overrides.pop("pipeline", {})
-    evaluate = {"bootstrap": 20, "slots": 4} | overrides.pop("evaluate", {})
-    return tiny_params(root, pipeline=pipeline, evaluate=evaluate, **overrides)
-
-
-def period_digest(root: Path, day: str) -> dict[str, str]:
-    out = {}
-    for name in ARTEFACT_ROOTS:
-        for p in sorted((root / name / f"date={day}").rglob("*")):
-            if p.is_file():
-                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+from tests.support.files import period_digest
+from tests.support.params import DAY1, DAY2, DAY3, loop_params
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +148,7 @@ def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
 
 def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
     from reloop.archive import period_sources
-    from reloop.data.join import joined_dir
+    from reloop.periods import joined_dir
 
     params = loop_params(tmp_path, logs={"period_days": 7}, archive={"enabled": True},
                          simulator={"impressions_per_day": 700})

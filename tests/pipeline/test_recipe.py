@@ -13,10 +13,10 @@ import pytest
 from reloop.data.join import read_joined
 from reloop.learn.train import load_checkpoint, to_training_data
 from reloop.memory.sketch import ErrorMemory
+from reloop.periods import candidate_dir
 from reloop.stages import run_period, run_stage
-from reloop.stages.train import candidate_dir, period_splits, training_window
-from tests.data.conftest import DAY1, DAY2
-from tests.pipeline.test_loop import loop_params
+from reloop.stages.train import period_splits, training_window
+from tests.support.params import DAY1, DAY2, loop_params
 
 
 @pytest.fixture(scope="module")

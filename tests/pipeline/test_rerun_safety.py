@@ -1,11 +1,11 @@
-"""Reruns, corrupt candidates and hostile version ids (issue 14, defects 1-4).
+"""Reruns, corrupt candidates and hostile version ids.
 
 * A rerun of an old period re-creates its artefacts and its decision byte for byte, never moves
   production (nor undoes a rollback), and adds no archive version.
 * Promote verifies everything it registers and blesses it in the production scorer first.
 * Version ids have one exact format and must be listed by the registry.
 
-Killed raw-log writers (defect 8): ``tests/data/test_killed_writers.py``.
+Killed raw-log writers: ``tests/data/test_killed_writers.py``.
 """
 
 from __future__ import annotations
@@ -21,15 +21,10 @@ from reloop.cli import app
 from reloop.data.logs.store import part_files
 from reloop.registry import Registry, RegistryError
 from reloop.stages import run_period, run_stage
-from tests.data.conftest import DAY1, DAY2, DAY3, tiny_params
-from tests.pipeline.test_archive import git
-from tests.pipeline.test_loop import loop_params, period_digest
+from tests.support.files import git, period_digest
+from tests.support.params import DAY1, DAY2, DAY3, PASS_ALL, loop_params, tiny_params
 
-#: a gate every candidate passes, so each period moves production and a late rerun could too
-PASS_ALL = {"min_auc_gain": -1.0, "max_logloss_regression": 10.0}
-
-
-# ------------------------------------------------------------- defects 1 and 2: late reruns
+# ------------------------------------------------------------- late reruns
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +86,7 @@ def test_a_rerun_never_undoes_a_rollback(three_periods):
     assert registry.production_before("2026-01-08").model_id == first  # the rollback holds
 
 
-# ------------------------------------------------------------- defect 3: no blessing, no push
+# ------------------------------------------------------------- no blessing, no push
 
 
 def test_promote_verifies_the_snapshot_and_blesses_the_candidate(tmp_path, monkeypatch):
@@ -137,7 +132,7 @@ def test_promote_verifies_the_snapshot_and_blesses_the_candidate(tmp_path, monke
     assert registry.get(candidate).lineage["warmup"] == warmup
 
 
-# ------------------------------------------------------------- defect 4: version ids
+# ------------------------------------------------------------- version ids
 
 
 def _version(path: Path, model_id: str) -> Path:

@@ -25,8 +25,7 @@ from reloop.ops.browser import (
 )
 from reloop.ops.site import build_site
 from reloop.stages import run_period
-from tests.data.conftest import DAY1, DAY2, DAY3
-from tests.pipeline.test_loop import loop_params
+from tests.support.params import DAY1, DAY2, DAY3, loop_params
 
 needs_chromium = pytest.mark.skipif(
     find_chromium() is None,
@@ -38,7 +37,7 @@ needs_chromium = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("site")
-    params = loop_params(root, validation={"data_docs": True},
+    params = loop_params(root, validate={"data_docs": True},
                          pipeline={"site_file": str(root / "reports" / "index.html")})
     run_period(params, DAY1)
     run_period(params, DAY2)

@@ -14,7 +14,7 @@ from reloop.cli import app
 from reloop.ops.study.report import write_report
 from reloop.ops.study.run import plan_study, run_study
 from reloop.ops.study.spec import StudyError
-from tests.data.conftest import FIELDS
+from tests.support.params import FIELDS
 
 START = "2026-01-05"
 
@@ -32,7 +32,7 @@ def tiny_relative_params() -> dict:
                       "initial_items": 60, "new_items_per_day": 5, "slot_minutes": 120,
                       "click_delay_median_seconds": 900.0, "shift_days": [1]},
         "serving": {"batch_size": 4096},
-        "validation": {"min_rows": 100, "data_docs": False},
+        "validate": {"min_rows": 100, "data_docs": False},
         "drift": {"sample_rows": 0},
         "evaluate": {"bootstrap": 20, "slots": 4},
         "archive": {"enabled": False},
@@ -186,7 +186,7 @@ def test_cli_names_the_problem_with_exit_2(tmp_path):
 @pytest.mark.parametrize("spec", ["world.yaml", "design-world-50k.yaml"])
 def test_the_committed_world_studies_validate_and_today_is_the_pre_study_recipe(spec, tmp_path):
     # the README's figures come from these specs: they must stay valid as params.yaml changes,
-    # and `today` must keep reaching the recipe main had when issue 13 was filed
+    # and `today` must keep reaching the baseline recipe the design study started from
     root = Path(__file__).resolve().parents[2]
     plan = plan_study(root / "benchmarks" / "studies" / spec, tmp_path / "out")
     today = next(a.raw for a in plan.arms if a.name == "today")

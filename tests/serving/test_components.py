@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import polars as pl
@@ -17,9 +18,8 @@ from reloop.serving.impressions import ImpressionIds, Scored, ScoredCache
 from reloop.serving.labels import LabelBook
 from reloop.serving.log_writer import LogWriter
 from reloop.serving.payload import Payloads, parse_body
-from tests.data.conftest import tiny_params
-from tests.data.test_serving import _Recorder
-from tests.serving.conftest import CONTEXT, candidate
+from tests.support.params import tiny_params
+from tests.support.serving import CONTEXT, Recorder, candidate, log_rows
 
 US = 1_000_000
 
@@ -101,7 +101,7 @@ def test_bad_bodies_and_event_lists(payloads):
     with pytest.raises(BadRequest) as err:
         parse_body(b'{"request_id": ')
     assert (err.value.status, err.value.field) == (400, "body")
-    assert parse_body(b'{"x": NaN}')["x"] != parse_body(b'{"x": NaN}')["x"]  # NaN, to be named
+    assert math.isnan(parse_body(b'{"x": NaN}')["x"])  # parsed as NaN, for the checks to name
     for body, field in [({"clicks": []}, "clicks"), ({"clicks": [{}]}, "clicks[0].impression_id"),
                         ({"clicks": [{"impression_id": 5}]}, "clicks[0].impression_id"),
                         ({"clicks": [{"impression_id": "a", "event_time": "noon"}]},
@@ -168,7 +168,7 @@ def _click(book, impression_id, t_us, now_us):
 
 
 def test_labels_become_final_by_the_joins_rule():
-    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    book, live = LabelBook(window_s=60.0, capacity=100), Recorder()
     ids = _ids(3)
     book.add(live, ids, np.zeros(3, dtype=np.int64), torch.arange(6.0).view(3, 2),
              np.array([0.1, 0.2, 0.3]))
@@ -184,7 +184,7 @@ def test_labels_become_final_by_the_joins_rule():
 
 
 def test_clicks_are_checked_all_or_nothing():
-    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    book, live = LabelBook(window_s=60.0, capacity=100), Recorder()
     ids = _ids(2, t_us=100 * US)
     book.add(live, ids, np.full(2, 100 * US), torch.zeros(2, 2), np.zeros(2))
     cases = [
@@ -208,7 +208,7 @@ def test_clicks_are_checked_all_or_nothing():
 
 
 def test_a_click_arriving_after_its_label_became_final_is_refused():
-    book, live = LabelBook(window_s=60.0, capacity=100), _Recorder()
+    book, live = LabelBook(window_s=60.0, capacity=100), Recorder()
     ids = _ids(2, t_us=100 * US)
     book.add(live, ids, np.full(2, 100 * US), torch.zeros(2, 2), np.zeros(2))
     assert book.release(live, 161 * US).negatives == 2  # the window closed at 160 s
@@ -237,7 +237,7 @@ def test_a_click_arriving_after_its_label_became_final_is_refused():
 
 
 def test_labels_of_a_replaced_version_skip_the_memory_and_restored_ones_too():
-    book, old, new = LabelBook(window_s=10.0, capacity=3), _Recorder(), _Recorder()
+    book, old, new = LabelBook(window_s=10.0, capacity=3), Recorder(), Recorder()
     book.add(old, _ids(2), np.zeros(2, dtype=np.int64), torch.zeros(2, 2), np.zeros(2))
     out = book.release(new, 11 * US)
     assert (out.dropped, out.negatives, old.calls, new.calls) == (2, 0, [], [])
@@ -251,23 +251,15 @@ def test_labels_of_a_replaced_version_skip_the_memory_and_restored_ones_too():
     assert len(book) == 2 and book.evicted == 0  # the restored pair was evicted (capacity 3)
 
 
-def _rows(ids, t_us):
-    n = len(ids)
-    return {"request_id": ids, "event_time": np.asarray(t_us, dtype=np.int64),
-            **{k: [str(v)] * n for k, v in CONTEXT.items()},
-            "item_id": ["1"] * n, "item_category": ["2"] * n, "item_age_days": [0.5] * n,
-            "model_version": ["v"] * n, "score": np.full(n, 0.1), "score_base": np.full(n, 0.2)}
-
-
 def test_log_writer_writes_new_parts_by_size_and_date(tmp_path):
     params = tiny_params(tmp_path)
     writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=3,
                        flush_seconds=3600)
     day = dt.datetime(2026, 1, 5, 23, 59, 59, tzinfo=dt.UTC)
     t0 = int(day.timestamp()) * US
-    writer.append("impressions", _rows(["a", "b"], [t0, t0 + 2 * US]), 2)  # across midnight
+    writer.append("impressions", log_rows(["a", "b"], [t0, t0 + 2 * US]), 2)  # across midnight
     assert not writer.due() and writer.buffered("impressions") == 2
-    writer.append("impressions", _rows(["c"], [t0 + 3 * US]), 1)
+    writer.append("impressions", log_rows(["c"], [t0 + 3 * US]), 1)
     assert writer.due()
     assert writer.flush() == 3
     writer.open_day(dt.date(2026, 1, 6))
@@ -278,7 +270,7 @@ def test_log_writer_writes_new_parts_by_size_and_date(tmp_path):
     assert d6["event_time"].dtype == pl.Datetime("us", "UTC")
     # the clock's day has a feedback partition even without a click
     assert read_partition(params.logs.root, "feedback", "2026-01-06").height == 0
-    writer.append("impressions", _rows(["d"], [t0 + 4 * US]), 1)
+    writer.append("impressions", log_rows(["d"], [t0 + 4 * US]), 1)
     writer.flush()
     files = part_files(params.logs.root, "impressions", "2026-01-06")
     assert len(files) == 2 and len({f.name for f in files}) == 2  # a new part, none rewritten
@@ -293,7 +285,7 @@ def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):
     writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=1,
                        flush_seconds=3600)
     t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
-    writer.append("impressions", _rows(["a"], [t0]), 1)
+    writer.append("impressions", log_rows(["a"], [t0]), 1)
     real = lw.write_part
 
     def full_disk(*args, **kwargs):
@@ -317,7 +309,7 @@ def test_rows_being_written_still_count_as_buffered(tmp_path, monkeypatch):
     writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=1,
                        flush_seconds=3600)
     t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
-    writer.append("impressions", _rows(["a", "b"], [t0, t0 + US]), 2)
+    writer.append("impressions", log_rows(["a", "b"], [t0, t0 + US]), 2)
     real, during = lw.write_part, []
 
     def observed(*args, **kwargs):
@@ -384,7 +376,8 @@ def test_a_swap_keeps_the_collector_on_and_frees_the_replaced_version(tmp_path):
 
     from reloop.registry import Registry
     from reloop.serving.live import Production
-    from tests.serving.conftest import register_version, serve_params
+    from tests.support.params import serve_params
+    from tests.support.serving import register_version
 
     params = serve_params(tmp_path)
     first_id = register_version(params, seed=1)

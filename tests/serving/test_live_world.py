@@ -11,7 +11,8 @@ import pytest
 
 from reloop.ops.drive import ServeClient, drive, live_params
 from reloop.registry import Registry
-from tests.serving.conftest import Server, serve_params
+from tests.support.params import serve_params
+from tests.support.serving import Server
 
 
 @pytest.mark.slow

@@ -14,7 +14,8 @@ import pytest
 from reloop.data.logs.schema import BOOTSTRAP_VERSION
 from reloop.data.logs.store import list_dates, part_files, read_partition
 from reloop.registry import Registry
-from tests.serving.conftest import CONTEXT, Server, candidate, register_version, serve_params
+from tests.support.params import serve_params
+from tests.support.serving import CONTEXT, Server, candidate, register_version
 
 DAY = dt.datetime(2026, 1, 5, 8, 0, tzinfo=dt.UTC)
 #: Responses each version gives the load in the hot-swap test before the next swap.

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reloop.config import ConfigError, load_params, params_from_dict
 
@@ -8,10 +9,21 @@ ROOT = Path(__file__).resolve().parents[2]
 FIELDS = {"fields": [{"name": "user_id", "buckets": 10}]}
 
 
-def test_repository_params_yaml_is_valid():
-    params = load_params(ROOT / "params.yaml")
-    assert params.model.backbone in {"lr", "fm", "dnn", "wide_deep", "deepfm", "dcn", "dcnv2"}
-    assert 0.0 <= params.train.alpha <= 1.0
+def _leaves(tree, path: str = "") -> dict[str, object]:
+    """``{dotted path: value}`` of every scalar in a nest of dicts and lists."""
+    if isinstance(tree, dict):
+        return {k: v for key, sub in tree.items()
+                for k, v in _leaves(sub, f"{path}.{key}" if path else str(key)).items()}
+    if isinstance(tree, list):
+        return {k: v for i, sub in enumerate(tree) for k, v in _leaves(sub, f"{path}[{i}]").items()}
+    return {path: tree}
+
+
+def test_repository_params_yaml_loads_every_value_it_writes():
+    # nothing params.yaml sets is dropped, renamed or changed by loading it
+    written = _leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    loaded = _leaves(load_params(ROOT / "params.yaml").model_dump(mode="json", by_alias=True))
+    assert {k: loaded.get(k, "<absent>") for k in written} == written
 
 
 def test_fields_default_to_categorical_and_numeric_needs_its_parameters():

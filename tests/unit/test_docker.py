@@ -1,4 +1,4 @@
-"""docker/Dockerfile against the Makefile, the README and pyproject (issue 16).
+"""docker/Dockerfile against the Makefile, the README and pyproject.
 
 The image is `make install` and its command is `make demo`: these tests read the Dockerfile, the
 Makefile and .dockerignore as text (no Docker engine, no network) and check that the two cannot

@@ -1,4 +1,4 @@
-"""The pure math of ReLoop2: SRP hashing and Eq. 9, 11-13, against hand-worked values."""
+"""The pure math of ReLoop2: the hash planes and Eq. 9, 11-13, against hand-worked values."""
 
 from __future__ import annotations
 
@@ -7,37 +7,7 @@ import math
 import pytest
 import torch
 
-from reloop.memory.estimator import (
-    compensate,
-    compensate_from_sums,
-    make_planes,
-    srp_bucket_ids,
-)
-
-
-def test_srp_bucket_ids_by_hand():
-    # K=1, L=2, planes = identity: bit 0 is h0 > 0, bit 1 is h1 > 0
-    planes = torch.eye(2)
-    h = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.0, 0.0]])
-    assert srp_bucket_ids(h, planes, L=2).flatten().tolist() == [3, 2, 1, 0, 0]
-
-
-def test_srp_two_arrays_by_hand():
-    # K=2, L=1: array 0 looks at h0, array 1 at h1
-    planes = torch.eye(2)
-    h = torch.tensor([[1.0, -2.0], [-3.0, 4.0]])
-    assert srp_bucket_ids(h, planes, L=1).tolist() == [[1, 0], [0, 1]]
-
-
-@pytest.mark.parametrize(("K", "L"), [(1, 1), (3, 5), (4, 12), (2, 16), (1, 20)])
-def test_memory_bucket_ids_equal_shift_reference(K, L):
-    from reloop.memory import ErrorMemory, MemoryConfig
-
-    mem = ErrorMemory(16, MemoryConfig(K=K, L=L, normalize="none", seed=3))
-    h = torch.randn(257, 16, generator=torch.Generator().manual_seed(1))
-    ids = mem.bucket_ids(h)
-    assert torch.equal(ids, srp_bucket_ids(h, mem.planes_, L))
-    assert int(ids.max()) < 2**L
+from reloop.memory.estimator import compensate, make_planes
 
 
 def test_make_planes_is_seeded_and_leaves_global_rng_alone():
@@ -55,13 +25,13 @@ def test_compensate_by_hand():
     y_nb = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     yb_nb = torch.tensor([[0.2, 0.4]], dtype=torch.float64)
     y_base = torch.tensor([0.3], dtype=torch.float64)
-    tau, gamma, lam = 0.1, 0.5, 0.8
-    e0, e1 = math.exp(0.5 / tau), math.exp(0.2 / tau)
+    gamma, lam = 0.5, 0.8
+    e0, e1 = math.exp(0.5), math.exp(0.2)
     a0, a1 = e0 / (e0 + e1), e1 / (e0 + e1)  # Eq. 12
     y_bar, y_bar_base = a0 * 1.0 + a1 * 0.0, a0 * 0.2 + a1 * 0.4  # Eq. 11
     y_err = gamma * (y_bar - 0.3) + (1 - gamma) * (y_bar - y_bar_base)  # Eq. 13
     expected = min(max(0.3 + lam * y_err, 0.0), 1.0)  # Eq. 9
-    out = compensate(s, valid, y_nb, yb_nb, y_base, tau=tau, gamma=gamma, lam=lam)
+    out = compensate(s, valid, y_nb, yb_nb, y_base, gamma=gamma, lam=lam)
     assert out.item() == pytest.approx(expected, abs=1e-12)
 
 
@@ -71,7 +41,7 @@ def test_gamma_one_gives_convex_mix():
     valid = torch.ones(1, 3, dtype=torch.bool)
     y_nb = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
     out = compensate(s, valid, y_nb, torch.zeros(1, 3, dtype=torch.float64),
-                     torch.tensor([0.1], dtype=torch.float64), tau=0.1, gamma=1.0, lam=0.4)
+                     torch.tensor([0.1], dtype=torch.float64), gamma=1.0, lam=0.4)
     assert out.item() == pytest.approx(0.6 * 0.1 + 0.4 * (2 / 3), abs=1e-12)
 
 
@@ -81,7 +51,7 @@ def test_masked_neighbours_are_ignored_even_if_nan():
     y_nb = torch.tensor([[float("nan"), 1.0]], dtype=torch.float64)
     yb_nb = torch.tensor([[float("nan"), 0.5]], dtype=torch.float64)
     y_base = torch.tensor([0.2], dtype=torch.float64)
-    out = compensate(s, valid, y_nb, yb_nb, y_base, tau=0.1, gamma=0.0, lam=1.0)
+    out = compensate(s, valid, y_nb, yb_nb, y_base, gamma=0.0, lam=1.0)
     # only the second neighbour: y_err = 1.0 - 0.5
     assert out.item() == pytest.approx(0.7, abs=1e-12)
 
@@ -90,7 +60,7 @@ def test_no_valid_neighbour_keeps_base_exactly():
     s = torch.zeros(2, 3, dtype=torch.float64)
     valid = torch.zeros(2, 3, dtype=torch.bool)
     y_base = torch.tensor([0.123, 0.987], dtype=torch.float64)
-    out = compensate(s, valid, s, s, y_base, tau=0.1, gamma=0.3, lam=0.9)
+    out = compensate(s, valid, s, s, y_base, gamma=0.3, lam=0.9)
     assert torch.equal(out, y_base)
 
 
@@ -100,7 +70,7 @@ def test_output_is_clamped():
     y_nb = torch.tensor([[1.0], [0.0]], dtype=torch.float64)
     yb_nb = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
     y_base = torch.tensor([0.9, 0.1], dtype=torch.float64)
-    out = compensate(s, valid, y_nb, yb_nb, y_base, tau=1.0, gamma=0.0, lam=1.0)
+    out = compensate(s, valid, y_nb, yb_nb, y_base, gamma=0.0, lam=1.0)
     # unclamped: 0.9 + 1.0 = 1.9 and 0.1 - 1.0 = -0.9
     assert out.tolist() == [1.0, 0.0]
 
@@ -111,20 +81,5 @@ def test_lambda_zero_is_identity():
     valid = torch.rand(50, 4, generator=g) > 0.3
     y_base = torch.rand(50, generator=g, dtype=torch.float64)
     out = compensate(s, valid, torch.rand(50, 4, generator=g, dtype=torch.float64), s, y_base,
-                     tau=0.1, gamma=0.5, lam=0.0)
+                     gamma=0.5, lam=0.0)
     assert torch.equal(out, y_base)
-
-
-def test_sums_form_equals_softmax_form():
-    g = torch.Generator().manual_seed(1)
-    B, k, tau = 40, 5, 0.3
-    s = torch.rand(B, k, generator=g, dtype=torch.float64)
-    valid = torch.rand(B, k, generator=g) > 0.4
-    y_nb = torch.rand(B, k, generator=g, dtype=torch.float64)
-    yb_nb = torch.rand(B, k, generator=g, dtype=torch.float64)
-    y_base = torch.rand(B, generator=g, dtype=torch.float64)
-    w = torch.where(valid, torch.exp(s / tau), torch.zeros_like(s))
-    a = compensate(s, valid, y_nb, yb_nb, y_base, tau=tau, gamma=0.7, lam=0.6)
-    b = compensate_from_sums(w.sum(1), (w * y_nb).sum(1), (w * yb_nb).sum(1), y_base,
-                             gamma=0.7, lam=0.6)
-    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

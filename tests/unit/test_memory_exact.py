@@ -13,8 +13,8 @@ F64 = torch.float64
 
 
 def test_top_k_by_cosine_by_hand():
-    tau, gamma, lam = 0.5, 0.5, 1.0
-    mem = ExactMemory(2, MemoryConfig(K=2, tau=tau, gamma=gamma, lam=lam))
+    gamma, lam = 0.5, 1.0
+    mem = ExactMemory(2, MemoryConfig(K=2, gamma=gamma, lam=lam))
     keys = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]])
     y = torch.tensor([1.0, 0.0, 1.0, 0.0])
     yb = torch.tensor([0.2, 0.3, 0.4, 0.6], dtype=F64)
@@ -25,7 +25,7 @@ def test_top_k_by_cosine_by_hand():
     cos = [float(qn @ (k / k.norm())) for k in keys]
     top = sorted(range(4), key=lambda i: -cos[i])[:2]
     assert top == [0, 3]
-    e = [math.exp(cos[i] / tau) for i in top]
+    e = [math.exp(cos[i]) for i in top]  # Eq. 12, s_i the cosine
     a = [v / sum(e) for v in e]
     y_bar = sum(ai * float(y[i]) for ai, i in zip(a, top, strict=True))
     y_bar_base = sum(ai * float(yb[i]) for ai, i in zip(a, top, strict=True))
@@ -68,8 +68,7 @@ def test_one_batch_larger_than_window():
 
 
 def test_decay_weights_the_attention():
-    tau = 1.0
-    mem = ExactMemory(2, MemoryConfig(K=2, tau=tau, gamma=1.0, lam=1.0))
+    mem = ExactMemory(2, MemoryConfig(K=2, gamma=1.0, lam=1.0))
     mem.write(torch.tensor([[1.0, 0.0]]), torch.tensor([1.0]), torch.tensor([0.5]))
     mem.decay(0.25)
     mem.write(torch.tensor([[1.0, 0.0]]), torch.tensor([0.0]), torch.tensor([0.5]))

@@ -11,30 +11,33 @@ import sys
 import pytest
 import torch
 
-from reloop.memory import ErrorMemory, ExactMemory, MemoryConfig, ModelMismatchError, SnapshotError
+from reloop.memory import (
+    ErrorMemory,
+    ExactMemory,
+    MemoryConfig,
+    ModelMismatchError,
+    SnapshotError,
+    SnapshotVersionError,
+)
+from reloop.memory.snapshot import FORMAT_VERSION
+
+CFG = MemoryConfig(K=4, L=5, lam=0.7, gamma=0.2, exact_window=500, min_leaf_rows=20, seed=3)
 
 
-def _filled(cls, similarity: str = "uniform", model_id: str = "model-a",
-            normalize: str = "standardize"):
+def _filled(cls, model_id: str = "model-a"):
     g = torch.Generator().manual_seed(0)
-    mem = cls(12, MemoryConfig(K=4, L=5, similarity=similarity, lam=0.7, exact_window=500,
-                               normalize=normalize, hash_rank=8), model_id=model_id)
+    mem = cls(12, CFG, model_id=model_id)
     h = torch.randn(800, 12, generator=g)
     mem.write(h, (torch.rand(800, generator=g) < 0.3).float(), torch.rand(800, generator=g))
     mem.decay(0.5)
     return mem
 
 
-@pytest.mark.parametrize(("cls", "similarity", "normalize"),
-                         [(ErrorMemory, "uniform", "standardize"),
-                          (ErrorMemory, "uniform", "cosine"),
-                          (ErrorMemory, "centroid", "cosine"),
-                          (ErrorMemory, "centroid", "standardize"),
-                          (ExactMemory, "uniform", "standardize")])
-def test_round_trip(tmp_path, cls, similarity, normalize):
-    mem = _filled(cls, similarity, normalize=normalize)
+@pytest.mark.parametrize("cls", [ErrorMemory, ExactMemory])
+def test_round_trip(tmp_path, cls):
+    mem = _filled(cls)
     path = mem.save(tmp_path / "mem.safetensors")
-    back = cls.load(path, model_id="model-a")
+    back = cls.load(path, model_id="model-a", config=CFG)
     assert back.config == mem.config and back.model_id == "model-a"
     assert len(back) == len(mem)
     q = torch.randn(64, 12, generator=torch.Generator().manual_seed(1))
@@ -43,10 +46,8 @@ def test_round_trip(tmp_path, cls, similarity, normalize):
     if cls is ErrorMemory:
         assert torch.equal(back.planes_, mem.planes_)
         assert torch.equal(back.table_, mem.table_)
-        assert torch.equal(back.cuts_, mem.cuts_)
-        # hash_rank 8 < 12: the planes span a fitted subspace, which the snapshot keeps
-        assert torch.equal(back.transform_, mem.transform_)
-        assert not torch.equal(mem.transform_, torch.eye(12))
+        assert torch.equal(back.tree_, mem.tree_) and back.fitted
+        assert torch.equal(back._readout, mem._readout)
         assert torch.equal(back.bucket_ids(q), mem.bucket_ids(q))
     # a loaded memory keeps learning exactly like the original
     h2 = torch.randn(100, 12, generator=torch.Generator().manual_seed(3))
@@ -64,9 +65,66 @@ def test_snapshot_is_safetensors_with_recorded_planes_config_and_model(tmp_path)
     assert list(header["__metadata__"]) == ["reloop"]  # one entry: stable bytes across processes
     meta = json.loads(header["__metadata__"]["reloop"])
     assert meta["format"] == "reloop-memory-snapshot" and meta["kind"] == "sketch"
-    assert meta["model_id"] == "model-a"
-    assert json.loads(meta["meta"])["config"]["lambda"] == 0.7
-    assert header["planes"]["shape"] == [12, 20]
+    assert meta["model_id"] == "model-a" and meta["format_version"] == str(FORMAT_VERSION)
+    # the write-time structure only: lambda and gamma are read-time knobs
+    config = json.loads(meta["meta"])["config"]
+    assert config == {"K": 4, "L": 5, "leaf_share": 0.003, "min_leaf_rows": 20, "decay": 0.7,
+                      "exact_window": 500, "max_state_bytes": 1 << 30, "seed": 3}
+    assert set(header) - {"__metadata__"} == {"planes", "tree", "table"}
+    assert header["planes"]["shape"] == [12, 20] and header["tree"]["shape"] == [4, 32]
+
+
+@pytest.mark.parametrize("cls", [ErrorMemory, ExactMemory])
+def test_read_knobs_come_from_the_config_it_is_loaded_with(tmp_path, cls):
+    mem = _filled(cls)
+    path = mem.save(tmp_path / "mem.safetensors")
+    params = MemoryConfig(K=64, L=3, lam=0.25, gamma=1.0, decay=0.1, seed=9)
+    back = cls.load(path, model_id="model-a", config=params)
+    # lambda and gamma from params; the structure (K, L, decay, seed...) from the snapshot
+    assert (back.config.lam, back.config.gamma) == (0.25, 1.0)
+    assert back.config == CFG.model_copy(update={"lam": 0.25, "gamma": 1.0})
+    q = torch.randn(64, 12, generator=torch.Generator().manual_seed(1))
+    yb = torch.rand(64, generator=torch.Generator().manual_seed(2))
+    again = cls(12, CFG.model_copy(update={"lam": 0.25, "gamma": 1.0}), model_id="model-a")
+    g = torch.Generator().manual_seed(0)
+    again.write(torch.randn(800, 12, generator=g), (torch.rand(800, generator=g) < 0.3).float(),
+                torch.rand(800, generator=g))
+    again.decay(0.5)
+    assert torch.equal(back.compensate(q, yb), again.compensate(q, yb))
+    # without a config: the defaults' knobs
+    default = cls.load(path, model_id="model-a")
+    assert (default.config.lam, default.config.gamma) == (MemoryConfig().lam,
+                                                           MemoryConfig().gamma)
+
+
+def test_unfitted_snapshot_fits_on_its_first_write_like_a_fresh_memory(tmp_path):
+    path = ErrorMemory(12, CFG, model_id="m").save(tmp_path / "empty.safetensors")
+    back, fresh = ErrorMemory.load(path, model_id="m", config=CFG), ErrorMemory(12, CFG)
+    assert not back.fitted and len(back) == 0
+    g = torch.Generator().manual_seed(4)
+    h, y, yb = torch.randn(500, 12, generator=g), torch.ones(500), torch.rand(500, generator=g)
+    for mem in (back, fresh):
+        mem.write(h, y, yb)
+    assert torch.equal(back.tree_, fresh.tree_) and torch.equal(back.table_, fresh.table_)
+    assert torch.equal(back.compensate(h, yb), fresh.compensate(h, yb))
+
+
+def test_snapshot_of_another_format_version_is_refused_naming_both(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "memory" / "date=2026-01-06"
+    path = _filled(ErrorMemory).save(folder / "memory.safetensors")
+    with safe_open(str(path), framework="pt") as fh:
+        header = json.loads(fh.metadata()["reloop"])
+        tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118
+    header["format_version"] = "1"
+    save_file(tensors, str(path), metadata={"reloop": json.dumps(header)})
+    with pytest.raises(SnapshotVersionError,
+                       match=r"has format_version 1, this reloop reads format_version 2; rebuild "
+                             r"the snapshot: `reloop stage memory --date 2026-01-06`"):
+        ErrorMemory.load(path, model_id="model-a")
+    assert issubclass(SnapshotVersionError, SnapshotError)
 
 
 def test_snapshot_bytes_are_identical_across_processes(tmp_path):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import threading
 
-import pytest
 import torch
 
 from reloop.memory import ErrorMemory, ExactMemory, MemoryConfig
@@ -61,11 +60,10 @@ def _hammer(mem, reader, n_writers: int = 3, n_readers: int = 3, rounds: int = 1
     return errors
 
 
-@pytest.mark.parametrize("similarity", ["uniform", "centroid"])
-def test_sketch_reads_see_whole_writes(similarity):
+def test_sketch_reads_see_whole_writes():
     # gamma = 1, lam = 1: y_pred = y_bar, which is exactly 1 for any non-empty bucket, and
     # y_base (0.5) for a query whose buckets are all empty. Anything else is a torn read.
-    mem = ErrorMemory(16, MemoryConfig(K=4, L=12, gamma=1.0, lam=1.0, similarity=similarity))
+    mem = ErrorMemory(16, MemoryConfig(K=4, L=12, gamma=1.0, lam=1.0))
     base = torch.full((QUERY_ROWS,), 0.5)
 
     def reader(q: torch.Tensor) -> None:

@@ -1,5 +1,5 @@
-"""params.yaml is read with a loader that refuses a repeated key (issue 14, defect 5): PyYAML
-keeps the last value, so a second ``alpha`` silently wins and a second ``promote:`` section
+"""params.yaml is read with a loader that refuses a repeated key: PyYAML alone would keep the
+last value, so a second ``alpha`` silently wins and a second ``promote:`` section
 silently replaces the first."""
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ def test_a_period_prints_its_stage_times_then_its_figures():
     out = io.StringIO()  # not a terminal: no transient status lines
     shown = PeriodProgress(out)
     with stage_listener(shown):
-        from reloop.stages import _notify
+        from reloop.stages.runner import _notify
 
         _notify(StageEvent("join", DAY, 1.04, result={"rows": 10, "ctr": 0.5}))
         _notify(StageEvent("promote", DAY, 0.2, result={"promoted": True, "model_id": "ab" * 8}))
@@ -61,7 +61,7 @@ def test_a_failed_stage_names_itself_and_the_log_file(tmp_path):
 
 
 def test_a_listener_that_raises_does_not_fail_the_stage():
-    from reloop.stages import _notify
+    from reloop.stages.runner import _notify
 
     def broken(event):
         raise RuntimeError("display bug")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reloop.ops.report import plot_periods, rollbacks_after
+from reloop.evaluation.history import rollbacks_after
+from reloop.ops.report import plot_periods
 
 PERIODS = ["2026-01-01", "2026-01-02", "2026-01-03"]
 

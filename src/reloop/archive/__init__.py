@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reloop.jsonio import read_json
+from reloop.periods import date_part
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -131,22 +132,26 @@ def period_sources(params: Params, start: str | dt.date) -> dict[str, Path]:
     Only what the period itself produced: archiving it again later, after other periods ran,
     finds the same files.
     """
-    from reloop.data.drift import drift_dir
-    from reloop.data.join import joined_dir
-    from reloop.data.logs.store import as_date, partition_dir, period_dates
-    from reloop.stages.evaluate import evaluation_path
-    from reloop.stages.memory import snapshot_dir
-    from reloop.stages.promote import decision_path
-    from reloop.stages.train import candidate_dir
+    from reloop.data.logs.store import partition_dir
+    from reloop.periods import (
+        as_date,
+        candidate_dir,
+        decision_path,
+        drift_dir,
+        evaluation_path,
+        joined_dir,
+        period_dates,
+        snapshot_dir,
+    )
 
     start = as_date(start)
     found: dict[str, Path] = {}
     for day in period_dates(start, params.logs.period_days):
-        d = f"date={day.isoformat()}"
+        d = date_part(day)
         found[f"logs/impressions/{d}"] = partition_dir(params.logs.root, "impressions", day)
         found[f"logs/feedback/{d}"] = partition_dir(params.logs.root, "feedback", day)
         found[f"oracle/{d}"] = Path(params.logs.oracle_root) / "oracle" / d
-        found[f"validation/{d}"] = Path(params.validation.out_root) / d
+        found[f"validation/{d}"] = Path(params.validate_.out_root) / d
     found |= {
         "joined": joined_dir(params, start),
         "drift": drift_dir(params, start),
@@ -165,11 +170,8 @@ def period_sources(params: Params, start: str | dt.date) -> dict[str, Path]:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _files(path: Path) -> list[Path]:
@@ -210,7 +212,7 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     artefacts are only read.
     """
     from reloop.atomic import replace_dir
-    from reloop.data.logs.store import as_date
+    from reloop.periods import as_date
 
     start = as_date(start)
     if not params.archive.enabled:
@@ -221,7 +223,7 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
                            "run its stages through promote before archiving it")
     root = ensure_repo(params)
     _clear_stale_locks(root)
-    name = f"date={start.isoformat()}"
+    name = date_part(start)
     target = root / PERIODS / name
     manifest: dict[str, Any] = {}
     replace_dir(target, lambda tmp: manifest.update(_copy_period(sources, start, tmp)))
@@ -274,7 +276,7 @@ def restore_period(params: Params, start: str | dt.date | None, out: str | Path,
     period's latest. Uses ``dvc get``, which reads the archive's cache or, failing that, its
     remote. Every restored file is checked against the manifest's sha256.
     """
-    from reloop.data.logs.store import as_date
+    from reloop.periods import as_date
 
     root = Path(params.archive.root).resolve()
     out = Path(out).resolve()
@@ -299,7 +301,7 @@ def restore_period(params: Params, start: str | dt.date | None, out: str | Path,
     else:
         day = as_date(start, "--date").isoformat()
     try:
-        _run([sys.executable, "-m", "dvc", "get", str(root), f"{PERIODS}/date={day}", "--rev",
+        _run([sys.executable, "-m", "dvc", "get", str(root), f"{PERIODS}/{date_part(day)}", "--rev",
               rev, "-o", str(out)], out.parent if out.parent.exists() else Path.cwd())
     except ArchiveError:  # e.g. neither the cache nor the remote holds the data
         shutil.rmtree(out, ignore_errors=True)  # `out` did not exist: leave no half restore

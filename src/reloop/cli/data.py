@@ -10,17 +10,16 @@ to run every period from ``--date`` to ``--end`` in order. Errors propagate to t
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from reloop.cli.options import DateOpt, ParamsOpt, echo_json
+
 __all__ = ["logs_app", "register", "replay_app"]
 
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="Path of params.yaml.")]
-DateOpt = Annotated[str, typer.Option("--date", "-d", help="Period start, YYYY-MM-DD (UTC).")]
 EndOpt = Annotated[
     str | None,
     typer.Option("--end", help="Last period start of a range (inclusive); default: --date only."),
@@ -43,15 +42,9 @@ logs_app = typer.Typer(
     rich_markup_mode=None, help="Inspect and seal the raw logs.", no_args_is_help=True)
 
 
-def _echo(obj: Any) -> None:
-    from reloop.atomic import json_ready
-
-    typer.echo(json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str))
-
-
 def _run(fn: Callable[[], Any]) -> None:
     """Run ``fn`` and print its result as JSON (its errors: see the module docstring)."""
-    _echo(fn())
+    echo_json(fn())
 
 
 def _params(path: Path):
@@ -61,7 +54,7 @@ def _params(path: Path):
 
 
 def _periods(params, date: str, end: str | None) -> list[dt.date]:
-    from reloop.data.logs.store import as_date, check_period_start
+    from reloop.periods import as_date, check_period_start
 
     first = check_period_start(date, params.logs.period_days, "--date")
     last = as_date(end, "--end") if end is not None else first
@@ -93,7 +86,8 @@ def simulate_cmd(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Simulate DAYS days of the built-in world, served by one production scorer."""
-    from reloop.data.logs.store import as_date
+    from reloop.lock import workspace_lock
+    from reloop.periods import as_date
     from reloop.sources.simulator import simulate
     from reloop.sources.world import check_horizon
 
@@ -102,8 +96,10 @@ def simulate_cmd(
         first = as_date(start, "--start")
         check_horizon(p.simulator, first)  # every day, before the first one is written
         check_horizon(p.simulator, first + dt.timedelta(days=days - 1))
-        return simulate(p, first, days, checkpoint=checkpoint, memory=memory,
-                        memory_out=memory_out)
+        with workspace_lock(p.pipeline.lock_file, p.pipeline.lock_timeout_s,
+                            what=f"reloop simulate from {first}"):
+            return simulate(p, first, days, checkpoint=checkpoint, memory=memory,
+                            memory_out=memory_out)
 
     _run(run)
 
@@ -115,11 +111,20 @@ def ingest_cmd(
     memory_out: MemoryOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
-    """Ingest one period from logs.source (simulator, replay, or external logs)."""
+    """Ingest one period from logs.source (simulator, replay, or external logs): the pipeline's
+    ``ingest`` stage, served by production; with --checkpoint/--memory, served by those."""
+    from reloop.stages import period_workspace, run_stage
     from reloop.stages.ingest import ingest_period
 
-    _run(lambda: ingest_period(_params(params), date, checkpoint=checkpoint, memory=memory,
-                               memory_out=memory_out))
+    def run():
+        p = _params(params)
+        if checkpoint is None and memory is None and memory_out is None:
+            return run_stage("ingest", p, date)
+        with period_workspace(p, date, "reloop ingest") as start:
+            return ingest_period(p, start, checkpoint=checkpoint, memory=memory,
+                                 memory_out=memory_out)
+
+    _run(run)
 
 
 def validate_cmd(
@@ -136,12 +141,15 @@ def validate_cmd(
     tables = {"raw": ("impressions", "feedback"), "impressions": ("impressions",),
               "feedback": ("feedback",)}
 
+    from reloop.stages import period_workspace
+
     def one(p, day):
-        if table == "joined":
-            return validate_joined(p, day)
-        if table not in tables:
+        if table not in {*tables, "joined"}:
             raise ValueError(f"--table={table!r} is not one of {sorted([*tables, 'joined'])}")
-        return validate_period(p, day, tables[table])
+        with period_workspace(p, day, "reloop validate"):
+            if table == "joined":
+                return validate_joined(p, day)
+            return validate_period(p, day, tables[table])
 
     _each(params, date, end, one)
 
@@ -197,8 +205,8 @@ def logs_list_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
     import polars as pl
 
     from reloop.data.logs.quarantine import quarantine_record
-    from reloop.data.logs.seal import seal_path
     from reloop.data.logs.store import list_dates, partition_dir
+    from reloop.periods import seal_path
 
     def run():
         p = _params(params)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from reloop.cli.options import ParamsOpt
+
 memory_app = typer.Typer(
     rich_markup_mode=None,
     help="ReLoop2 error memory: streaming evaluation and snapshots.", no_args_is_help=True
@@ -24,7 +26,7 @@ def stream_eval_cmd(
     checkpoint: Annotated[Path, typer.Option(help="Checkpoint directory of the base model.")],
     data: Annotated[Path, typer.Option(help="Labelled, time-ordered table (parquet).")],
     slots: Annotated[int, typer.Option(help="Number of equal slots the stream is cut into.")] = 10,
-    params: Annotated[Path, typer.Option("--params", "-p", help="Path of params.yaml.")] = Path(
+    params: ParamsOpt = Path(
         "params.yaml"
     ),
     time_column: Annotated[

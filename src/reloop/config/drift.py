@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from reloop.config.base import Section
 
 __all__ = ["DriftConfig"]
 
 
-class DriftConfig(BaseModel):
+class DriftConfig(Section):
     """* ``reference``: ``previous`` (the period before) or ``fixed`` (the baseline period starting
       at ``baseline_start``, ``baseline_days`` long).
     * ``exclude``: columns left out of feature drift (ids: per-value drift of millions of ids says
@@ -21,7 +23,6 @@ class DriftConfig(BaseModel):
       summary reports their p-values.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     out_root: str = "reports/drift"
     reference: Literal["previous", "fixed"] = "previous"

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from reloop.config.base import Section
 
 __all__ = ["JoinConfig"]
 
 
-class JoinConfig(BaseModel):
+class JoinConfig(Section):
     """* ``window_minutes``: attribution window; a click counts for an impression when it arrives
       within this long after it (inclusive). It may reach into the next day's feedback partition.
       The built-in world's online memory writes use the same window.
@@ -20,7 +22,6 @@ class JoinConfig(BaseModel):
       window reaches into) has not arrived; the stats then say the labels may be incomplete.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     window_minutes: float = Field(default=60.0, ge=0.0, le=1440.0)
     y_last: Literal["score", "score_base"] = "score"

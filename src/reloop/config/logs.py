@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from reloop.config.base import Section
 
 __all__ = ["LogsConfig"]
 
 
-class LogsConfig(BaseModel):
+class LogsConfig(Section):
     """Locations of the raw logs and derived records, and the period length.
 
     * ``root``: raw ``impressions/`` and ``feedback/`` partitions (append-only).
@@ -29,7 +31,6 @@ class LogsConfig(BaseModel):
       ``false`` reads whatever part files are present (a producer may still be writing them).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     root: str = "data/logs"
     oracle_root: str = "data/world"

@@ -7,101 +7,94 @@ in ``docs/error_memory.md``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-__all__ = ["MAX_L", "Cuts", "MemoryConfig", "Normalize", "Similarity"]
+__all__ = ["MAX_L", "READ_KNOBS", "REMOVED_FIELDS", "MemoryConfig"]
 
 #: Bucket ids are int64: L sign bits must fit below the sign bit.
 MAX_L = 62
 
-#: How a bucket's similarity ``s_k`` to the query is derived (see ``docs/error_memory.md``).
-Similarity = Literal["uniform", "count", "centroid"]
+#: The fields a memory reads at compensation time only (Python names). A snapshot stores every
+#: other field (the structure it was written with); these come from ``params.yaml`` wherever a
+#: memory is read, see :meth:`MemoryConfig.with_read_knobs`.
+READ_KNOBS = ("lam", "gamma")
 
-#: How hidden vectors are normalised before hashing (see ``docs/error_memory.md``).
-Normalize = Literal["none", "center", "standardize", "whiten", "cosine"]
-
-#: Where each hash bit's hyperplane cuts the normalised vectors (see ``docs/error_memory.md``).
-Cuts = Literal["plane", "tree"]
+#: Keys of earlier versions whose alternatives the design study measured and dropped; a
+#: ``params.yaml`` that still sets one gets an error naming it.
+REMOVED_FIELDS = (
+    "tau", "sigma", "normalize", "cut_spread", "cuts", "hash_rank", "similarity", "min_count",
+)
 
 
 class MemoryConfig(BaseModel):
-    """ReLoop2 error memory: sketch shape, attention, compensation, write filter, forgetting.
+    """ReLoop2 error memory: sketch shape, tree cuts, compensation, forgetting.
 
     * ``K`` arrays of ``2**L`` buckets (``K`` is also the paper's top-k: one readout per array).
-    * ``tau``: attention temperature (Eq. 12); ``gamma``: error-estimate mix (Eq. 13);
-      ``lam`` (YAML key ``lambda``): compensation weight (Eq. 9).
-    * ``sigma``: write filter; only samples with ``|y - y_base| > sigma`` are stored (0 keeps all).
-    * ``normalize``: how hidden vectors are transformed before hashing, with statistics of the
-      first written batch, then frozen: ``none``; ``center`` (``h - mean``); ``standardize``
-      (``(h - mean) / std`` per coordinate); ``whiten`` (PCA whitening, shrunk); ``cosine``
-      (``h / ||h||``, the geometry of :class:`reloop.memory.ExactMemory`, each hyperplane moved
-      to cut the first batch at a random quantile, see ``cut_spread``). ReLU hidden vectors lie
-      in one orthant, often along very few directions, where hyperplanes through the origin
-      split them poorly. The transform is folded into the hash planes (and, for ``cosine``, the
-      query's norm into the comparison), so it costs at most one norm per query.
-    * ``cut_spread`` (``normalize="cosine"`` with ``cuts="plane"``): hyperplane ``j`` cuts the
-      first batch's projections at the quantile level ``u_j``, drawn uniformly from
-      ``[0.5 - cut_spread, 0.5 + cut_spread]`` (0: every plane at the median).
-    * ``cuts`` (fitted normalisations only): where each bit's hyperplane cuts. ``plane``: one
-      threshold per hyperplane (``cosine``: its ``cut_spread`` quantile; the other
-      normalisations: through the mean). ``tree``: array ``k`` decides its ``L`` bits in order
-      and each bit's threshold depends on the bits before it, fitted on the first written batch
-      so that every node splits the rows reaching it at their median (a random-projection tree
-      whose levels share one hyperplane each): the buckets are then filled evenly instead of a
-      few dozen of them holding everything. A node is cut only if both halves keep
-      ``leaf_share`` of the first batch or more, so no bucket is narrower than that share of the
-      traffic (about ``1 / leaf_share`` buckets per array are used, at most ``2**L``), and
-      ``min_leaf_rows`` rows or more, so a small first batch (a weekly replay's snapshot of a few
-      hundred rows) does not make buckets of a few rows. Costs a ``K x 2**L`` float32 table and
-      a walk down the tree per array.
-    * ``hash_rank``: draw the hash planes in the span of the top ``hash_rank`` principal
-      directions of the first written batch's normalised hidden vectors (the random planes are
-      projected onto it), so that no bit is spent on directions the traffic barely varies in;
-      0, or a rank >= the hidden dimension, keeps the whole space. It applies to the fitted
-      normalisations only, like ``cut_spread`` to ``cosine``: ``normalize="none"`` fits
-      nothing and always hashes in the whole space.
-    * ``similarity``: how ``s_k`` is derived for a bucket; ``min_count``: buckets holding fewer
-      samples are masked out of the attention.
+    * ``leaf_share``, ``min_leaf_rows``: how finely the hash's tree cuts the first written batch.
+      Array ``k`` decides its ``L`` bits in order, each bit's threshold depending on the bits
+      before it, fitted so that every node splits the first batch's rows reaching it at their
+      median; a node is cut only if both halves keep ``leaf_share`` of that batch or more and
+      ``min_leaf_rows`` rows or more (so a small first batch, e.g. a weekly replay's few hundred
+      rows, does not make buckets of a few rows). About ``1 / leaf_share`` buckets per array are
+      used, at most ``2**L``.
+    * ``gamma``: error-estimate mix (Eq. 13); ``lam`` (YAML key ``lambda``): compensation weight
+      (Eq. 9). These two are the read-time knobs (:data:`READ_KNOBS`): a memory snapshot does
+      not store them, a loaded memory takes them from the ``memory`` section it is loaded with.
     * ``decay``: factor the sums are multiplied by at each slot/period boundary (1 keeps
       everything, 0 resets). The memory is always reset when the base model is replaced.
     * ``exact_window``: how many raw samples :class:`reloop.memory.ExactMemory` keeps.
     * ``max_state_bytes``: refuse a sketch whose state would exceed this size.
+    * ``seed``: the hash planes.
+
+    The hash itself is fixed: ``h / ||h||`` against Gaussian hyperplanes with the tree cuts
+    above, each bucket storing ``[count, sum y, sum y_base]``, and the ``K`` buckets of a query
+    pooled (see :class:`reloop.memory.ErrorMemory`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     K: int = Field(default=16, description="number of hash arrays (and of retrieved readouts)")
     L: int = Field(default=12, description="sign-random-projection bits per array")
-    tau: float = Field(default=1.0, gt=0.0, description="attention temperature")
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
     lam: float = Field(default=0.25, ge=0.0, le=1.0, alias="lambda",
                        description="Eq. 9 weight (0.25 by the loop's studies; README)")
-    sigma: float = Field(default=0.0, ge=0.0, lt=1.0, description="write filter |y - y_base|")
-    normalize: Normalize = "cosine"
-    cut_spread: float = Field(
-        default=0.2, ge=0.0, lt=0.5, description="spread of the cosine hash's cut quantiles"
-    )
-    cuts: Cuts = "tree"
     leaf_share: float = Field(
         default=0.003, gt=0.0, lt=0.5,
-        description="tree cuts: least share of the first batch a bucket is cut down to",
+        description="least share of the first batch a bucket is cut down to",
     )
     min_leaf_rows: int = Field(
         default=64, ge=1,
-        description="tree cuts: least rows of the first batch a bucket is cut down to, whatever "
-        "the batch's size (a small first batch otherwise makes buckets of a few rows)",
+        description="least rows of the first batch a bucket is cut down to, whatever the "
+        "batch's size (a small first batch otherwise makes buckets of a few rows)",
     )
-    hash_rank: int = Field(
-        default=0, ge=0, description="principal directions the planes span (0: all)"
-    )
-    similarity: Similarity = "count"
-    min_count: int = Field(default=1, ge=1, description="buckets with fewer samples are masked")
     decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")
     max_state_bytes: int = Field(default=1 << 30, ge=1)
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_removed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            removed = [k for k in REMOVED_FIELDS if k in data]
+            if removed:
+                raise ValidationError.from_exception_data(cls.__name__, [
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "removed_parameter",
+                            "removed: the error memory keeps only its measured design (cosine "
+                            "hash, tree cuts, pooled buckets, no write filter; "
+                            "docs/error_memory.md); delete this key",
+                        ),
+                        loc=(key,),
+                        input=data[key],
+                    )
+                    for key in removed
+                ])
+        return data
 
     @field_validator("K")
     @classmethod
@@ -123,3 +116,12 @@ class MemoryConfig(BaseModel):
     def n_buckets(self) -> int:
         """Buckets per array, ``2**L``."""
         return 1 << self.L
+
+    def structure(self) -> dict[str, Any]:
+        """The fields a snapshot stores: all but :data:`READ_KNOBS` (JSON-ready, YAML keys)."""
+        return self.model_dump(mode="json", by_alias=True,
+                               exclude=set(READ_KNOBS))
+
+    def with_read_knobs(self, source: MemoryConfig) -> MemoryConfig:
+        """This structure with ``source``'s read-time knobs (:data:`READ_KNOBS`)."""
+        return self.model_copy(update={k: getattr(source, k) for k in READ_KNOBS})

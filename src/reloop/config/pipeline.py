@@ -1,23 +1,19 @@
-"""The ``pipeline``, ``evaluate`` and ``promote`` sections of ``params.yaml``.
-
-Kept free of heavy imports and of :mod:`reloop.config` so the root config can import it.
-"""
+"""The ``pipeline`` section of ``params.yaml``: where a period's artefacts live, the holdout,
+scheduling."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-__all__ = ["ArchiveConfig", "EvaluateConfig", "PipelineConfig", "PromoteConfig"]
+from reloop.config.base import Section
 
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ['PipelineConfig']
 
 
-class PipelineConfig(_Section):
+class PipelineConfig(Section):
     """Where each stage writes its per-period artefacts, and which period ``dvc repro`` runs.
 
     Every stage writes ``<root>/date=YYYY-MM-DD/`` for the period starting on that date.
@@ -76,52 +72,3 @@ class PipelineConfig(_Section):
         default=300.0, gt=0.0,
         description="how often the waiting run checks the seals (it holds no worker slot between)",
     )
-
-
-class EvaluateConfig(_Section):
-    """Candidate vs incumbent on the held-out tail."""
-
-    slots: int = Field(default=10, ge=1, description="streaming slots; labels enter the memory")
-    prefill: Literal["window", "none"] = Field(
-        default="none",
-        description="memories start from the latest fit rows (window) or empty (none: only "
-        "rows neither model trained on, the holdout's own earlier slots, are written)",
-    )
-    bootstrap: int = Field(default=200, ge=1, description="paired bootstrap replicates")
-    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    seed: int = 0
-
-
-class PromoteConfig(_Section):
-    """The gate a candidate must pass to replace the incumbent."""
-
-    compare: Literal["served", "memory", "base"] = Field(
-        default="served",
-        description="served: as serving will serve it (with memory iff serving.use_memory); "
-        "memory: with memory; base: the model alone",
-    )
-    rule: Literal["point", "ci"] = Field(
-        default="ci",
-        description="point: the measured AUC gain and logloss change must meet the thresholds; "
-        "ci: the candidate is refused only when the bootstrap CI shows it misses them",
-    )
-    min_auc_gain: float = -1.0e-3
-    max_logloss_regression: float = Field(default=5.0e-3, ge=0.0)
-    require_ci_excludes_zero: bool = False
-
-
-class ArchiveConfig(_Section):
-    """Per-period versioning: every artefact of a period committed to a git + DVC repository.
-
-    The archive is its own git repository (``root``), not the code repository, so scheduled runs
-    never add commits to your code's history. Point ``root`` at the code repository's root only if
-    you want period commits there.
-    """
-
-    enabled: bool = Field(default=True, description="commit each period after promote")
-    root: str = Field(default="data/archive", description="git + DVC repository of the periods")
-    remote: str = Field(
-        default="data/archive-remote",
-        description="DVC remote: a local directory, or a URL such as s3://bucket/reloop",
-    )
-    push: bool = Field(default=True, description="`dvc push` after each period's commit")

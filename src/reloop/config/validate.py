@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-__all__ = ["ValidationConfig"]
+from reloop.config.base import Section
+
+__all__ = ["ValidateConfig"]
 
 
-class ValidationConfig(BaseModel):
+class ValidateConfig(Section):
     """Thresholds of the expectation suites (``docs/data.md`` lists every expectation).
 
     * ``out_root``: ``<out_root>/date=YYYY-MM-DD/<table>.json`` plus its HTML page.
@@ -27,7 +29,6 @@ class ValidationConfig(BaseModel):
       (:mod:`reloop.data.validate.page`). GX's own Data Docs are not built.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     out_root: str = "reports/validation"
     min_rows: int = Field(default=1, ge=0)
@@ -42,7 +43,7 @@ class ValidationConfig(BaseModel):
     data_docs: bool = True
 
     @model_validator(mode="after")
-    def _bounds(self) -> ValidationConfig:
+    def _bounds(self) -> ValidateConfig:
         if self.min_rows > self.max_rows:
             raise ValueError(f"min_rows={self.min_rows} exceeds max_rows={self.max_rows}")
         if self.ctr_min > self.ctr_max:

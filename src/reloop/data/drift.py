@@ -40,18 +40,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.atomic import json_ready, replace_dir
-from reloop.data.logs.store import as_date, dated_dirs
+from reloop.periods import as_date, dated_dirs, drift_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
-__all__ = ["drift_dir", "drift_frames", "drift_report", "parse_snapshot", "reference_periods"]
+__all__ = ["drift_frames", "drift_report", "parse_snapshot", "reference_periods"]
 
 log = logging.getLogger(__name__)
-
-
-def drift_dir(params: Params, start: str | dt.date) -> Path:
-    return Path(params.drift.out_root) / f"date={as_date(start).isoformat()}"
 
 
 #: the random ids Evidently puts in its HTML: widget ids (uuid7) and the dashboard id (uuid4 hex)

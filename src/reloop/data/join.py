@@ -55,19 +55,18 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.atomic import replace_dir
-from reloop.data.logs.quarantine import QuarantinedError, quarantine_path, quarantine_record
+from reloop.data.logs.quarantine import QuarantinedError, quarantine_record
 from reloop.data.logs.schema import FEEDBACK, check_schema, impression_columns
 from reloop.data.logs.seal import check_period_sealed, read_seal
 from reloop.data.logs.store import (
     MissingPartitionError,
-    as_date,
     list_dates,
     part_files,
-    period_dates,
     scan_files,
     scan_partitions,
 )
 from reloop.jsonio import read_json
+from reloop.periods import as_date, date_part, joined_dir, period_dates, quarantine_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -76,7 +75,6 @@ __all__ = [
     "JoinError",
     "join_frames",
     "join_period",
-    "joined_dir",
     "read_joined",
     "read_stats",
 ]
@@ -240,16 +238,12 @@ def join_frames(
     return table_df.drop("_clicks"), stats
 
 
-def joined_dir(params: Params, start: str | dt.date) -> Path:
-    return Path(params.join.out_root) / f"date={as_date(start).isoformat()}"
-
-
 def _refuse_quarantined(params: Params, table: str, day: dt.date) -> None:
     record = quarantine_record(params.logs.quarantine_root, table, day)
     if record is not None:
         failed = record.get("failed", [])
         raise QuarantinedError(
-            f"partition {table}/date={day.isoformat()} is quarantined "
+            f"partition {table}/{date_part(day)} is quarantined "
             f"({len(failed)} failed expectations; see "
             f"{quarantine_path(params.logs.quarantine_root, table, day)}); "
             "refusing to join it"
@@ -281,7 +275,7 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     else:
         imps = scan_partitions(root, "impressions", days)
     problems = check_schema(imps.collect_schema(), impression_columns(params.features),
-                            allow_extra=params.validation.allow_extra_columns)
+                            allow_extra=params.validate_.allow_extra_columns)
     if problems:
         raise JoinError(f"impressions of the period starting {start}: " + "; ".join(problems))
 
@@ -302,7 +296,7 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
         except MissingPartitionError:
             if not params.join.allow_missing_next_feedback:
                 raise MissingPartitionError(
-                    f"feedback partition feedback/date={end.isoformat()} has not arrived under "
+                    f"feedback partition feedback/{date_part(end)} has not arrived under "
                     f"{root}; the {params.join.window_minutes:g}-minute attribution window of "
                     f"the period starting {start} reaches into it. Rerun once it has arrived, or "
                     "set join.allow_missing_next_feedback to join with possibly missing labels"
@@ -319,7 +313,7 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     if sealed is not None:  # the day before as sealed (what a rerun reads too), if it is
         prev_seal = read_seal(root, prev_day)
         prev_files = sorted(Path(root) / rel for rel in (prev_seal or {}).get("files", {})
-                            if rel.startswith(f"impressions/date={prev_day.isoformat()}/"))
+                            if rel.startswith(f"impressions/{date_part(prev_day)}/"))
         if prev_files:
             previous = scan_files(prev_files, "impressions part files of the day before")
             previous = previous.select("request_id")

@@ -17,6 +17,7 @@ __all__ = [
     "MemoryConfig",
     "ModelMismatchError",
     "SnapshotError",
+    "SnapshotVersionError",
     "StreamReport",
     "stream_eval",
     "stream_eval_checkpoint",
@@ -29,6 +30,7 @@ _WHERE = {
     "MemoryConfig": "reloop.config.memory",
     "ModelMismatchError": "reloop.memory.snapshot",
     "SnapshotError": "reloop.memory.snapshot",
+    "SnapshotVersionError": "reloop.memory.snapshot",
     "StreamReport": "reloop.memory.stream",
     "stream_eval": "reloop.memory.stream",
     "stream_eval_checkpoint": "reloop.memory.stream",
@@ -38,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from reloop.config.memory import MemoryConfig
     from reloop.memory.exact import ExactMemory
     from reloop.memory.sketch import BucketSums, ErrorMemory
-    from reloop.memory.snapshot import ModelMismatchError, SnapshotError
+    from reloop.memory.snapshot import ModelMismatchError, SnapshotError, SnapshotVersionError
     from reloop.memory.stream import StreamReport, stream_eval, stream_eval_checkpoint
 
 

@@ -33,7 +33,10 @@ class ExactMemory:
     keeps, and for testing the estimator, not a serving component.
 
     :meth:`decay` keeps a weight per stored sample; weights enter the attention as
-    ``a_i ∝ w_i exp(s_i / tau)``, the exact analogue of decaying the sketch's sums.
+    ``a_i ∝ w_i exp(s_i)``, the exact analogue of decaying the sketch's sums.
+
+    Like the sketch's, its snapshots store the write-time config; ``lam`` and ``gamma`` come
+    from the ``config`` it is loaded with (:meth:`load`).
 
     Thread safety: every public method holds one lock for its whole duration (reads included), so
     reads and writes from several threads are safe and serialised.
@@ -64,7 +67,6 @@ class ExactMemory:
         self.size_ = 0  # filled slots
         self.next_ = 0  # ring position of the next write
         self.n_written_ = 0
-        self.n_filtered_ = 0
 
     @property
     def window(self) -> int:
@@ -96,15 +98,10 @@ class ExactMemory:
             setattr(self, name, new)
 
     def write(self, h: Tensor, y: Tensor, y_base: Tensor) -> int:
-        """Store a batch (after the ``sigma`` write filter); returns how many were stored."""
+        """Store a batch; returns how many samples were written."""
         h = check_hidden(h, self.hidden_dim)
         y = check_labels(y, h.shape[0])
         y_base = check_probs(y_base, h.shape[0])
-        n_drop = 0
-        if self.config.sigma > 0.0:
-            keep = (y - y_base).abs() > self.config.sigma
-            n_drop = int((~keep).sum())
-            h, y, y_base = h[keep], y[keep], y_base[keep]
         keys = torch.nn.functional.normalize(h, dim=1, eps=1e-12)
         n = keys.shape[0]
         if n > self.window:  # only the newest `window` samples would survive anyway
@@ -121,7 +118,6 @@ class ExactMemory:
             self.next_ = (self.next_ + keys.shape[0]) % self.window
             self.size_ = min(self.window, self.size_ + keys.shape[0])
             self.n_written_ += n
-            self.n_filtered_ += n_drop
         return n
 
     def compensate(self, h: Tensor, y_base: Tensor) -> Tensor:
@@ -147,7 +143,7 @@ class ExactMemory:
             for s in range(0, q.shape[0], step):
                 sims = q[s : s + step] @ keys.T
                 top, idx = torch.topk(sims, k, dim=1, sorted=False)
-                s_i = top.to(torch.float64) + cfg.tau * log_w[idx]
+                s_i = top.to(torch.float64) + log_w[idx]
                 valid = torch.isfinite(s_i)
                 parts.append(
                     compensate_eq(
@@ -156,7 +152,6 @@ class ExactMemory:
                         self.y_[idx],
                         self.y_base_[idx],
                         yb[s : s + step],
-                        tau=cfg.tau,
                         gamma=cfg.gamma,
                         lam=cfg.lam,
                     )
@@ -198,9 +193,14 @@ class ExactMemory:
         return write_snapshot(path, self.kind, tensors, meta, self.model_id)
 
     @classmethod
-    def load(cls, path: str | Path, *, model_id: str) -> ExactMemory:
-        """Load a snapshot built for ``model_id``; refuses one built for another model."""
-        return load_memory(cls, path, model_id, cls._restore)
+    def load(
+        cls, path: str | Path, *, model_id: str, config: MemoryConfig | None = None
+    ) -> ExactMemory:
+        """Load a snapshot built for ``model_id``; refuses one built for another model.
+
+        ``config`` (default :class:`MemoryConfig()`) gives the read-time ``lam`` and ``gamma``.
+        """
+        return load_memory(cls, path, model_id, cls._restore, config)
 
     def _restore(self, tensors: dict[str, Tensor], meta: dict) -> None:
         keys = tensors["keys"]

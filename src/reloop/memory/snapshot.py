@@ -5,13 +5,16 @@ same format as model checkpoints). The tensors are the memory's state (hash plan
 raw window); one metadata entry, ``reloop``, holds a canonical JSON object (a single entry keeps
 the file bytes identical across reruns) with:
 
-* ``format`` (``reloop-memory-snapshot``) and ``format_version``;
+* ``format`` (``reloop-memory-snapshot``) and ``format_version``. A file of another version is
+  refused with :class:`SnapshotVersionError`, which names both versions: a snapshot is rebuilt
+  (``reloop stage memory --date D``), never converted;
 * ``kind``: ``sketch`` (:class:`~reloop.memory.ErrorMemory`) or ``exact``
   (:class:`~reloop.memory.ExactMemory`);
 * ``model_id``: the model version whose hidden vectors built the memory. Loading next to any other
   model version is refused with :class:`ModelMismatchError`: another model's hidden space is
   different, so the stored buckets would be meaningless for it;
-* ``meta``: JSON with the memory config, the hidden dimension and counters;
+* ``meta``: JSON with the memory's write-time config (every field but the read-time knobs
+  :data:`reloop.config.memory.READ_KNOBS`), the hidden dimension and counters;
 * ``sha256``: a digest of every tensor's name, dtype, shape and bytes, checked on load, so a
   flipped byte in the data region (which the safetensors header cannot notice) is reported.
 
@@ -22,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,22 +33,30 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from reloop.atomic import write_file
+
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "ModelMismatchError",
     "SnapshotError",
+    "SnapshotVersionError",
     "read_snapshot",
     "tensors_digest",
     "write_snapshot",
 ]
 
 FORMAT = "reloop-memory-snapshot"
-FORMAT_VERSION = 1
+#: 2: the measured design only (planes, tree, table; no lam/gamma in the config).
+FORMAT_VERSION = 2
 
 
 class SnapshotError(ValueError):
     """A memory snapshot is missing, corrupt, truncated, or of the wrong kind. Names the file."""
+
+
+class SnapshotVersionError(SnapshotError):
+    """A snapshot was written in another format version; it must be rebuilt."""
 
 
 class ModelMismatchError(SnapshotError):
@@ -92,16 +101,10 @@ def write_snapshot(
         "meta": json.dumps(meta, sort_keys=True),
         "sha256": tensors_digest(tensors),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        # one metadata entry: safetensors keeps metadata in a hash map whose order varies per
-        # process, so several entries would make reruns write different bytes
-        save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(header, sort_keys=True)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # one metadata entry: safetensors keeps metadata in a hash map whose order varies per
+    # process, so several entries would make reruns write different bytes
+    metadata = {HEADER_KEY: json.dumps(header, sort_keys=True)}
+    write_file(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
     return path
 
 
@@ -137,9 +140,15 @@ def read_snapshot(
             f"memory snapshot (expected {FORMAT!r})"
         )
     if header.get("format_version") != str(FORMAT_VERSION):
-        raise SnapshotError(
-            f"memory snapshot {str(path)!r}: format_version={header.get('format_version')!r} is "
-            f"not supported; expected {FORMAT_VERSION}"
+        # a stage's snapshot lies in its period's folder, date=D; a registry copy does not
+        from reloop.periods import parse_date_part
+
+        date = next((str(d) for d in map(parse_date_part, reversed(path.parts)) if d),
+                    "D (the period that built it)")
+        raise SnapshotVersionError(
+            f"memory snapshot {str(path)!r} has format_version {header.get('format_version')}, "
+            f"this reloop reads format_version {FORMAT_VERSION}; rebuild the snapshot: "
+            f"`reloop stage memory --date {date}`"
         )
     if header.get("kind") != kind:
         raise SnapshotError(
@@ -169,12 +178,11 @@ M = TypeVar("M")
 
 
 def memory_meta(mem: Any, **extra: Any) -> dict[str, Any]:
-    """The metadata every memory snapshot carries: config, hidden size, counters (+ ``extra``)."""
+    """The metadata every memory snapshot carries: write-time config, hidden size, counter."""
     return {
-        "config": mem.config.model_dump(mode="json", by_alias=True),
+        "config": mem.config.structure(),
         "hidden_dim": mem.hidden_dim,
         "n_written": mem.n_written_,
-        "n_filtered": mem.n_filtered_,
         **extra,
     }
 
@@ -184,22 +192,24 @@ def load_memory(
     path: str | Path,
     model_id: str,
     restore: Callable[[M, dict[str, torch.Tensor], dict[str, Any]], None],
+    config: Any = None,
 ) -> M:
     """Read a snapshot of ``cls`` built for ``model_id`` into a fresh instance.
 
-    Builds ``cls(hidden_dim, config, model_id=...)`` from the metadata, lets ``restore`` check and
-    install the tensors, then restores the counters. Anything inconsistent raises
-    :class:`SnapshotError` naming the file.
+    Builds ``cls(hidden_dim, config, model_id=...)`` with the snapshot's write-time config and
+    the read-time knobs (``lam``, ``gamma``) of ``config`` (a :class:`MemoryConfig`, default
+    ``MemoryConfig()``), lets ``restore`` check and install the tensors, then restores the
+    counter. Anything inconsistent raises :class:`SnapshotError` naming the file.
     """
     from reloop.config.memory import MemoryConfig
 
     tensors, meta = read_snapshot(path, cls.kind, model_id)
     try:
-        # snapshots written before memory.cuts existed used one cut per plane
-        cfg = MemoryConfig.model_validate({"cuts": "plane", **meta["config"]})
+        cfg = MemoryConfig.model_validate(meta["config"]).with_read_knobs(
+            config if config is not None else MemoryConfig()
+        )
         mem = cls(int(meta["hidden_dim"]), cfg, model_id=model_id)
-        mem.n_written_ = int(meta.get("n_written", 0))
-        mem.n_filtered_ = int(meta.get("n_filtered", 0))
+        mem.n_written_ = int(meta["n_written"])
         restore(mem, tensors, meta)
     except (KeyError, TypeError, ValueError) as err:
         raise SnapshotError(f"memory snapshot {str(path)!r} is inconsistent: {err}") from None

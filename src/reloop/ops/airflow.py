@@ -43,7 +43,7 @@ DAG_ID = "reloop_retrain"
 def period_starts(start: str | dt.date, end: str | dt.date, period_days: int) -> list[dt.date]:
     """Start dates of the periods from ``start`` to ``end`` (inclusive), in order; ``start``
     must be a period start (weekly periods start on Mondays)."""
-    from reloop.data.logs.store import as_date, check_period_start
+    from reloop.periods import as_date, check_period_start
 
     first = check_period_start(start, period_days, "--start")
     last = as_date(end, "--end")
@@ -114,14 +114,12 @@ def configure_home(home: str | Path) -> Path:
         _set_option(lines, section, key, value)
     text = "\n".join(lines) + "\n"
     if not path.is_file() or path.read_text() != text:
-        # the file holds Airflow's secret keys: keep its mode (Airflow creates it 0600)
+        from reloop.atomic import write_text
+
+        # the file holds Airflow's secret keys: keep its mode (Airflow creates it 0600); the
+        # temporary file is 0600 from its creation
         mode = path.stat().st_mode & 0o777 if path.is_file() else 0o600
-        tmp = path.with_name(f".{path.name}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        write_text(path, text, mode=mode)
     return path
 
 

@@ -143,7 +143,7 @@ class ServeClient:
 
 def wait_sealed(root: str | Path, day: dt.date, timeout: float = 60.0) -> None:
     """Wait until the server has sealed ``day`` (its seal file exists)."""
-    from reloop.data.logs.seal import seal_path
+    from reloop.periods import seal_path
 
     path = seal_path(root, day)
     deadline = time.monotonic() + timeout
@@ -299,7 +299,7 @@ def drive(params: Params, client: ServeClient, start: str | dt.date, days: int, 
           retrain: Callable[[dt.date], Any] | None = None) -> list[dict[str, Any]]:
     """Drive ``days`` days from ``start`` through the server behind ``client``; returns one
     summary per day (with the retraining's result and the swap it caused, when ``retrain``)."""
-    from reloop.data.logs.store import period_dates
+    from reloop.periods import period_dates
     from reloop.registry import Registry
 
     if params.serve.clock != "client" or params.logs.source != "external":

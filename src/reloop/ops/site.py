@@ -3,7 +3,7 @@
 :func:`build_site` writes ``pipeline.site_file`` (``reports/index.html``): one row per period found
 on disk with each validated table's page and pass/fail (impressions and feedback per day, the
 joined table per period), the Evidently drift report, the evaluation and decision JSON and the
-period's key figures (:func:`reloop.ops.report.period_table`), then every ``*.png`` in the
+period's key figures (:func:`reloop.evaluation.history.period_table`), then every ``*.png`` in the
 plots folder (beside ``pipeline.plots_file``). Links are relative, so the folder tree can be
 copied or archived and opened from disk; the page has inline CSS, no script and no external URL,
 and it holds no timestamp, so rebuilding from the same artefacts writes the same bytes.
@@ -67,13 +67,13 @@ def _table_result(params: Params, table: str, day: dt.date) -> TableResult:
 def _period_starts(params: Params) -> list[dt.date]:
     """Every period start with a joined table, drift report, evaluation or decision on disk, and
     every validated raw day that falls in none of those periods."""
-    from reloop.data.logs.store import dated_dirs
+    from reloop.periods import dated_dirs
 
     p = params.pipeline
     starts = {day for root in (params.join.out_root, params.drift.out_root, p.evaluation_root,
                                p.decisions_root) for day, _ in dated_dirs(root)}
     span = dt.timedelta(days=params.logs.period_days)
-    for day, _ in dated_dirs(params.validation.out_root):
+    for day, _ in dated_dirs(params.validate_.out_root):
         if not any(s <= day < s + span for s in starts):
             starts.add(day)
     return sorted(starts)
@@ -81,11 +81,8 @@ def _period_starts(params: Params) -> list[dt.date]:
 
 def find_periods(params: Params) -> list[Period]:
     """Every period found on disk, in order, with the reports each has."""
-    from reloop.data.drift import drift_dir
-    from reloop.data.logs.store import period_dates
-    from reloop.ops.report import period_table
-    from reloop.stages.evaluate import evaluation_path
-    from reloop.stages.promote import decision_path
+    from reloop.evaluation.history import period_table
+    from reloop.periods import decision_path, drift_dir, evaluation_path, period_dates
 
     starts = _period_starts(params)
     periods = []

@@ -9,9 +9,10 @@ Layout under the registry root::
     production.json                      {"current": <model_id> | null, "history": [events]}
 
 Registering copies the artefacts into a temporary directory beside ``versions/`` and renames it
-into place, so a version directory is either complete or absent; registering the same model_id
-again is a no-op (reruns are safe). Promotion and rollback rewrite ``production.json`` through a
-temporary file and :func:`os.replace`, which is atomic on POSIX: a crash at any moment leaves the
+into place (:func:`reloop.atomic.replace_dir`), so a version directory is either complete or
+absent; registering the same model_id again is a no-op (reruns are safe). Promotion and rollback
+rewrite ``production.json`` through a temporary file, fsynced and renamed with :func:`os.replace`
+(:func:`reloop.atomic.write_text`), which is atomic on POSIX: a crash at any moment leaves the
 old pointer or the new one, never a broken state. The history lives inside the pointer file for
 the same reason. Callers serialise writers with :meth:`Registry.lock` (an OS-level file lock,
 released by the kernel if the process dies, so a killed run leaves no stale lock).
@@ -34,10 +35,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
+
+from reloop import atomic
 
 __all__ = ["VERSION_ID", "Registry", "RegistryError", "VersionRecord", "check_version_id"]
 
@@ -95,17 +96,9 @@ class VersionRecord:
 
 
 def _atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # plain json.dumps (not atomic.write_json, which turns NaN into null): the pointer's bytes
+    # stay what they always were
+    atomic.write_text(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 class Registry:
@@ -251,13 +244,12 @@ class Registry:
             if verify is not None:
                 verify(record)
             return record
-        target.parent.mkdir(parents=True, exist_ok=True)
-        for stale in target.parent.glob(f".{model_id}.*"):  # a copy a killed run left behind
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.", dir=target.parent))
+        atomic.sweep_leftovers(target)  # a copy a killed run left behind
         # artefacts only: not the temporary files a killed writer left beside them
         artefacts = shutil.ignore_patterns(".*")
-        try:
+
+        def build(tmp: Path) -> None:
+            nonlocal lineage
             shutil.copytree(checkpoint_dir, tmp / "model", ignore=artefacts)
             if memory_dir is not None:
                 src = Path(memory_dir)
@@ -271,12 +263,8 @@ class Registry:
             (tmp / RECORD).write_text(
                 json.dumps({"model_id": model_id, **lineage}, indent=2, sort_keys=True) + "\n"
             )
-            if target.exists():  # a half-copied leftover cannot exist (rename is atomic)
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        atomic.replace_dir(target, build)
         log.info("registered version %s", model_id)
         return self.get(model_id)
 

@@ -126,8 +126,8 @@ def load_live(params: Params, record: VersionRecord | None, warmup: dict[str, li
     """
     from reloop.learn.features import CachedEncoder
     from reloop.memory.snapshot import ModelMismatchError, SnapshotError
+    from reloop.periods import SNAPSHOT_FILE
     from reloop.serving.scorer import load_scorer
-    from reloop.stages.memory import SNAPSHOT_FILE
 
     if record is None:
         return LiveModel(load_scorer(params), None)

@@ -1,11 +1,11 @@
 """The serving side of the raw logs: buffered rows written as new, immutable part files.
 
-Served impressions and clicks are appended to an in-memory buffer per log. A buffer is written
-when it holds ``serve.flush_rows`` rows or its oldest row is ``serve.flush_seconds`` old (and on
-shutdown): its rows are split by the UTC date of ``event_time`` and each date's rows become one
-new part file through :func:`reloop.data.logs.store.write_part` (temporary file, then a hard link that
-fails rather than replace anything). Part names are ``part-serve-<replica>-<boot ms>-<n>``,
-unique per process start, so a file is never rewritten and a reader never sees half a part.
+Served impressions and clicks are appended to an in-memory buffer per log. A buffer is written when
+it holds ``serve.flush_rows`` rows or its oldest row is ``serve.flush_seconds`` old (and on
+shutdown): its rows are split by the UTC date of ``event_time`` and each date's rows become one new
+part file through :func:`reloop.data.logs.store.write_part` (temporary file, then a hard link that
+fails rather than replace anything). Part names are ``part-serve-<replica>-<boot ms>-<n>``, unique
+per process start, so a file is never rewritten and a reader never sees half a part.
 
 **After a restart** :meth:`LogWriter.recent_shown` reads back what this replica wrote during
 the last attribution window, so clicks on impressions served before the restart are still
@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from reloop.data.logs.schema import TIME_DTYPE, conform, impression_columns, table_columns
-from reloop.data.logs.seal import seal_day, seal_path
+from reloop.data.logs.seal import seal_day
 from reloop.data.logs.store import (
     LogError,
     SealedPartitionError,
@@ -53,6 +53,7 @@ from reloop.data.logs.store import (
     partition_dir,
     write_part,
 )
+from reloop.periods import seal_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import FeaturesConfig

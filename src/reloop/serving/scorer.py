@@ -207,7 +207,8 @@ def load_scorer(
 
     Without a checkpoint: :class:`BootstrapScorer`. With one and ``serving.use_memory``: the
     memory snapshot ``memory`` if given (it must have been built for this checkpoint's
-    ``model_id``), else a fresh, empty memory for it.
+    ``model_id``; its structure is the snapshot's, its ``lambda`` and ``gamma`` are
+    ``params.memory``'s), else a fresh, empty memory for it.
     """
     if checkpoint is None:
         if memory is not None:
@@ -224,7 +225,7 @@ def load_scorer(
     mem = None
     if params.serving.use_memory:
         if memory is not None:
-            mem = ErrorMemory.load(memory, model_id=ckpt.model_id)
+            mem = ErrorMemory.load(memory, model_id=ckpt.model_id, config=params.memory)
         else:
             mem = ErrorMemory(ckpt.model.hidden_dim, params.memory, model_id=ckpt.model_id)
     elif memory is not None:

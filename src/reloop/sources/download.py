@@ -20,14 +20,13 @@ import hashlib
 import logging
 import shutil
 import tarfile
-import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reloop.atomic import write_json
+from reloop.atomic import write_file, write_json
 from reloop.jsonio import read_json
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,11 +93,8 @@ def parse_checksum(text: str) -> tuple[str, str]:
 
 
 def file_digest(path: Path, algo: str) -> str:
-    h = hashlib.new(algo)
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, algo).hexdigest()
 
 
 def _pins(root: Path) -> dict[str, str]:
@@ -152,11 +148,12 @@ def download(
     if archive.is_file() and digest is not None and file_digest(archive, algo) == digest:
         log.info("%s already downloaded and verified (%s)", archive, expected)
     else:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{src.filename}.", dir=root)
-        tmp = Path(tmp_name)
-        try:
+        actual = ""  # the download's digest, set by fetch
+
+        def fetch(tmp: Path) -> None:
+            nonlocal actual
             log.info("downloading %s from %s", dataset, url)
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(fd, "wb") as out:
+            with urllib.request.urlopen(url, timeout=timeout) as resp, tmp.open("wb") as out:
                 shutil.copyfileobj(resp, out, length=1 << 22)
             actual = file_digest(tmp, algo)
             if digest is not None and actual != digest:
@@ -164,10 +161,8 @@ def download(
                     f"{dataset}: checksum mismatch for {url}: expected {algo}:{digest}, got "
                     f"{algo}:{actual} ({how}); the download was deleted"
                 )
-            tmp.replace(archive)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        write_file(archive, fetch)  # a failed or mismatched download leaves no file
         if digest is None:
             digest = actual
             write_json(root / "checksums.json", {**pins, dataset: f"{algo}:{digest}"})

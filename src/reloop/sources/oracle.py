@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from reloop.data.logs.store import as_date, period_dates, scan_partitions
+from reloop.data.logs.store import scan_partitions
+from reloop.periods import as_date, period_dates
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params

@@ -56,18 +56,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from reloop.atomic import replace_dir, write_bytes, write_json
+from reloop.atomic import replace_dir, write_bytes, write_file, write_json
 from reloop.data.logs.schema import FEEDBACK, conform, impression_columns
 from reloop.data.logs.seal import seal_day
-from reloop.data.logs.store import (
-    LogError,
-    MissingPartitionError,
-    as_date,
-    period_dates,
-    period_start,
-    write_day_parts,
-)
+from reloop.data.logs.store import LogError, MissingPartitionError, write_day_parts
 from reloop.jsonio import read_json
+from reloop.periods import as_date, date_part, period_dates, period_start
 from reloop.serving.online import PendingLabels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,10 +243,11 @@ def _plain(path: Path) -> Path:
         return path
     out = path.with_suffix("")
     if not out.exists():
-        tmp = out.with_name(f".{out.name}.tmp")
-        with gzip.open(path, "rb") as src, tmp.open("wb") as dst:
-            shutil.copyfileobj(src, dst, length=1 << 22)
-        tmp.replace(out)
+        def unpack(tmp: Path) -> None:
+            with gzip.open(path, "rb") as src, tmp.open("wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 22)
+
+        write_file(out, unpack)
     return out
 
 
@@ -399,8 +394,8 @@ def _manifest(out: Path, dataset: str) -> dict[str, Any]:
 def read_manifest(params: Params, dataset: str | None = None) -> dict[str, Any]:
     """The manifest of the conversion of ``dataset`` (default ``replay.dataset``).
 
-    Raises :class:`~reloop.data.logs.store.MissingPartitionError` when there is none: the dataset was
-    never converted, or its conversion did not finish.
+    Raises :class:`~reloop.data.logs.store.MissingPartitionError` when there is none: the dataset
+    was never converted, or its conversion did not finish.
     """
     path = manifest_path(params, dataset)
     if not path.is_file():
@@ -447,7 +442,7 @@ def check_replay_days(params: Params, days: Iterable[str | dt.date]) -> dict[str
 def suggested_validation(params: Params, manifest: dict[str, Any]) -> dict[str, Any]:
     """A ``validation`` section for ``params.yaml`` fitted to a conversion's ``manifest``.
 
-    ``params.validation`` with these keys replaced:
+    ``params.validate_`` with these keys replaced:
 
     * ``min_rows: 0``: a replay serves exactly the converted events, so a floor on a day's rows
       has nothing to catch, while partial first and last days and quiet days hold few rows;
@@ -459,7 +454,7 @@ def suggested_validation(params: Params, manifest: dict[str, Any]) -> dict[str, 
       at least 0.05 (rounded up to 2 decimals); unchanged with fewer than two periods or
       ``ctr_history: 0``.
     """
-    v = params.validation
+    v = params.validate_
     ctrs = _period_ctrs(manifest, params.logs.period_days)
     update: dict[str, Any] = {"min_rows": 0}
     if ctrs:
@@ -535,7 +530,7 @@ def convert(params: Params, dataset: str, source: str | Path) -> dict[str, Any]:
         f"# (period CTR {min(ctrs):.4f} .. {max(ctrs):.4f}); convert again after changing "
         "logs.period_days.\n"
         f"# Also set logs.source: replay and replay.dataset: {dataset}.\n"
-        + yaml.safe_dump({"features": features, "validation": validation}, sort_keys=False)
+        + yaml.safe_dump({"features": features, "validate": validation}, sort_keys=False)
     ).encode())
     write_json(manifest_path(params, dataset), m)
     summary = {"dataset": dataset, "events": str(out), "rows": m["rows"], "ctr": m["ctr"],
@@ -557,7 +552,7 @@ def read_events(params: Params, day: str | dt.date) -> pl.DataFrame:
     day = as_date(day)
     m = check_replay_days(params, [day])
     root = events_dir(params)
-    pdir = root / f"date={day.isoformat()}"
+    pdir = root / date_part(day)
     files = sorted(pdir.glob("*.parquet")) if pdir.is_dir() else []
     if files:
         return pl.read_parquet(files).sort("event_time", "request_id", maintain_order=True)

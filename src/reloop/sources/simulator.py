@@ -45,7 +45,8 @@ import polars as pl
 
 from reloop.data.logs.schema import ORACLE, conform, impression_columns, table_columns
 from reloop.data.logs.seal import seal_day
-from reloop.data.logs.store import as_date, write_day_parts
+from reloop.data.logs.store import write_day_parts
+from reloop.periods import as_date
 from reloop.serving.online import PendingLabels, label_known_at
 from reloop.serving.scorer import Scorer, load_scorer
 from reloop.sources import world
@@ -421,7 +422,7 @@ def simulate(
     (``memory``, or a fresh one) keeps learning online across the days; ``memory_out`` saves its
     final state.
     """
-    from reloop.data.logs.store import period_dates
+    from reloop.periods import period_dates
 
     scorer = load_scorer(params, checkpoint, memory)
     out = [simulate_day(params, day, scorer) for day in period_dates(start, days)]

@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from reloop.config.sources import SimulatorConfig
+from reloop.config.simulator import SimulatorConfig
 
 __all__ = [
     "WORLD_FIELDS",

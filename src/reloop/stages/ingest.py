@@ -26,14 +26,34 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reloop.data.logs.seal import check_period_sealed
-from reloop.data.logs.store import check_period_start, check_readable, part_files, period_dates
+from reloop.data.logs.store import check_readable, part_files
+from reloop.periods import check_period_start, date_part, period_dates
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
-__all__ = ["ingest_period"]
+__all__ = ["ingest_period", "run"]
 
 log = logging.getLogger(__name__)
+
+
+def run(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Make the period's raw logs exist, served by the model promoted before the period."""
+    from reloop.periods import SNAPSHOT_FILE, as_date
+    from reloop.registry import Registry
+
+    start = as_date(start)
+    production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
+    checkpoint = memory = None
+    if production is not None:
+        checkpoint = production.checkpoint_dir
+        if production.memory_dir is not None and (production.memory_dir / SNAPSHOT_FILE).is_file():
+            memory = production.memory_dir / SNAPSHOT_FILE
+    out = ingest_period(params, start, checkpoint=checkpoint, memory=memory)
+    impressions = [day.get("impressions") for day in out["days"]]
+    return {"source": out["source"], "period_start": out["period_start"],
+            "served_by": None if production is None else production.model_id,
+            "impressions": sum(impressions) if None not in impressions else None}
 
 
 def ingest_period(
@@ -62,7 +82,7 @@ def ingest_period(
         for day in days:
             if sealed is not None:
                 files = [f for f in sealed.impressions + sealed.feedback
-                         if f.parent.name == f"date={day.isoformat()}"]
+                         if f.parent.name == date_part(day)]
             else:
                 files = part_files(params.logs.root, "impressions", day) + part_files(
                     params.logs.root, "feedback", day)

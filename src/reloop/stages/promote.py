@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from reloop.config import Params
+from reloop.periods import decision_path
 
-__all__ = ["WARMUP_ROWS", "PromoteError", "check_servable", "compared_scores", "decision_path",
-           "run_promote", "warm_up"]
+__all__ = ["WARMUP_ROWS", "PromoteError", "check_servable", "compared_scores",
+           "run", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +45,6 @@ WARMUP_ROWS = 16
 
 class PromoteError(RuntimeError):
     """The candidate cannot be registered or promoted; the message names the file or version."""
-
-
-def decision_path(params: Params, start: str | dt.date) -> Path:
-    from reloop.data.logs.store import as_date
-
-    return Path(params.pipeline.decisions_root) / f"date={as_date(start).isoformat()}" / (
-        "decision.json"
-    )
 
 
 def compared_scores(params: Params) -> str:
@@ -101,7 +94,7 @@ def check_servable(params: Params, version: Any) -> dict[str, Any]:
     training period's held-out tail when that period's joined table is still in the workspace;
     a :class:`PromoteError` naming the version otherwise.
     """
-    from reloop.stages.memory import SNAPSHOT_FILE
+    from reloop.periods import SNAPSHOT_FILE
     from reloop.stages.train import period_splits
 
     memory = None if version.memory_dir is None else version.memory_dir / SNAPSHOT_FILE
@@ -126,14 +119,14 @@ def check_servable(params: Params, version: Any) -> dict[str, Any]:
 
 def _later_decision(params: Params, start: dt.date) -> str | None:
     """A period after ``start`` that has a decision, or ``None``."""
-    from reloop.data.logs.store import dated_dirs
+    from reloop.periods import dated_dirs
 
     later = [day for day, _ in dated_dirs(params.pipeline.decisions_root, "decision.json")
              if day > start]
     return None if not later else f"period {later[0]} has a decision"
 
 
-def run_promote(params: Params, start: str | dt.date) -> dict[str, Any]:
+def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Decide on the period's candidate, register it and, if it passes, make it production.
 
     See the module docstring for the order and the rule on reruns. Returns the gate's verdict
@@ -141,14 +134,13 @@ def run_promote(params: Params, start: str | dt.date) -> dict[str, Any]:
     did not move it, why (``held``).
     """
     from reloop.atomic import write_json
-    from reloop.data.logs.store import as_date
     from reloop.evaluation.gate import decide
     from reloop.learn.train import load_checkpoint
     from reloop.memory.sketch import ErrorMemory
+    from reloop.periods import SNAPSHOT_FILE, as_date, candidate_dir, snapshot_dir
     from reloop.registry import Registry, VersionRecord
     from reloop.stages.evaluate import read_evaluation
-    from reloop.stages.memory import SNAPSHOT_FILE, snapshot_dir
-    from reloop.stages.train import candidate_dir, period_splits
+    from reloop.stages.train import period_splits
 
     start = as_date(start)
     period = start.isoformat()
@@ -227,7 +219,7 @@ def run_promote(params: Params, start: str | dt.date) -> dict[str, Any]:
         "production_moved": production_moved,
     }
     write_json(decision_path(params, start), record)
-    from reloop.ops.report import write_plots
+    from reloop.evaluation.history import write_plots
 
     plots = write_plots(params)
     log.info("period %s: %s %s", period, "promoted" if decision.promote else "kept incumbent",

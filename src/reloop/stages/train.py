@@ -13,16 +13,11 @@ import numpy as np
 import polars as pl
 
 from reloop.config import Params
+from reloop.periods import candidate_dir
 
-__all__ = ["TrainingWindow", "candidate_dir", "period_splits", "run_train", "training_window"]
+__all__ = ["TrainingWindow", "period_splits", "run", "training_window"]
 
 log = logging.getLogger(__name__)
-
-
-def candidate_dir(params: Params, start: str | dt.date) -> Path:
-    from reloop.data.logs.store import as_date
-
-    return Path(params.pipeline.models_root) / f"date={as_date(start).isoformat()}"
 
 
 def period_splits(params: Params, start: str | dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -39,7 +34,8 @@ def period_splits(params: Params, start: str | dt.date) -> tuple[pl.DataFrame, p
 
 
 def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -66,9 +62,9 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
     The window holds the current period and up to ``train.window_periods - 1`` earlier periods
     whose joined tables exist; it stops at the first missing one (the start of the history).
     """
-    from reloop.data.join import joined_dir, read_joined
-    from reloop.data.logs.store import as_date
+    from reloop.data.join import read_joined
     from reloop.learn.data import split_tail
+    from reloop.periods import as_date, joined_dir
 
     start = as_date(start)
     cfg = params.train
@@ -91,7 +87,7 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
     return TrainingWindow(train, val, weight, periods)
 
 
-def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
+def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Train the candidate for the period starting at ``start`` and write its checkpoint.
 
     Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
@@ -101,9 +97,8 @@ def run_train(params: Params, start: str | dt.date) -> dict[str, Any]:
     byte-identical checkpoint (wall-clock timings are logged, never stored).
     """
     from reloop.atomic import sweep_leftovers
-    from reloop.data.join import joined_dir
-    from reloop.data.logs.store import as_date
     from reloop.learn.train import load_checkpoint, save_checkpoint, train_model
+    from reloop.periods import as_date, joined_dir
     from reloop.registry import Registry
 
     start = as_date(start)

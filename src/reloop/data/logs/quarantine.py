@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from reloop.atomic import write_json
-from reloop.data.logs.store import as_date
+from reloop.periods import as_date, quarantine_path
 
 __all__ = [
     "QuarantinedError",
     "clear_quarantine",
-    "quarantine_path",
     "quarantine_record",
     "record_quarantine",
 ]
@@ -30,10 +29,6 @@ log = logging.getLogger(__name__)
 
 class QuarantinedError(ValueError):
     """A stage was asked to use a quarantined partition."""
-
-
-def quarantine_path(root: str | Path, table: str, day: str | dt.date) -> Path:
-    return Path(root) / table / f"date={as_date(day).isoformat()}.json"
 
 
 def record_quarantine(

@@ -54,16 +54,14 @@ import polars as pl
 from reloop.atomic import write_json
 from reloop.data.logs.store import (
     RAW_TABLES,
-    SEALS_DIR,
     CorruptPartitionError,
     LogError,
     MissingPartitionError,
     SealedPartitionError,
-    as_date,
     part_files,
     partition_dir,
-    period_dates,
 )
+from reloop.periods import as_date, date_part, period_dates, seal_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -78,7 +76,6 @@ __all__ = [
     "missing_seals",
     "read_seal",
     "seal_day",
-    "seal_path",
     "watermark",
 ]
 
@@ -113,11 +110,6 @@ def _window(window: dt.timedelta | float) -> dt.timedelta:
     return out
 
 
-def seal_path(root: str | Path, day: str | dt.date) -> Path:
-    """``<root>/_seals/date=YYYY-MM-DD.json``."""
-    return Path(root) / SEALS_DIR / f"date={as_date(day).isoformat()}.json"
-
-
 def watermark(day: str | dt.date, window: dt.timedelta | float) -> dt.datetime:
     """``D+1 00:00 UTC + window``: a seal of D covers every row of D's traffic before it."""
     d = as_date(day) + dt.timedelta(days=1)
@@ -148,7 +140,7 @@ def read_seal(root: str | Path, day: str | dt.date) -> dict[str, Any] | None:
 
 
 def _rel(table: str, day: dt.date, name: str) -> str:
-    return f"{table}/date={day.isoformat()}/{name}"
+    return f"{table}/{date_part(day)}/{name}"
 
 
 def _present(root: Path, table: str, day: dt.date) -> list[Path]:
@@ -174,7 +166,7 @@ def _listed(seal: dict[str, Any] | None, table: str, day: dt.date) -> dict[str, 
     """``{relative path: rows}`` of the files ``seal`` lists in ``table/date=day``."""
     if seal is None:
         return {}
-    prefix = f"{table}/date={day.isoformat()}/"
+    prefix = f"{table}/{date_part(day)}/"
     return {k: v["rows"] for k, v in seal["files"].items() if k.startswith(prefix)}
 
 
@@ -182,7 +174,7 @@ def _require(root: Path, table: str, day: dt.date, sealing: dt.date) -> list[Pat
     files = _present(root, table, day)
     if not files:
         raise MissingPartitionError(
-            f"cannot seal {sealing.isoformat()}: partition {table}/date={day.isoformat()} under "
+            f"cannot seal {sealing.isoformat()}: partition {table}/{date_part(day)} under "
             f"{root} holds no part-*.parquet files. Write it first (an empty part when there is "
             "nothing to log), then seal the day")
     return files
@@ -231,7 +223,7 @@ def seal_day(
     if oracle_root is not None:
         base = Path(os.path.relpath(Path(oracle_root).resolve(), root.resolve()))
         for f in _present(Path(oracle_root), "oracle", day):
-            rel = PurePosixPath(*base.parts, "oracle", f"date={day.isoformat()}", f.name)
+            rel = PurePosixPath(*base.parts, "oracle", date_part(day), f.name)
             files[str(rel)] = {"rows": _rows(f)}
     manifest = {"day": day.isoformat(), "watermark": watermark(day, w).isoformat(),
                 "files": dict(sorted(files.items()))}
@@ -262,7 +254,7 @@ def _differences(existing: dict[str, Any], now: dict[str, Any], nxt: dt.date) ->
         problems.append(f"watermark {existing['watermark']} sealed, {now['watermark']} now "
                         "(a different attribution window)")
     old, new = existing["files"], now["files"]
-    next_prefix = f"feedback/date={nxt.isoformat()}/"
+    next_prefix = f"feedback/{date_part(nxt)}/"
     for rel in sorted(set(old) | set(new)):
         if rel not in new:
             problems.append(f"{rel} is listed by the seal but is missing now")
@@ -277,8 +269,8 @@ def _differences(existing: dict[str, Any], now: dict[str, Any], nxt: dt.date) ->
 
 def _unsealed(root: Path, day: dt.date, window: dt.timedelta, what: str) -> str:
     return (f"day {day.isoformat()} is not sealed: {seal_path(root, day)} does not exist. It "
-            f"covers impressions/date={day.isoformat()}, feedback/date={day.isoformat()} and "
-            f"feedback/date={(day + dt.timedelta(days=1)).isoformat()} up to "
+            f"covers impressions/{date_part(day)}, feedback/{date_part(day)} and "
+            f"feedback/{date_part(day + dt.timedelta(days=1))} up to "
             f"{watermark(day, window).isoformat()}; {what}")
 
 
@@ -351,7 +343,7 @@ def check_partition_sealed(
                 f"does, seal again with `reloop logs seal --date {day.isoformat()} --reseal`")
     if not listed:
         raise SealMismatchError(f"the seal {seal_path(root, day)} lists no file of "
-                                f"{table}/date={day.isoformat()}")
+                                f"{table}/{date_part(day)}")
     return _verify(root, listed, seal_of)
 
 

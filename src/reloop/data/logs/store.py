@@ -41,13 +41,15 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import polars as pl
+
+from reloop import periods
+from reloop.atomic import write_new
+from reloop.periods import SEALS_DIR, as_date, date_part, dated_dirs, seal_path
 
 __all__ = [
     "RAW_TABLES",
@@ -58,15 +60,10 @@ __all__ = [
     "RawPartitionExistsError",
     "SEALS_DIR",
     "SealedPartitionError",
-    "as_date",
-    "check_period_start",
-    "dated_dirs",
     "check_readable",
     "list_dates",
     "part_files",
     "partition_dir",
-    "period_dates",
-    "period_start",
     "read_partition",
     "scan_files",
     "scan_partitions",
@@ -80,12 +77,10 @@ TABLES = ("impressions", "feedback", "oracle")
 #: the logged tables a day's traffic writes (the oracle is the built-in world's answer key)
 RAW_TABLES = ("impressions", "feedback")
 _PRODUCER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 _PART_FILE = re.compile(r"^part-[A-Za-z0-9][A-Za-z0-9._-]*\.parquet$")
 #: Where :func:`write_part` writes before linking into a partition: ``<root>/.tmp/``.
 TMP_DIR = ".tmp"
 #: Where day seals live: ``<root>/_seals/date=D.json`` (:mod:`reloop.data.logs.seal`).
-SEALS_DIR = "_seals"
 
 
 class LogError(ValueError):
@@ -108,52 +103,6 @@ class SealedPartitionError(LogError):
     """A new part file for a day whose seal exists: the day was declared complete."""
 
 
-def as_date(value: str | dt.date, what: str = "date") -> dt.date:
-    """``value`` as a :class:`datetime.date`; strings must be ISO ``YYYY-MM-DD``."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
-
-
-def period_dates(start: str | dt.date, days: int) -> list[dt.date]:
-    """The ``days`` consecutive dates from ``start``."""
-    if days < 1:
-        raise ValueError(f"days={days} must be >= 1")
-    first = as_date(start)
-    return [first + dt.timedelta(days=i) for i in range(days)]
-
-
-def period_start(day: str | dt.date, period_days: int) -> dt.date:
-    """The start of the period of ``period_days`` days that holds ``day``.
-
-    Weekly periods (``period_days`` a multiple of 7) start on Mondays, as the DAG schedules them:
-    the Monday on or before ``day``. Other periods have no fixed phase: ``day`` itself.
-    """
-    day = as_date(day)
-    if period_days % 7:
-        return day
-    return day - dt.timedelta(days=day.weekday())
-
-
-def check_period_start(day: str | dt.date, period_days: int, what: str = "period start") -> dt.date:
-    """``day`` as a date; a :class:`ValueError` naming it, its weekday and the Monday to use when
-    it is not a period start (:func:`period_start`)."""
-    day = as_date(day, what)
-    start = period_start(day, period_days)
-    if start != day:
-        raise ValueError(
-            f"{what} {day.isoformat()} is a {day:%A}; periods of logs.period_days={period_days} "
-            f"start on Mondays (as the DAG schedules them): use {start.isoformat()}, the Monday "
-            "on or before it"
-        )
-    return day
-
-
 def _check_table(table: str) -> None:
     if table not in TABLES:
         raise ValueError(f"table={table!r} is not a log; expected one of {list(TABLES)}")
@@ -162,39 +111,17 @@ def _check_table(table: str) -> None:
 def partition_dir(root: str | Path, table: str, day: str | dt.date) -> Path:
     """``<root>/<table>/date=YYYY-MM-DD``."""
     _check_table(table)
-    return Path(root) / table / f"date={as_date(day).isoformat()}"
+    return periods.partition_dir(root, table, day)
 
 
 def _name(table: str, day: dt.date) -> str:
-    return f"{table}/date={day.isoformat()}"
+    return f"{table}/{date_part(day)}"
 
 
 def list_dates(root: str | Path, table: str) -> list[dt.date]:
     """Dates that have a partition directory, sorted."""
     _check_table(table)
-    base = Path(root) / table
-    if not base.is_dir():
-        return []
-    out = []
-    for child in base.iterdir():
-        m = _DATE_DIR.match(child.name)
-        if m and child.is_dir():
-            out.append(dt.date.fromisoformat(m.group(1)))
-    return sorted(out)
-
-
-def dated_dirs(root: str | Path, containing: str | None = None) -> list[tuple[dt.date, Path]]:
-    """``(date, dir)`` of every ``<root>/date=YYYY-MM-DD/`` directory (holding the file
-    ``containing``, when given), sorted by date. A missing root has none."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    out = []
-    for child in base.iterdir():
-        m = _DATE_DIR.match(child.name)
-        if m and child.is_dir() and (containing is None or (child / containing).is_file()):
-            out.append((dt.date.fromisoformat(m.group(1)), child))
-    return sorted(out)
+    return [day for day, _ in dated_dirs(Path(root) / table)]
 
 
 def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
@@ -290,11 +217,11 @@ def write_part(
     """Append ``df`` to partition ``day`` of ``table`` as ``part-<producer>.parquet``.
 
     Every row's ``event_time`` (when the table has one) must fall on ``day`` (UTC). The file is
-    written under a temporary name in ``<root>/.tmp/`` and hard-linked into place, which fails if
-    the name exists, so two writers can never both win and an existing file is never replaced. If
-    the file exists with the same content the call is a no-op; with different content it raises
-    :class:`RawPartitionExistsError`. Temporary files a killed writer left (see the module
-    docstring) are removed first.
+    written under a temporary name in ``<root>/.tmp/``, fsynced and hard-linked into place
+    (:func:`reloop.atomic.write_new`), which fails if the name exists, so two writers can never both
+    win and an existing file is never replaced. If the file exists with the same content the call is
+    a no-op; with different content it raises :class:`RawPartitionExistsError`. Temporary files a
+    killed writer left (see the module docstring) are removed first.
     """
     day = as_date(day)
     if not _PRODUCER.match(producer):
@@ -310,7 +237,7 @@ def write_part(
     pdir = partition_dir(root, table, day)
     pdir.mkdir(parents=True, exist_ok=True)
     final = pdir / f"part-{producer}.parquet"
-    seal = Path(root) / SEALS_DIR / f"date={day.isoformat()}.json"
+    seal = seal_path(root, day)
     if table != "oracle" and seal.is_file() and not final.exists():
         raise SealedPartitionError(
             f"refusing to add {final}: day {day.isoformat()} is sealed ({seal}), so "
@@ -320,29 +247,24 @@ def write_part(
         )
     tmp_dir = Path(root) / TMP_DIR
     tmp_dir.mkdir(exist_ok=True)
-    prefix = f"{table}.date={day.isoformat()}.part-{producer}."
+    prefix = f"{table}.{date_part(day)}.part-{producer}."
     for stale in [*tmp_dir.glob(f"{prefix}*.tmp"), *pdir.glob(".part-*.tmp")]:
         log.warning("removing %s, left by a killed writer", stale)
         stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=tmp_dir)
-    os.close(fd)
     try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        write_new(final, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True),
+                  tmp_dir=tmp_dir, prefix=prefix)
+    except FileExistsError:
         try:
-            os.link(tmp, final)
-        except FileExistsError:
-            try:
-                same = pl.read_parquet(final).equals(df)
-            except Exception:  # an unreadable existing file is certainly not the same
-                same = False
-            if not same:
-                raise RawPartitionExistsError(
-                    f"{final} already exists with different content; raw logs are append-only "
-                    "and are never rewritten"
-                ) from None
-            log.info("%s already exists with identical content; kept", final)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+            same = pl.read_parquet(final).equals(df)
+        except Exception:  # an unreadable existing file is certainly not the same
+            same = False
+        if not same:
+            raise RawPartitionExistsError(
+                f"{final} already exists with different content; raw logs are append-only "
+                "and are never rewritten"
+            ) from None
+        log.info("%s already exists with identical content; kept", final)
     return final
 
 

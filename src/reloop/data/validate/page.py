@@ -1,9 +1,9 @@
 """One self-contained HTML page per validation result, rendered from its JSON record.
 
-The record is what :mod:`reloop.data.validate.run` writes as ``<table>.json``: ``success``, ``rows``,
-``failed`` (each failed check with its observed value, schema and readability checks included)
-and ``gx_result`` (GX's result, stripped of random ids). The page lists every expectation with
-its column, its arguments, success and observed value; failures are highlighted. It loads
+The record is what :mod:`reloop.data.validate.run` writes as ``<table>.json``: ``success``,
+``rows``, ``failed`` (each failed check with its observed value, schema and readability checks
+included) and ``gx_result`` (GX's result, stripped of random ids). The page lists every expectation
+with its column, its arguments, success and observed value; failures are highlighted. It loads
 nothing (inline CSS, no script, no URL) and holds no timestamp, so a rerun writes the same bytes.
 """
 

@@ -2,9 +2,9 @@
 
 For each validated partition (raw ``impressions`` / ``feedback`` of a day) or joined period:
 
-* ``<validation.out_root>/date=D/<table>.json``: success, every failed check with its observed
+* ``<validate.out_root>/date=D/<table>.json``: success, every failed check with its observed
   value, and GX's full validation result;
-* ``<validation.out_root>/date=D/<table>.html`` (with ``validation.data_docs``): that JSON
+* ``<validate.out_root>/date=D/<table>.html`` (with ``validate.data_docs``): that JSON
   rendered as one self-contained page (:mod:`reloop.data.validate.page`: inline CSS, no script, no
   URL, so it renders offline);
 * the joined table's report is ``<join.out_root>/date=D/validation.json`` (and
@@ -12,12 +12,12 @@ For each validated partition (raw ``impressions`` / ``feedback`` of a day) or jo
 * on failure, a quarantine record (:mod:`reloop.data.logs.quarantine`) and :class:`ValidationFailed`
   whose message lists each failed expectation and its observed value. Raw data are only read.
 
-A partition that cannot be read (e.g. a truncated parquet file, or part files that disagree on
-the schema) fails validation with that reason; a partition that does not exist is an error
-(:class:`reloop.data.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to judge.
-With ``logs.require_seal`` a partition of a day that is not sealed, or that disagrees with its seal
-(a part added after sealing, a sealed file missing or with other row counts), is an error too
-(:mod:`reloop.data.logs.seal`): validation judges only what a producer declared complete.
+A partition that cannot be read (e.g. a truncated parquet file, or part files that disagree on the
+schema) fails validation with that reason; a partition that does not exist is an error
+(:class:`reloop.data.logs.store.MissingPartitionError`), not a quarantine: nothing has arrived to
+judge. With ``logs.require_seal`` a partition of a day that is not sealed, or that disagrees with
+its seal (a part added after sealing, a sealed file missing or with other row counts), is an error
+too (:mod:`reloop.data.logs.seal`): validation judges only what a producer declared complete.
 
 GX runs in an ephemeral context (it keeps nothing on disk; GX's own Data Docs, which load their
 styles and scripts from CDNs, are not built) with analytics off and a run id fixed by the period,
@@ -38,17 +38,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.atomic import write_json
-from reloop.data.logs.quarantine import clear_quarantine, quarantine_path, record_quarantine
+from reloop.data.logs.quarantine import clear_quarantine, record_quarantine
 from reloop.data.logs.schema import FEEDBACK, check_schema, impression_columns
 from reloop.data.logs.seal import check_partition_sealed
-from reloop.data.logs.store import (
-    RAW_TABLES,
-    CorruptPartitionError,
-    as_date,
-    dated_dirs,
-    period_dates,
-    read_partition,
-)
+from reloop.data.logs.store import RAW_TABLES, CorruptPartitionError, read_partition
 from reloop.data.validate.suites import (
     Expectation,
     feedback_suite,
@@ -57,6 +50,14 @@ from reloop.data.validate.suites import (
     joined_suite,
 )
 from reloop.jsonio import read_json
+from reloop.periods import (
+    as_date,
+    date_part,
+    dated_dirs,
+    period_dates,
+    quarantine_path,
+    validation_dir,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -223,11 +224,11 @@ def validation_paths(params: Params, table: str, day: str | dt.date) -> tuple[Pa
                          f"{[*RAW_TABLES, 'joined']}")
     day = as_date(day)
     if table == "joined":  # the joined table's report lives beside it (one DVC output per stage)
-        from reloop.data.join import joined_dir
+        from reloop.periods import joined_dir
 
         base = joined_dir(params, day)
         return base / "validation.json", base / "validation.html"
-    base = Path(params.validation.out_root) / f"date={day.isoformat()}"
+    base = validation_dir(params, day)
     return base / f"{table}.json", base / f"{table}.html"
 
 
@@ -242,7 +243,7 @@ def _record(
     gx_result: dict[str, Any] | None,
     quarantine_table: str | None,
 ) -> dict[str, Any]:
-    """Write the result JSON, its HTML page (``validation.data_docs``) and the quarantine record
+    """Write the result JSON, its HTML page (``validate.data_docs``) and the quarantine record
     (or clear it); return the summary."""
     from reloop.data.validate.page import write_validation_page
 
@@ -255,14 +256,14 @@ def _record(
         "evaluated": evaluated,
         "failed": failures,
         "result": str(result_path),
-        "data_docs": str(page) if params.validation.data_docs else None,
+        "data_docs": str(page) if params.validate_.data_docs else None,
     }
     write_json(result_path, {**summary, "gx_result": stable_result(gx_result)})
-    if params.validation.data_docs:
+    if params.validate_.data_docs:
         write_validation_page(result_path, page)
     else:  # a page left by an earlier run would contradict the new JSON
         page.unlink(missing_ok=True)
-    legacy = page.with_name(page.stem + "_docs")  # GX Data Docs written by earlier versions
+    legacy = page.with_name(page.stem + "_docs")  # GX's own Data Docs: stale beside the page
     if legacy.is_dir():
         shutil.rmtree(legacy)
     if quarantine_table is not None:
@@ -290,7 +291,7 @@ def _validate_frame(
     quarantine_table: str | None,
 ) -> dict[str, Any]:
     failures = []
-    problems = check_schema(df.schema, specs, allow_extra=params.validation.allow_extra_columns)
+    problems = check_schema(df.schema, specs, allow_extra=params.validate_.allow_extra_columns)
     if problems:
         failures.append({"expectation": "schema (polars dtypes)", "column": None,
                          "expected": {}, "observed": problems})
@@ -309,7 +310,8 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
     """Validate one raw partition (``impressions`` or ``feedback``); returns its summary.
 
     Does not raise on failure (the summary says ``success: false`` and the partition is
-    quarantined); raises :class:`~reloop.data.logs.store.MissingPartitionError` if it does not exist.
+    quarantined); raises :class:`~reloop.data.logs.store.MissingPartitionError` if it does not
+    exist.
     """
     if table not in RAW_TABLES:
         raise ValueError(f"table={table!r} is not a raw log; expected one of {list(RAW_TABLES)}")
@@ -339,7 +341,7 @@ def _raise_if_failed(summaries: list[dict[str, Any]], what: str) -> None:
         return
     lines = [f"validation failed for {what}:"]
     for s in failed:
-        lines.append(f"  {s['table']}/date={s['date']} ({len(s['failed'])} failed checks; "
+        lines.append(f"  {s['table']}/{date_part(s['date'])} ({len(s['failed'])} failed checks; "
                      f"result {s['result']}" + (f"; quarantined: {s['quarantine']}"
                                                 if s.get("quarantine") else "") + "):")
         lines += [f"    - {_fmt(f)}" for f in s["failed"]]
@@ -362,8 +364,8 @@ def validate_period(
 
 
 def recent_ctrs(params: Params, start: dt.date) -> list[float]:
-    """CTRs of up to ``validation.ctr_history`` joined periods before ``start`` (newest last)."""
-    n = params.validation.ctr_history
+    """CTRs of up to ``validate.ctr_history`` joined periods before ``start`` (newest last)."""
+    n = params.validate_.ctr_history
     if n == 0:
         return []
     found = []

@@ -7,17 +7,17 @@ Great Expectations; :mod:`reloop.data.validate.run` instantiates them from
 Impressions (one daily partition ``D``):
 
 * the column set is exactly the schema (core columns + ``features.fields``; extra columns allowed
-  only with ``validation.allow_extra_columns``);
+  only with ``validate.allow_extra_columns``);
 * types of the core columns (feature-column types are checked on the polars schema, see
   :func:`reloop.data.validate.run.schema_check`);
 * no nulls in the core columns; ``score`` and ``score_base`` in ``[0, 1]`` (NaN counts as null);
-* ``request_id`` unique, up to ``validation.max_duplicate_fraction`` of rows;
+* ``request_id`` unique, up to ``validate.max_duplicate_fraction`` of rows;
 * ``event_time`` inside ``[D, D+1)``;
-* ``validation.min_rows <= rows <= validation.max_rows``; for a replay (``logs.source:
+* ``validate.min_rows <= rows <= validate.max_rows``; for a replay (``logs.source:
   replay``) an empty partition is an *empty day* of the dataset and ``min_rows`` does not apply.
 
 Feedback (one daily partition ``D``): exact columns and types, no nulls, ``click`` in ``{0, 1}``,
-``event_time`` inside ``[D, D+1)``, at most ``validation.max_feedback_rows`` rows.
+``event_time`` inside ``[D, D+1)``, at most ``validate.max_feedback_rows`` rows.
 
 Joined table (period starting ``D``): exact columns, ``y`` in ``{0, 1}``, ``y_last`` in ``[0, 1]``,
 unique ``request_id``, ``event_time`` inside the period, at least ``min_rows x period_days`` rows
@@ -108,8 +108,8 @@ def impressions_suite(
     params: Params, day: dt.date, *, empty_day: bool = False
 ) -> list[Expectation]:
     """Expectations for the impressions partition of ``day``; ``empty_day``: it is a replay day
-    without events, so ``validation.min_rows`` does not apply."""
-    v = params.validation
+    without events, so ``validate.min_rows`` does not apply."""
+    v = params.validate_
     specs = impression_columns(params.features)
     out = _columns(specs, exact=not v.allow_extra_columns)
     for col in ("score", "score_base"):
@@ -129,13 +129,13 @@ def feedback_suite(params: Params, day: dt.date) -> list[Expectation]:
     out.append(("ExpectColumnValuesToBeInSet", {"column": "click", "value_set": [0, 1]}))
     out.append(_time_range("event_time", day, day + dt.timedelta(days=1)))
     out.append(("ExpectTableRowCountToBeBetween",
-                {"min_value": 0, "max_value": params.validation.max_feedback_rows}))
+                {"min_value": 0, "max_value": params.validate_.max_feedback_rows}))
     return out
 
 
 def ctr_bounds(params: Params, recent_ctrs: list[float]) -> tuple[float, float]:
     """Allowed CTR of a joined period given the CTRs of recent periods (may be empty)."""
-    v = params.validation
+    v = params.validate_
     lo, hi = v.ctr_min, v.ctr_max
     if recent_ctrs:
         ref = sum(recent_ctrs) / len(recent_ctrs)
@@ -149,7 +149,7 @@ def joined_suite(
 ) -> list[Expectation]:
     """Expectations for the joined table of the period starting ``start``; the row floor is
     ``min_rows x row_days`` (default: the period's days)."""
-    v = params.validation
+    v = params.validate_
     specs = joined_columns(params)
     out = [e for e in _columns(specs, exact=not v.allow_extra_columns)
            if e[1].get("column") != "label_time"]  # all-null on a day without clicks

@@ -60,9 +60,8 @@ def _served_scores(params: Params, start: dt.date, table: Any) -> tuple[np.ndarr
 def period_metrics(params: Params, start: str | dt.date) -> dict[str, Any]:
     """The figures of :data:`METRICS` for the period starting ``start`` (a JSON-ready dict)."""
     from reloop.data.join import read_joined
-    from reloop.data.logs.store import as_date
     from reloop.learn.metrics import evaluate
-    from reloop.stages.promote import decision_path
+    from reloop.periods import as_date, decision_path
 
     start = as_date(start)
     table = read_joined(params, start)

@@ -35,13 +35,14 @@ import yaml
 
 from reloop.jsonio import read_json
 from reloop.ops.study.spec import ResolvedArm, StudyError, StudySpec, load_spec, resolve_arms
+from reloop.stages.graph import STAGE_GRAPH
 
 __all__ = ["PERIOD_STAGES", "StudyPlan", "check_coverage", "plan_study", "run_arm", "run_study"]
 
 log = logging.getLogger(__name__)
 
 #: Stages a study runs each period (``archive`` is left out: arms are scratch workspaces).
-PERIOD_STAGES = ("ingest", "validate", "join", "drift", "train", "memory", "evaluate", "promote")
+PERIOD_STAGES = tuple(s.name for s in STAGE_GRAPH if s.name != "archive")
 #: Stages of a static arm's frozen periods (and of its prefix before the training period).
 LOG_STAGES = ("ingest", "validate", "join", "drift")
 
@@ -109,7 +110,7 @@ def plan_study(spec_path: str | Path, out: str | Path, arms: list[str] | None = 
     if len(period_days) != 1:
         raise StudyError(f"every arm must use the same logs.period_days; got {sorted(period_days)}")
     period_days = period_days.pop()
-    from reloop.data.logs.store import check_period_start
+    from reloop.periods import check_period_start
 
     try:
         check_period_start(spec.start, period_days, "the study's start")

@@ -1,23 +1,22 @@
-"""The ``simulator`` and ``replay`` sections of ``params.yaml``.
+"""The ``simulator`` section of ``params.yaml``: the built-in drifting world.
 
-Kept free of heavy imports and of :mod:`reloop.config` so the root config can import it. Every
-mechanism of the built-in world is described in ``docs/data.md``.
+Every mechanism of the world is described in ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-__all__ = ["DATASETS", "ReplayConfig", "SimulatorConfig"]
+from reloop.config.base import Section
+
+__all__ = ['SimulatorConfig']
 
 
-class SimulatorConfig(BaseModel):
+class SimulatorConfig(Section):
     """The built-in drifting world (see ``docs/data.md`` for each mechanism)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 2026
     start: dt.date = Field(default=dt.date(2026, 1, 1), description="day 0 of the world")
@@ -95,35 +94,3 @@ class SimulatorConfig(BaseModel):
         if any(d < 1 for d in v):
             raise ValueError(f"shift_days={list(v)} must be day offsets >= 1 from start")
         return tuple(sorted(set(v)))
-
-
-#: Public datasets the replay can convert.
-DATASETS = ("movielens-100k", "movielens-1m", "movietweetings", "avazu", "criteo")
-
-
-class ReplayConfig(BaseModel):
-    """Public-dataset replay.
-
-    * ``dataset``: which converter's output the ``replay`` source serves.
-    * ``root``: converted events, ``<root>/<dataset>/events/date=YYYY-MM-DD/``.
-    * ``downloads``: where ``reloop replay download`` puts the archives.
-    * ``start``: the date the first pseudo-day of a dataset without real dates (Criteo) maps to.
-    * ``criteo_rows_per_day``: rows per pseudo-day in file order (Kaggle ``train.txt``:
-      45,840,617 rows over 7 days).
-    * ``min_rating``: a MovieLens rating (1-5) >= this is a click.
-    * ``movietweetings_min_rating``: a MovieTweetings rating (0-10) >= this is a click (8: about
-      half of the 100K snapshot's ratings).
-    * ``slot_minutes``: serving slots; labels become known (and enter the memory) between slots.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    dataset: Literal["movielens-100k", "movielens-1m", "movietweetings", "avazu",
-                     "criteo"] = "movielens-100k"
-    root: str = "data/replay"
-    downloads: str = "data/downloads"
-    start: dt.date = dt.date(2026, 1, 1)
-    criteo_rows_per_day: int = Field(default=6_548_660, ge=1)
-    min_rating: int = Field(default=4, ge=1, le=5)
-    movietweetings_min_rating: int = Field(default=8, ge=1, le=10)
-    slot_minutes: int = Field(default=60, ge=1, le=1440)

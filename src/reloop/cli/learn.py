@@ -1,0 +1,120 @@
+"""``reloop`` commands of the learning core: config, train, predict, backbones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from reloop.cli.options import (
+    Commands,
+    ParamsOpt,
+    echo_json,
+    read_table,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = ["commands"]
+
+#: The commands of this area, added to the ``reloop`` app by :mod:`reloop.cli`.
+commands = Commands()
+
+
+@commands.command("config")
+def config_cmd(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Validate params.yaml and print the resolved configuration (defaults filled in)."""
+    from reloop.config import load_params
+
+    echo_json(load_params(params).model_dump(mode="json", by_alias=True))
+
+
+@commands.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="Training table (parquet) with features, y, y_last.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
+    init_from: Annotated[
+        Path | None, typer.Option(help="Incumbent checkpoint to warm-start from.")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
+) -> None:
+    """Train a model on one table (time-ordered tail held out for early stopping)."""
+    from reloop.config import load_params
+    from reloop.learn.train import load_checkpoint, save_checkpoint, split_tail, train_model
+
+    cfg = load_params(params)
+    df = read_table(data)
+    train_df, val_df = split_tail(df, cfg.train.val_fraction)
+    incumbent = None
+    if init_from is not None and cfg.train.warm_start:
+        incumbent = load_checkpoint(init_from, cfg.features)
+    trained = train_model(cfg, train_df, val_df, init_from=incumbent)
+    ckpt = save_checkpoint(
+        out,
+        trained.model,
+        cfg.model,
+        trained.encoder,
+        parent_id=trained.parent_id,
+        info={
+            "train": cfg.train.model_dump(mode="json"),
+            # without the epochs' wall-clock seconds, as the train stage: a rerun on the same
+            # data writes a byte-identical checkpoint
+            "history": [{k: v for k, v in r.items() if k != "seconds"}
+                        for r in trained.result.history],
+            "best_epoch": trained.result.best_epoch,
+            "best_val_auc": trained.result.best_val_auc,
+            "rows": {"train": train_df.height, "val": val_df.height},
+        },
+        overwrite=overwrite,
+    )
+    echo_json(
+        {
+            "checkpoint": str(ckpt.path),
+            "model_id": ckpt.model_id,
+            "parent_id": ckpt.parent_id,
+            "best_epoch": trained.result.best_epoch,
+            "best_val_auc": trained.result.best_val_auc,
+        }
+    )
+
+
+@commands.command("predict")
+def predict_cmd(
+    checkpoint: Annotated[Path, typer.Option(help="Checkpoint directory.")],
+    data: Annotated[Path, typer.Option(help="Table (parquet) holding the feature columns.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write the table with a 'score' column here.")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score a table with a checkpoint; print AUC, gAUC and logloss when it has labels."""
+    import polars as pl
+
+    from reloop.config import load_params
+    from reloop.learn.metrics import evaluate
+    from reloop.learn.train import load_checkpoint, predict
+
+    cfg = load_params(params)
+    ckpt = load_checkpoint(checkpoint, cfg.features)
+    df = read_table(data)
+    probs, _ = predict(ckpt.model, ckpt.encoder.encode(df))
+    scored = df.with_columns(score=pl.Series(probs.numpy()))
+    if out is not None:
+        scored.write_parquet(out)
+    report: dict[str, object] = {"model_id": ckpt.model_id, "rows": df.height}
+    if cfg.features.label in df.columns:
+        groups = df[cfg.features.user_field] if cfg.features.user_field in df.columns else None
+        report |= evaluate(df[cfg.features.label].to_numpy(), probs.numpy(), groups)
+    echo_json(report)
+
+
+@commands.command("backbones")
+def backbones_cmd() -> None:
+    """List the backbones that model.backbone can name."""
+    from reloop.learn.models import BACKBONES
+
+    for name, cls in BACKBONES.items():
+        typer.echo(f"{name:10s} {(cls.__doc__ or '').strip().splitlines()[0]}")

@@ -1,0 +1,83 @@
+"""The ``features`` section of ``params.yaml``: the model's input fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+
+from reloop.config.base import Section
+
+__all__ = ["CategoricalField", "FeatureSpec", "FeaturesConfig", "NumericField"]
+
+
+class CategoricalField(Section):
+    """A categorical column, hashed into ``buckets`` indices (index 0 is reserved for null)."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["categorical"] = "categorical"
+    buckets: int = Field(ge=2, le=2**31 - 1)
+
+
+class NumericField(Section):
+    """A numeric column, either bucketised by ``boundaries`` or normalised by ``mean``/``std``."""
+
+    name: str = Field(min_length=1)
+    kind: Literal["numeric"] = "numeric"
+    transform: Literal["bucketize", "normalize"]
+    boundaries: tuple[float, ...] | None = None
+    mean: float | None = None
+    std: float | None = Field(default=None, gt=0)
+    clip: float = Field(default=5.0, gt=0, description="normalised values are clipped to ±clip")
+
+    @model_validator(mode="after")
+    def _check_transform(self) -> NumericField:
+        if self.transform == "bucketize":
+            if not self.boundaries:
+                raise ValueError(f"field {self.name!r}: transform='bucketize' needs 'boundaries'")
+            if list(self.boundaries) != sorted(set(self.boundaries)):
+                raise ValueError(
+                    f"field {self.name!r}: boundaries={list(self.boundaries)} must be strictly "
+                    "increasing"
+                )
+        else:
+            if self.mean is None or self.std is None:
+                raise ValueError(
+                    f"field {self.name!r}: transform='normalize' needs 'mean' and 'std'"
+                )
+        return self
+
+
+def _field_kind(value: Any) -> str:
+    """``kind`` of a field spec; a spec without one is categorical."""
+    if isinstance(value, dict):
+        return value.get("kind", "categorical")
+    return getattr(value, "kind", "categorical")
+
+
+FeatureSpec = Annotated[
+    Annotated[CategoricalField, Tag("categorical")] | Annotated[NumericField, Tag("numeric")],
+    Discriminator(_field_kind),
+]
+
+
+class FeaturesConfig(Section):
+    """The model's input fields, in order. ``user_field`` groups rows for gAUC."""
+
+    fields: tuple[FeatureSpec, ...] = Field(min_length=1)
+    user_field: str = "user_id"
+    label: str = "y"
+    y_last: str = "y_last"
+
+    @field_validator("fields")
+    @classmethod
+    def _unique_names(cls, fields: tuple[FeatureSpec, ...]) -> tuple[FeatureSpec, ...]:
+        names = [f.name for f in fields]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"field names must be unique; repeated: {dupes}")
+        return fields
+
+    @property
+    def names(self) -> list[str]:
+        return [f.name for f in self.fields]

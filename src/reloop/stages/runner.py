@@ -1,0 +1,167 @@
+"""The stage runner: every front end runs a stage through :func:`run_stage`.
+
+``reloop stage`` / ``reloop run``, the data commands (``reloop ingest``, ``validate``, ``join``),
+the ``dvc.yaml`` stages, the Airflow tasks and ``reloop study`` all call :func:`run_stage`, which
+checks the period start, takes the workspace lock (:mod:`reloop.lock`), refuses a period whose
+predecessor is undecided, and calls ``reloop.stages.<name>.run(params, start)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from reloop.stages.graph import STAGE_NAMES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from reloop.config import Params
+
+__all__ = ["STAGES", "StageEvent", "check_previous_decided", "period_workspace", "run_period",
+           "run_stage", "stage_listener"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """One stage of one period finished: its result, or the error it raised."""
+
+    stage: str
+    period: dt.date
+    seconds: float
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+_listeners: list[Callable[[StageEvent], None]] = []
+
+
+@contextlib.contextmanager
+def stage_listener(callback: Callable[[StageEvent], None]) -> Iterator[None]:
+    """Call ``callback`` with a :class:`StageEvent` each time :func:`run_stage` finishes a stage
+    in this process, while the ``with`` block runs (``reloop backfill``'s progress lines: the
+    DAG's tasks run in-process there)."""
+    _listeners.append(callback)
+    try:
+        yield
+    finally:
+        _listeners.remove(callback)
+
+
+def _notify(event: StageEvent) -> None:
+    for callback in list(_listeners):
+        try:
+            callback(event)
+        except Exception:  # a display must never fail a stage
+            log.exception("stage listener %r failed", callback)
+
+
+def check_previous_decided(params: Params, start: dt.date) -> None:
+    """Refuse to start period ``start`` while the previous period is started but not decided.
+
+    Each period is served by, and warm-starts from, what the previous period promoted, so periods
+    must run in order (``pipeline.sequential``). "Started": its joined table exists or, for the
+    built-in world and replays, ingest wrote its impressions.
+    """
+    from reloop.data.logs.store import partition_dir
+    from reloop.periods import decision_path, joined_dir
+
+    if not params.pipeline.sequential:
+        return
+    prev = start - dt.timedelta(days=params.logs.period_days)
+    if decision_path(params, prev).is_file():
+        return
+    started = joined_dir(params, prev).exists() or (
+        params.logs.source != "external"
+        and partition_dir(params.logs.root, "impressions", prev).exists())
+    if started:
+        raise RuntimeError(
+            f"the previous period {prev} has started but has no decision yet "
+            f"({decision_path(params, prev)}); periods run in order, each from the model the one "
+            f"before promoted. Finish (or rerun) period {prev} first; with `airflow backfill "
+            "create` pass --max-active-runs 1; set pipeline.sequential: false to skip a period "
+            "on purpose"
+        )
+
+
+
+
+def _stage(name: str) -> Callable[[Params, str | dt.date], dict[str, Any]]:
+    """``reloop.stages.<name>.run``, imported only when the stage runs (torch, GX and Evidently
+    are heavy; the DAG file imports this table)."""
+
+    def stage(params: Params, start: str | dt.date) -> dict[str, Any]:
+        return importlib.import_module(f"reloop.stages.{name}").run(params, start)
+
+    stage.__name__ = stage.__qualname__ = name
+    stage.__doc__ = f"The {name} stage: :func:`reloop.stages.{name}.run`."
+    return stage
+
+
+#: Every stage, in the order a period runs them (:data:`reloop.stages.graph.STAGE_GRAPH`).
+STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
+    name: _stage(name) for name in STAGE_NAMES
+}
+@contextlib.contextmanager
+def period_workspace(params: Params, start: str | dt.date, what: str) -> Iterator[dt.date]:
+    """Check that ``start`` is a period start (and, for the built-in world, inside its horizon),
+    then hold the workspace lock (:mod:`reloop.lock`) while the block runs; yields the start.
+
+    :func:`run_stage` runs every stage inside it; the data commands that call a library function
+    with options of their own (``reloop ingest --checkpoint``, ``reloop validate --table``,
+    ``reloop simulate``) run inside it too, so no front end writes beside a running stage.
+    """
+    from reloop.lock import workspace_lock
+    from reloop.periods import check_period_start
+
+    start = check_period_start(start, params.logs.period_days)
+    if params.logs.source == "simulator":  # refused before the lock is taken
+        from reloop.sources.world import check_horizon
+
+        check_horizon(params.simulator, start + dt.timedelta(days=params.logs.period_days - 1))
+    with workspace_lock(params.pipeline.lock_file, params.pipeline.lock_timeout_s,
+                        what=f"{what}, period {start}"):
+        yield start
+
+
+def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Run one stage by name for the period ``start``, inside :func:`period_workspace`.
+
+    ``start`` must be a period start (weekly periods start on Mondays), else a ``ValueError``.
+    ``ingest`` first checks that the previous period is decided (:func:`check_previous_decided`).
+    The result is strict JSON (NaN and infinities become ``None``): the DAG's tasks return it as
+    their XCom, which Airflow refuses to store otherwise (a warm start's ``best_val_auc`` is NaN,
+    having no validation split).
+    """
+    from reloop.atomic import json_ready
+    from reloop.numerics import pin_numerics
+
+    pin_numerics()  # the DAG's tasks and study workers: before the stage imports torch
+
+    try:
+        fn = STAGES[name]
+    except KeyError:
+        raise ValueError(f"stage={name!r} is not a stage; expected one of {list(STAGES)}") from None
+    with period_workspace(params, start, f"stage {name}") as start:
+        log.info("stage %s, period %s", name, start)
+        t0 = time.perf_counter()
+        try:
+            if name == "ingest":  # a period begins: its predecessor must be decided
+                check_previous_decided(params, start)
+            result = json_ready(fn(params, start))
+        except BaseException as err:
+            _notify(StageEvent(name, start, time.perf_counter() - t0, error=err))
+            raise
+        _notify(StageEvent(name, start, time.perf_counter() - t0, result=result))
+        return result
+
+
+def run_period(params: Params, start: str | dt.date) -> dict[str, dict[str, Any]]:
+    """Run every stage of one period in order; stops at the first failure."""
+    return {name: run_stage(name, params, start) for name in STAGES}

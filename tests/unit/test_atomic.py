@@ -1,0 +1,84 @@
+"""reloop.atomic: temp-and-rename writers, fsynced before the rename and the directory after."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from reloop import atomic
+
+
+@pytest.fixture
+def synced(monkeypatch):
+    """The ``(event, path)`` sequence of fsyncs and renames/links, in order."""
+    events: list[tuple[str, Path]] = []
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+
+    def fsync(fd):
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}"))))
+        return real_fsync(fd)
+
+    def replace(src, dst, *a, **k):
+        events.append(("rename", Path(dst)))
+        return real_replace(src, dst, *a, **k)
+
+    def link(src, dst, *a, **k):
+        events.append(("link", Path(dst)))
+        return real_link(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "link", link)
+    return events
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_file_is_fsynced_before_the_rename_and_its_directory_after(tmp_path, synced):
+    path = atomic.write_text(tmp_path / "a" / "x.json", '{"k": 1}\n')
+    assert path.read_text() == '{"k": 1}\n'
+    kinds = [kind for kind, _ in synced]
+    assert kinds == ["fsync", "rename", "fsync"]
+    assert synced[0][1].parent == path.parent and synced[0][1].name.startswith(".x.json.")
+    assert synced[1][1] == path and synced[2][1] == path.parent
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_a_published_directory_is_fsynced_whole_before_the_rename(tmp_path, synced):
+    def build(tmp: Path) -> None:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "a.bin").write_bytes(b"a")
+        (tmp / "b.bin").write_bytes(b"b")
+
+    out = atomic.replace_dir(tmp_path / "d", build)
+    rename = [kind for kind, _ in synced].index("rename")
+    before = {p.name for kind, p in synced[:rename] if kind == "fsync"}
+    assert {"a.bin", "b.bin", "sub"} <= before
+    assert synced[rename:] == [("rename", out), ("fsync", tmp_path)]
+
+
+def test_write_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = atomic.write_bytes(tmp_path / "x.bin", b"old")
+
+    def fail(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic.write_file(path, fail)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_write_text_sets_the_mode_given(tmp_path):
+    path = atomic.write_text(tmp_path / "secret.cfg", "k = v\n", mode=0o640)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_write_new_never_replaces_and_leaves_no_temporary_file(tmp_path):
+    tmp_dir = tmp_path / ".tmp"
+    tmp_dir.mkdir()
+    path = atomic.write_new(tmp_path / "p" / "part.bin", lambda t: t.write_bytes(b"1"),
+                            tmp_dir=tmp_dir, prefix="part.")
+    with pytest.raises(FileExistsError):
+        atomic.write_new(path, lambda t: t.write_bytes(b"2"), tmp_dir=tmp_dir)
+    assert path.read_bytes() == b"1" and list(tmp_dir.iterdir()) == []
