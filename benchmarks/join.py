@@ -39,6 +39,7 @@ def make_logs(params, rows: int, seed: int = 0) -> dict[str, int]:
     """Write the benchmark's partitions; returns their row counts."""
     import polars as pl
 
+    from reloop.data.logs.seal import seal_day
     from reloop.data.logs.store import write_part
 
     rng = np.random.default_rng(seed)
@@ -95,6 +96,9 @@ def make_logs(params, rows: int, seed: int = 0) -> dict[str, int]:
     write_part(root, "impressions", prev, imps.head(1000).with_columns(
         pl.col("event_time") - dt.timedelta(days=1),
         pl.format("20260301-{}", pl.int_range(1000)).alias("request_id")), "bench")
+    write_part(root, "feedback", prev, fb.head(0), "bench")  # no clicks logged that day
+    for day in (prev, DAY):  # the producer declares both days complete, as a real one would
+        seal_day(root, day, params.join.window_minutes)
     return {"impressions": imps.height, "feedback": fb.height}
 
 
@@ -108,9 +112,11 @@ def pandas_join(params, out: Path) -> dict[str, int]:
     end = pd.Timestamp((DAY + dt.timedelta(days=1)).isoformat(), tz="UTC")
     window = pd.Timedelta(minutes=WINDOW_MIN)
     imps_raw = pd.read_parquet(partition_dir(root, "impressions", DAY))
+    # the next day's partition counts only up to the seal's watermark, end + window
+    nxt = pd.read_parquet(partition_dir(root, "feedback", DAY + dt.timedelta(days=1)))
     fb = pd.concat([
         pd.read_parquet(partition_dir(root, "feedback", DAY)),
-        pd.read_parquet(partition_dir(root, "feedback", DAY + dt.timedelta(days=1))),
+        nxt[nxt["event_time"] < end + window],
     ], ignore_index=True)
     prev_ids = pd.read_parquet(partition_dir(root, "impressions", DAY - dt.timedelta(days=1)),
                                columns=["request_id"])["request_id"]

@@ -1,16 +1,16 @@
 """The ``memory`` section of ``params.yaml``: ReLoop2's error memory and its compensation.
 
-Kept in its own module (no torch, no import of :mod:`reloop.config`) so that the root config can
-import it cheaply and without an import cycle. The defaults are the measured choices documented
-in ``docs/error_memory.md``.
+The defaults are the measured choices documented in ``docs/error_memory.md``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from reloop.config.base import Section
 
 __all__ = ["MAX_L", "READ_KNOBS", "REMOVED_FIELDS", "MemoryConfig"]
 
@@ -29,7 +29,7 @@ REMOVED_FIELDS = (
 )
 
 
-class MemoryConfig(BaseModel):
+class MemoryConfig(Section):
     """ReLoop2 error memory: sketch shape, tree cuts, compensation, forgetting.
 
     * ``K`` arrays of ``2**L`` buckets (``K`` is also the paper's top-k: one readout per array).
@@ -54,7 +54,7 @@ class MemoryConfig(BaseModel):
     pooled (see :class:`reloop.memory.ErrorMemory`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)  # lam: "lambda"
 
     K: int = Field(default=16, description="number of hash arrays (and of retrieved readouts)")
     L: int = Field(default=12, description="sign-random-projection bits per array")

@@ -191,7 +191,7 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
                                if k in evaluation},
                 "decision": decision.as_dict(),
             },
-            memory_dir=snapshot_dir(params, start),
+            memory_dir=snapshot_dir(params, start) / SNAPSHOT_FILE,  # what serving loads
             verify=bless,
         )
         current = registry.production()
