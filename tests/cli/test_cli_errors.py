@@ -137,7 +137,7 @@ def test_disk_full_during_promote(workspace, monkeypatch):
 
     decisions = params.parent / "decisions"
 
-    def promote(cfg, start):  # stands in for run_promote: its first write is the decision
+    def promote(cfg, start):  # stands in for the promote stage: its first write is the decision
         write_json(decisions / f"date={start}" / "decision.json", {"promote": True})
         return {}
 

@@ -96,7 +96,7 @@ elif point == "archive-push":  # committed and tagged, not yet pushed to the DVC
     hook(archive, "_run", lambda cmd, cwd, **k: "push" in cmd)
 elif point == "hold":  # inside the train stage, holding the workspace lock, until GO exists
     import reloop.stages.train as stage
-    real_train = stage.run_train
+    real_train = stage.run
 
     def run_train(params, start):
         Path(ready).touch()
@@ -104,7 +104,7 @@ elif point == "hold":  # inside the train stage, holding the workspace lock, unt
             time.sleep(0.05)
         return real_train(params, start)
 
-    stage.run_train = run_train
+    stage.run = run_train  # the runner looks up reloop.stages.train.run when the stage runs
 else:
     sys.exit(f"unknown point {point!r}")
 
