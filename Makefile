@@ -24,6 +24,7 @@ help:
 	@echo "make install      create .venv and install reloop with its dev tools"
 	@echo "make test         install if needed, then run the test suite (slow tests excluded)"
 	@echo "make test-slow    run only the tests marked slow"
+	@echo "make faults       the fault campaign: bad inputs and injected faults (slow)"
 	@echo "make bench        run every benchmark; figures go to benchmarks/results/"
 	@echo "make lint         ruff, and import-linter (the layers of pyproject.toml)"
 

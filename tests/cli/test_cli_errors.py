@@ -247,3 +247,22 @@ def test_train_model_checks_the_split_it_is_given(small_table):
     with pytest.raises(TrainingDataError, match=r"\(last 25% = 40 rows\) holds 0 positive\(s\) "
                                                 r"and 40 negative\(s\)"):
         train_model(params, small_table.head(500), negatives.head(40), progress=False)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["rn", "--date", "2026-01-02"], "No such command 'rn'. Did you mean 'run'?"),
+    (["run"], "Missing option '--date'"),
+    (["run", "--date", "2026-01-04", "--bogus"], "No such option: --bogus"),
+    (["dvc-yaml", "--check"], "Option '--check' requires an argument"),
+])
+def test_a_usage_mistake_gets_the_usage_error_not_a_crash_report(args, message):
+    """typer ships its own click: its usage errors are a usage message and exit 2, never the
+    'unexpected: report the traceback' line of a bug."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "reloop.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "unexpected" not in done.stderr and "Traceback" not in done.stderr

@@ -306,9 +306,9 @@ CASES = [
     # ---- the registry: damaged files, hostile or unknown version ids
     Bad("production-json-truncated", ("registry", "show"),
         r"registry/production\.json is not valid JSON", truncate("registry/production.json")),
-    Bad("production-json-truncated-ingest", ("stage", "ingest", "--date", "2026-01-08"),
+    Bad("production-json-truncated-ingest", INGEST3,
         r"registry/production\.json is not valid JSON", truncate("registry/production.json"),
-        rerun=INGEST3, absent=("logs/impressions/date=2026-01-08",),
+        rerun=INGEST3, absent=(f"logs/impressions/date={DAY3}",),
         start="day3-pending", expect="clean"),
     Bad("version-json-truncated", ("registry", "show"),
         r"registry/versions/[0-9a-f]{16}/version\.json is not valid JSON",

@@ -146,6 +146,20 @@ def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
     assert out["period_start"] == DAY2
 
 
+def test_a_period_is_not_skipped_once_the_loop_is_under_way(tmp_path):
+    """With DAY1 decided, DAY3 is refused while DAY2 never ran (DAY2 could not be run later:
+    DAY3's ingest seals the days after it); the refusal writes nothing."""
+    from reloop.stages import run_stage
+
+    params = loop_params(tmp_path)
+    for stage in ("ingest", "validate", "join", "train", "memory", "evaluate", "promote"):
+        run_stage(stage, params, DAY1)
+    with pytest.raises(RuntimeError, match=f"the previous period {DAY2} was never run, and period "
+                                           f"{DAY1} is decided"):
+        run_stage("ingest", params, DAY3)
+    assert not (tmp_path / "logs" / "impressions" / f"date={DAY3}").exists()
+
+
 def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
     from reloop.archive import period_sources
     from reloop.periods import joined_dir

@@ -27,6 +27,9 @@ from reloop.cli.study import study_app
 
 __all__ = ["app", "describe_error"]
 
+#: Libraries whose INFO lines drown the stages' own: WARNING and above unless --verbose.
+_CHATTY_LOGGERS = ("great_expectations", "evidently", "dvc", "numba", "matplotlib")
+
 
 class _Reloop(TyperGroup):
     """The root command: any error a command raises ends as one ``error:`` line, exit 2."""
@@ -68,6 +71,9 @@ def _main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not verbose:  # libraries' INFO chatter (GX logs hundreds of lines a run) only with -v
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 for _area in (learn, loop, registry, serve):

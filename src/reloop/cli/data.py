@@ -112,7 +112,7 @@ def ingest_cmd(
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Ingest one period from logs.source (simulator, replay, or external logs): the pipeline's
-    ``ingest`` stage, served by production; with --checkpoint/--memory, served by those."""
+    ingest stage, served by production; with --checkpoint/--memory, served by those."""
     from reloop.stages import period_workspace, run_stage
     from reloop.stages.ingest import ingest_period
 

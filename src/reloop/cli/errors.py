@@ -119,6 +119,8 @@ def describe_error(err: BaseException, tb: TracebackType | None = None) -> str:
             "traceback)")
 
 
-#: exceptions that already mean "exit with this status" to typer/click
-PASS_THROUGH = (typer.Exit, typer.Abort, click.exceptions.ClickException,
-                 click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError)
+#: exceptions that already mean "exit with this status" to typer/click: typer's own (it ships
+#: its own copy of click, whose usage errors, e.g. a mistyped command or option, derive from
+#: TyperException) and click's
+PASS_THROUGH = (typer.Exit, typer.Abort, typer.TyperException, click.exceptions.ClickException,
+                click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError)

@@ -54,10 +54,17 @@ def dvc_yaml_cmd(
     if check is None:
         typer.echo(text, nl=False)
         return
-    if not check.is_file() or check.read_text() != text:
-        typer.echo(f"{check} is not what the stage graph generates: run "
-                   f"`reloop dvc-yaml > {check}`", err=True)
+    if not check.is_file():
+        typer.echo(f"{check} does not exist: write it with `reloop dvc-yaml > {check}`", err=True)
         raise typer.Exit(1)
+    ours, theirs = text.splitlines(), check.read_text().splitlines()
+    if ours != theirs:
+        pairs = zip(ours, theirs, strict=False)
+        line = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(ours), len(theirs)))
+        typer.echo(f"{check} is not what the stage graph generates (first difference at line "
+                   f"{line + 1}): run `reloop dvc-yaml > {check}`", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{check} is current")
 
 
 @commands.command("run")

@@ -63,14 +63,17 @@ def _notify(event: StageEvent) -> None:
 
 
 def check_previous_decided(params: Params, start: dt.date) -> None:
-    """Refuse to start period ``start`` while the previous period is started but not decided.
+    """Refuse to start period ``start`` unless the previous period is decided.
 
     Each period is served by, and warm-starts from, what the previous period promoted, so periods
-    must run in order (``pipeline.sequential``). "Started": its joined table exists or, for the
-    built-in world and replays, ingest wrote its impressions.
+    must run in order (``pipeline.sequential``). Refused: the previous period is started but not
+    decided ("started": its joined table exists or, for the built-in world and replays, ingest
+    wrote its impressions), or it never ran although an earlier period is decided (a skipped
+    period could not be run later: the days after it are sealed). The first period of a
+    workspace may start on any period start.
     """
     from reloop.data.logs.store import partition_dir
-    from reloop.periods import decision_path, joined_dir
+    from reloop.periods import DECISION_FILE, dated_dirs, decision_path, joined_dir
 
     if not params.pipeline.sequential:
         return
@@ -87,6 +90,14 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
             f"before promoted. Finish (or rerun) period {prev} first; with `airflow backfill "
             "create` pass --max-active-runs 1; set pipeline.sequential: false to skip a period "
             "on purpose"
+        )
+    decided = [d for d, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE) if d < prev]
+    if decided:
+        raise RuntimeError(
+            f"the previous period {prev} was never run, and period {decided[-1]} is decided: "
+            f"periods run in order, each from the model the one before promoted. Run {prev} "
+            f"first (`reloop run --date {prev}`, or `reloop backfill` over the gap); set "
+            "pipeline.sequential: false to skip a period on purpose"
         )
 
 
