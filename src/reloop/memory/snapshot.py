@@ -91,7 +91,6 @@ def write_snapshot(
             "construct the memory with model_id=<checkpoint.model_id>"
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {
         "format": FORMAT,

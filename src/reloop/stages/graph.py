@@ -143,8 +143,7 @@ plots:
 
 
 def _out(art: Artefact) -> list[str]:
-    opts = [f"{k}: {str(v).lower()}" for k, v in (("cache", art.cache), ("persist", art.persist))
-            if v != Artefact.__dataclass_fields__[k].default]
+    opts = (["cache: false"] if not art.cache else []) + (["persist: true"] if art.persist else [])
     if not opts:
         return [f"      - {art.path}"]
     return [f"      - {art.path}:", *(f"          {o}" for o in opts)]
