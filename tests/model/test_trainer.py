@@ -138,3 +138,30 @@ def test_fit_without_validation_runs_all_epochs(small_table):
     assert math.isnan(trained.result.best_val_auc)
     assert trained.result.samples_seen == 6000 and trained.result.samples_per_second > 0
     assert fit  # re-exported for library users
+
+
+def test_max_steps_ends_training_within_an_epoch(small_table):
+    params = small_params(train={"max_epochs": 3, "batch_size": 500})
+    data = small_table.head(3000)  # 6 steps an epoch
+    capped = train_model(params, data, progress=False, max_steps=8)
+    # epoch 1 whole (6 steps), epoch 2 cut after 2 steps, epoch 3 never starts
+    assert [(r["epoch"], r["steps"]) for r in capped.result.history] == [(1, 6), (2, 8)]
+    assert capped.result.steps == 8 and capped.result.samples_seen == 8 * 500
+    # a cap training never reaches changes nothing
+    full = train_model(params, data, progress=False)
+    loose = train_model(params, data, progress=False, max_steps=18)
+    assert full.result.steps == loose.result.steps == 18
+    a, b = full.model.state_dict(), loose.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["mlp.net.0.weight"], capped.model.state_dict()["mlp.net.0.weight"])
+
+
+def test_a_step_cap_below_one_is_refused(small_table):
+    from reloop.learn.trainer import Trainer
+
+    params = small_params()
+    trained = train_model(params, small_table.head(500), progress=False)
+    data = to_training_data(small_table.head(500), trained.encoder, params.features,
+                            need_y_last=True)
+    with pytest.raises(ValueError, match="max_steps=0"):
+        Trainer(trained.model, params.train).train_epoch(data, max_steps=0)

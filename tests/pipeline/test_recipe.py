@@ -5,6 +5,8 @@ snapshot's rows and the gate that compares what will be served."""
 from __future__ import annotations
 
 import json
+import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +20,25 @@ from reloop.stages import run_period, run_stage
 from reloop.stages.train import period_splits, training_window
 from tests.support.params import DAY1, DAY2, loop_params
 
+TRAIN = {"window_periods": 2, "window_decay": 0.5, "warm_epochs": 2, "max_epochs": 3,
+         "mask_bootstrap": True}
 
-@pytest.fixture(scope="module")
-def windowed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    params = loop_params(
+
+def _params(root: Path, **train):
+    return loop_params(
         root,
-        train={"window_periods": 2, "window_decay": 0.5, "warm_epochs": 2, "max_epochs": 3,
-               "mask_bootstrap": True},
+        train=TRAIN | train,
         pipeline={"snapshot_rows": "holdout"},
         promote={"compare": "served", "rule": "ci"},
         evaluate={"prefill": "none", "bootstrap": 20, "slots": 4},
         serving={"use_memory": False, "batch_size": 4096},
     )
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    params = _params(root)
     run_period(params, DAY1)
     for stage in ("ingest", "validate", "join", "drift", "train"):
         run_stage(stage, params, DAY2)
@@ -68,11 +76,24 @@ def test_warm_start_trains_the_fixed_epochs_on_every_fit_row(windowed):
     assert [h["epoch"] for h in info["history"]] == [1, 2]  # warm_epochs, no early stopping
     assert "val_auc" not in info["history"][0]
     window = training_window(params, DAY2)
+    per_epoch = math.ceil((window.train.height + window.val.height) / params.train.batch_size)
+    assert params.train.warm_max_steps == 150 > 2 * per_epoch  # the cap is not reached
+    assert [h["steps"] for h in info["history"]] == [per_epoch, 2 * per_epoch]
     assert info["rows"] == {"train": window.train.height + window.val.height, "val": 0,
                             "holdout": period_splits(params, DAY2)[1].height}
     # the cold start of period 1 early-stopped on its validation tail as before
     first = load_checkpoint(candidate_dir(params, DAY1), params.features).info
     assert "val_auc" in first["history"][0] and first["rows"]["val"] > 0
+
+
+def test_warm_max_steps_cuts_a_warm_start_within_its_first_epoch(windowed, tmp_path):
+    root, _ = windowed
+    shutil.copytree(root, tmp_path / "ws")
+    params = _params(tmp_path / "ws", warm_max_steps=3)
+    run_stage("train", params, DAY2)
+    info = load_checkpoint(candidate_dir(params, DAY2), params.features).info
+    assert [(h["epoch"], h["steps"]) for h in info["history"]] == [(1, 3)]
+    assert info["train"]["warm_max_steps"] == 3
 
 
 def test_bootstrap_rows_are_masked_and_model_rows_are_not(windowed):

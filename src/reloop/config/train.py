@@ -37,6 +37,11 @@ class TrainConfig(Section):
         description="warm starts train exactly this many epochs on every fit row, validation "
         "rows included, without early stopping (None: early-stop like a cold start)",
     )
+    warm_max_steps: int | None = Field(
+        default=150, ge=1,
+        description="a warm start with warm_epochs stops after this many optimizer steps, even "
+        "within an epoch, so large periods are not trained on repeatedly (None: no cap)",
+    )
     window_periods: int = Field(
         default=3, ge=1, le=366,
         description="train on this many periods: the current one plus the earlier ones, whole",

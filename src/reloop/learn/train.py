@@ -61,6 +61,7 @@ def train_model(
     progress: bool | None = None,
     weight: np.ndarray | None = None,
     max_epochs: int | None = None,
+    max_steps: int | None = None,
 ) -> TrainedModel:
     """Train ``params.model.backbone`` with ``params.train`` on ``train_df``.
 
@@ -68,7 +69,8 @@ def train_model(
     time); its feature encoding and architecture must match the config, or the error names the
     difference. With ``val_df`` the trainer early-stops on its AUC, so a ``val_df`` without both
     classes is refused (:func:`~reloop.learn.data.check_validation_split`). ``weight`` gives each
-    row of ``train_df`` a loss weight; ``max_epochs`` overrides ``train.max_epochs``.
+    row of ``train_df`` a loss weight; ``max_epochs`` overrides ``train.max_epochs``; ``max_steps``
+    caps the optimizer steps (:func:`~reloop.learn.trainer.fit`).
     """
     encoder = FeatureEncoder.from_config(params.features)
     cfg = params.train
@@ -94,5 +96,5 @@ def train_model(
         copy_weights(model, init_from, params.model)
         parent_id = init_from.model_id
         log.info("warm start from %s (%s)", init_from.path, parent_id)
-    result = fit(model, train, val, cfg, progress=progress)
+    result = fit(model, train, val, cfg, progress=progress, max_steps=max_steps)
     return TrainedModel(model, encoder, result, parent_id)

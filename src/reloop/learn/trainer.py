@@ -39,6 +39,7 @@ class FitResult:
     stopped_early: bool = False
     train_seconds: float = 0.0
     samples_seen: int = 0
+    steps: int = 0  # optimizer steps, all epochs together
 
     @property
     def samples_per_second(self) -> float:
@@ -93,11 +94,21 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, fused=True)
         self._no_y_last = torch.zeros(0)
+        self.steps = 0  # optimizer steps taken
 
     def train_epoch(
-        self, train: TrainingData, *, desc: str = "train", progress: bool | None = None
+        self,
+        train: TrainingData,
+        *,
+        desc: str = "train",
+        progress: bool | None = None,
+        max_steps: int | None = None,
     ) -> float:
-        """One pass over ``train`` in a seeded random order; returns the mean training loss."""
+        """One pass over ``train`` in a seeded random order; returns the mean training loss.
+
+        ``max_steps`` ends the pass after that many optimizer steps (the loss is then the mean
+        over the rows those steps saw); :attr:`steps` counts every step taken.
+        """
         if self.needs_y_last and train.y_last is None:
             raise TrainingDataError(
                 f"loss={self.cfg.loss!r} with alpha={self.alpha} needs a y_last column"
@@ -105,16 +116,21 @@ class Trainer:
         self.model.train()
         data = _permuted(train, self.generator)
         batch_size = self.cfg.batch_size
-        total = 0.0
+        total, seen = 0.0, 0
+        batches = math.ceil(len(data) / batch_size)
+        if max_steps is not None:
+            if max_steps < 1:
+                raise ValueError(f"max_steps={max_steps} must be >= 1")
+            batches = min(batches, max_steps)
         with tqdm(
-            total=math.ceil(len(data) / batch_size),
+            total=batches,
             desc=desc,
             unit="batch",
             leave=False,
             disable=(not progress) if progress is not None else None,
         ) as bar:
-            for start in range(0, len(data), batch_size):
-                batch = data.take(slice(start, start + batch_size))
+            for step in range(batches):
+                batch = data.take(slice(step * batch_size, (step + 1) * batch_size))
                 logits, _ = self.model(batch.features.indices, batch.features.values)
                 y_last = batch.y_last if batch.y_last is not None else self._no_y_last
                 loss = self.loss_fn(logits, batch.y, y_last, self.alpha, mask=batch.mask,
@@ -123,8 +139,10 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 total += loss.item() * len(batch)
+                seen += len(batch)
+                self.steps += 1
                 bar.update(1)
-        return total / len(data)
+        return total / seen
 
 
 def fit(
@@ -134,24 +152,34 @@ def fit(
     cfg: TrainConfig,
     *,
     progress: bool | None = None,
+    max_steps: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``train``; early-stop on ``val`` AUC when given.
 
     With ``val``, training stops after ``cfg.patience`` epochs without a validation-AUC gain of at
     least ``cfg.min_delta`` and the best epoch's weights are restored. Without ``val`` it runs
-    ``cfg.max_epochs`` epochs. ``progress=None`` shows a progress bar only on a terminal.
+    ``cfg.max_epochs`` epochs. ``max_steps`` ends training after that many optimizer steps, within
+    an epoch if need be (that epoch is the last one recorded). ``progress=None`` shows a progress
+    bar only on a terminal.
     """
     trainer = Trainer(model, cfg)
     result = FitResult()
     best_state: dict[str, torch.Tensor] | None = None
     bad_epochs = 0
     for epoch in range(1, cfg.max_epochs + 1):
+        left = None if max_steps is None else max_steps - trainer.steps
+        if left is not None and left <= 0:
+            break
         t0 = time.perf_counter()
-        train_loss = trainer.train_epoch(train, desc=f"epoch {epoch}", progress=progress)
+        steps_before = trainer.steps
+        train_loss = trainer.train_epoch(train, desc=f"epoch {epoch}", progress=progress,
+                                         max_steps=left)
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
-        result.samples_seen += len(train)
-        record = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds}
+        result.samples_seen += min(len(train), (trainer.steps - steps_before) * cfg.batch_size)
+        result.steps = trainer.steps
+        record = {"epoch": epoch, "train_loss": train_loss, "seconds": seconds,
+                  "steps": trainer.steps}
 
         if val is None:
             result.history.append(record)

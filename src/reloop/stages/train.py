@@ -92,8 +92,9 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
     the first period). A cold start early-stops on the validation tail. A warm start does too,
-    unless ``train.warm_epochs`` is set: then it trains exactly that many epochs on every fit row,
-    validation tail included. Deterministic given the data and ``train.seed``, so a rerun writes a
+    unless ``train.warm_epochs`` is set: then it trains that many epochs on every fit row,
+    validation tail included, or ``train.warm_max_steps`` optimizer steps if that comes first.
+    Deterministic given the data and ``train.seed``, so a rerun writes a
     byte-identical checkpoint (wall-clock timings are logged, never stored).
     """
     from reloop.atomic import sweep_leftovers
@@ -107,17 +108,20 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     incumbent = None
     if production is not None and params.train.warm_start:
         incumbent = load_checkpoint(production.checkpoint_dir, params.features)
-    train_df, val_df, weight, max_epochs = window.train, window.val, window.weight, None
+    train_df, val_df, weight = window.train, window.val, window.weight
+    max_epochs = max_steps = None
     if incumbent is not None and params.train.warm_epochs is not None:
         train_df = pl.concat([window.train, window.val], how="vertical")
         if weight is not None:
             weight = np.concatenate([weight, np.ones(window.val.height, dtype=np.float32)])
         val_df, max_epochs = None, params.train.warm_epochs
+        max_steps = params.train.warm_max_steps
     trained = train_model(params, train_df, val_df, init_from=incumbent, weight=weight,
-                          max_epochs=max_epochs)
+                          max_epochs=max_epochs, max_steps=max_steps)
     history = [{k: v for k, v in r.items() if k != "seconds"} for r in trained.result.history]
-    log.info("trained %s epochs on %d rows (%s) in %.1fs", len(history), train_df.height,
-             ", ".join(window.periods), trained.result.train_seconds)
+    log.info("trained %s epochs (%d steps) on %d rows (%s) in %.1fs", len(history),
+             trained.result.steps, train_df.height, ", ".join(window.periods),
+             trained.result.train_seconds)
     _, holdout = period_splits(params, start)
     table_file = joined_dir(params, start) / "train.parquet"
     sweep_leftovers(candidate_dir(params, start))  # of a killed train (we hold the lock)
