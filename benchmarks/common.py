@@ -43,3 +43,18 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def scratch_world_params(raw: dict[str, Any], work: Path, impressions: int | None = None):
+    """``raw`` (a params.yaml dict) with the logs, oracle, quarantine and joined tables under
+    ``work`` and, if given, ``simulator.impressions_per_day`` set: a built-in world to simulate
+    and throw away."""
+    from reloop.config import params_from_dict
+
+    raw = {**raw}
+    raw["logs"] = {**raw.get("logs", {}), "root": f"{work}/logs",
+                   "oracle_root": f"{work}/oracle", "quarantine_root": f"{work}/quarantine"}
+    raw["join"] = {**raw.get("join", {}), "out_root": f"{work}/joined"}
+    if impressions:
+        raw["simulator"] = {**raw.get("simulator", {}), "impressions_per_day": impressions}
+    return params_from_dict(raw)

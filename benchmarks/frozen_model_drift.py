@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import write_result
+from benchmarks.common import scratch_world_params, write_result
 
 
 def run(params, days: int, workdir: Path) -> list[dict]:
@@ -127,18 +127,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from reloop.config import params_from_dict
-
     raw = yaml.safe_load(Path(args.params).read_text())
     with tempfile.TemporaryDirectory(prefix="reloop-frozen-") as tmp:
         work = Path(args.workdir or tmp)
-        raw["logs"] = {**raw.get("logs", {}), "root": f"{work}/logs",
-                       "oracle_root": f"{work}/oracle", "quarantine_root": f"{work}/quarantine"}
-        raw["join"] = {**raw.get("join", {}), "out_root": f"{work}/joined"}
-        if args.impressions:
-            raw["simulator"] = {**raw.get("simulator", {}),
-                                "impressions_per_day": args.impressions}
-        params = params_from_dict(raw)
+        params = scratch_world_params(raw, work, args.impressions)
         t0 = time.perf_counter()
         rows = run(params, args.days, work)
         seconds = time.perf_counter() - t0

@@ -32,20 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import write_result
+from benchmarks.common import scratch_world_params, write_result
 
 TRAIN_DAYS = 3  # days 1-3 train, day 4 tests: the default train.window_periods
-
-
-def _params(raw: dict[str, Any], work: Path, impressions: int):
-    from reloop.config import params_from_dict
-
-    raw = {**raw}
-    raw["logs"] = {**raw.get("logs", {}), "root": f"{work}/logs",
-                   "oracle_root": f"{work}/oracle", "quarantine_root": f"{work}/quarantine"}
-    raw["join"] = {**raw.get("join", {}), "out_root": f"{work}/joined"}
-    raw["simulator"] = {**raw.get("simulator", {}), "impressions_per_day": impressions}
-    return params_from_dict(raw)
 
 
 def bootstrap_days(params, days: int):
@@ -57,7 +46,7 @@ def bootstrap_days(params, days: int):
     from reloop.sources.oracle import read_oracle
     from reloop.sources.simulator import simulate_day
 
-    scorer = load_scorer(params)  # no model in the registry: the bootstrap policy
+    scorer = load_scorer(params)  # no checkpoint: the bootstrap policy
     tables = []
     for i in range(days):
         day = params.simulator.start + dt.timedelta(days=i)
@@ -163,17 +152,18 @@ def run(raw: dict[str, Any], impressions: int, scales: list[int], epochs: int) -
     result: dict[str, Any] = {"volumes": []}
     for scale in scales:
         with tempfile.TemporaryDirectory(prefix="reloop-ceiling-") as tmp:
-            params = _params(raw, Path(tmp), impressions * scale)
+            params = scratch_world_params(raw, Path(tmp), impressions * scale)
             t0 = time.perf_counter()
             tables = bootstrap_days(params, TRAIN_DAYS + 1)
             train_df, test_df = pl.concat(tables[:TRAIN_DAYS]), tables[TRAIN_DAYS]
             row: dict[str, Any] = {"impressions_per_day": impressions * scale,
                                    "train_rows": train_df.height, "test_rows": test_df.height}
+            oracles = partial_oracles(params.simulator, test_df, TRAIN_DAYS)
+            row["oracle"] = oracles["oracle"]
             if scale == scales[0]:
-                result["partial_oracles"] = partial_oracles(params.simulator, test_df, TRAIN_DAYS)
+                result["partial_oracles"] = oracles
                 row["soft_labels"] = train_curve(params, train_df, test_df, epochs, soft=True)
             row["click_labels"] = train_curve(params, train_df, test_df, epochs, soft=False)
-            row["oracle"] = partial_oracles(params.simulator, test_df, TRAIN_DAYS)["oracle"]
             row["seconds"] = time.perf_counter() - t0
             result["volumes"].append(row)
             print(f"{impressions * scale:>9,d}/day  oracle {row['oracle']:.4f}  clicks "
