@@ -15,8 +15,10 @@ stays ~0.10 below it. This benchmark splits that gap on logs served by the boots
 3. **Volume**: the click-label model again on worlds with ``--scales`` times the requests a day.
 
     python -m benchmarks.world_ceiling [--impressions 200000] [--scales 1 2 4] [--epochs 6]
+        [--params params.yaml] [--name world_ceiling]
 
-Writes ``benchmarks/results/world_ceiling.json``; README "Does it work?" quotes it.
+Writes ``benchmarks/results/<name>.json`` (the feature fields it used included); README "Does it
+work?" quotes it.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--name", default="world_ceiling",
+                    help="results file: benchmarks/results/<name>.json")
     args = ap.parse_args(argv)
 
     import yaml
@@ -208,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "command": "python -m benchmarks.world_ceiling " + " ".join(argv or []),
         "backbone": raw["model"]["backbone"],
+        "fields": [f["name"] for f in raw["features"]["fields"]],
         "train_days": TRAIN_DAYS,
         "epochs": args.epochs,
         **result,
         "seconds": time.perf_counter() - t0,
     }
-    write_result("world_ceiling", payload)
+    write_result(args.name, payload)
     print(markdown(result))
     return 0
 

@@ -176,3 +176,30 @@ def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
     archived = period_sources(params, "2026-01-12")
     assert sum(name.startswith("logs/impressions/") for name in archived) == 7
     assert week2["archive"]["tag"] == "period-2026-01-12"
+
+
+def test_a_loop_without_user_id_as_a_field_still_groups_gauc_by_the_logged_user(tmp_path):
+    # params.yaml leaves user_id out of features.fields (it overfits in the built-in world); the
+    # logs keep it as a core column, so gAUC (features.user_field) and serving still have it
+    import math
+
+    from reloop.data.join import read_joined
+    from reloop.learn.metrics import gauc
+    from reloop.learn.train import load_checkpoint
+    from reloop.periods import candidate_dir
+    from tests.support.params import FIELDS
+
+    fields = [f for f in FIELDS if f["name"] != "user_id"]
+    params = loop_params(tmp_path, features={"fields": fields, "user_field": "user_id"})
+    run_period(params, DAY1)
+    day2 = run_period(params, DAY2)
+    ckpt = load_checkpoint(candidate_dir(params, DAY2), params.features)
+    assert [f.name for f in ckpt.encoder.fields] == [f["name"] for f in fields]
+    joined = read_joined(params, DAY2)
+    assert joined["user_id"].null_count() == 0
+    ev = json.loads(Path(day2["evaluate"]["evaluation"]).read_text())
+    for role in ("candidate", "incumbent"):
+        assert math.isfinite(ev[role]["base"]["gauc"])
+    # the served scores, grouped by the logged user, give the study's gAUC
+    served = gauc(joined["y"].to_numpy(), joined["score"].to_numpy(), joined["user_id"].to_numpy())
+    assert math.isfinite(served)

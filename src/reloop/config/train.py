@@ -38,7 +38,7 @@ class TrainConfig(Section):
         "rows included, without early stopping (None: early-stop like a cold start)",
     )
     warm_max_steps: int | None = Field(
-        default=150, ge=1,
+        default=None, ge=1,
         description="a warm start with warm_epochs stops after this many optimizer steps, even "
         "within an epoch, so large periods are not trained on repeatedly (None: no cap)",
     )
