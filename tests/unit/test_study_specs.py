@@ -44,4 +44,8 @@ def test_specs_measured_with_user_id_pin_it_and_the_default_leaves_it_out():
         assert all(f[0] == "user_id" for f in fields(name).values()), name
     assert {arm: "user_id" in f for arm, f in fields("user-id-200k").items()} == {
         "with-user-id": True, "no-user-id": False, "no-user-id-lr-3e-3": False,
-        "no-user-id-warm-uncapped": False}
+        "no-user-id-warm-uncapped": False, "no-user-id-warm-uncapped-lr-3e-3": False}
+    spec, params_file = load_spec(SPECS[[p.stem for p in SPECS].index("user-id-200k")])
+    caps = {a.name: a.params.train.warm_max_steps for a in resolve_arms(spec, params_file)}
+    assert caps == {"with-user-id": 150, "no-user-id": 150, "no-user-id-lr-3e-3": 150,
+                    "no-user-id-warm-uncapped": None, "no-user-id-warm-uncapped-lr-3e-3": None}
