@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import polars as pl
@@ -11,12 +12,16 @@ import yaml
 from typer.testing import CliRunner
 
 from reloop.cli import app
+from reloop.data.join import read_joined
+from reloop.learn.metrics import gauc
+from reloop.learn.train import load_checkpoint
 from reloop.memory.sketch import ErrorMemory
 from reloop.memory.snapshot import ModelMismatchError
+from reloop.periods import candidate_dir
 from reloop.registry import Registry
 from reloop.stages import run_period
 from tests.support.files import period_digest
-from tests.support.params import DAY1, DAY2, DAY3, loop_params
+from tests.support.params import DAY1, DAY2, DAY3, FIELDS, loop_params
 
 
 @pytest.fixture(scope="module")
@@ -181,14 +186,6 @@ def test_weekly_periods_run_end_to_end_and_chain(tmp_path):
 def test_a_loop_without_user_id_as_a_field_still_groups_gauc_by_the_logged_user(tmp_path):
     # params.yaml leaves user_id out of features.fields (it overfits in the built-in world); the
     # logs keep it as a core column, so gAUC (features.user_field) and serving still have it
-    import math
-
-    from reloop.data.join import read_joined
-    from reloop.learn.metrics import gauc
-    from reloop.learn.train import load_checkpoint
-    from reloop.periods import candidate_dir
-    from tests.support.params import FIELDS
-
     fields = [f for f in FIELDS if f["name"] != "user_id"]
     params = loop_params(tmp_path, features={"fields": fields, "user_field": "user_id"})
     run_period(params, DAY1)
