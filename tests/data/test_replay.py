@@ -27,6 +27,7 @@ from reloop.sources.replay import (
     replay_day,
     replay_range,
     suggested_features,
+    suggested_memory,
     suggested_validation,
 )
 from reloop.stages.ingest import ingest_period
@@ -152,17 +153,33 @@ def test_convert_suggests_a_validation_section_fitted_to_the_data(tmp_path):
         == (0, 0.25, 0.875, 0.5)
     assert fitted["out_root"] == params.validate_.out_root  # the rest is kept as it was
     written = yaml.safe_load(Path(summary["suggested_params"]).read_text())
-    assert written == {"features": suggested_features("movietweetings"), "validate": fitted}
+    assert written == {"features": suggested_features("movietweetings"), "validate": fitted,
+                       "memory": suggested_memory(params)}
     assert yaml.safe_load(Path(summary["features_yaml"]).read_text()) == {
         "features": suggested_features("movietweetings")}
     # both sections paste into params.yaml as they are
-    pasted = replay_params(tmp_path / "p", "movietweetings", validate=fitted)
+    pasted = replay_params(tmp_path / "p", "movietweetings", validate=fitted,
+                           memory=written["memory"])
     assert pasted.validate_.ctr_max == 0.875
     # the defaults (ctr_max 0.5) would quarantine this dataset; the suggestion accepts it
     daily, _ = _movietweetings(tmp_path / "daily", logs={"period_days": 1})
     # daily CTRs 1.0, 0.5, 0.0, 1.0: bounds 0 and 1
     fitted = suggested_validation(daily, read_manifest(daily))
     assert (fitted["ctr_min"], fitted["ctr_max"]) == (0.0, 1.0)
+
+
+def test_convert_suggests_the_memory_measured_on_real_logs(tmp_path):
+    # whatever params.yaml's memory, the suggestion is the one MovieTweetings measured: 16
+    # arrays, no leaf under 64 rows, 0.3% leaves, lambda 0.25; the rest is kept as it was
+    params = replay_params(tmp_path, "movietweetings",
+                           memory={"K": 64, "min_leaf_rows": 16, "leaf_share": 0.0003,
+                                   "lambda": 1.0, "L": 10, "seed": 7})
+    memory = suggested_memory(params)
+    assert (memory["K"], memory["min_leaf_rows"], memory["leaf_share"], memory["lambda"]) \
+        == (16, 64, 0.003, 0.25)
+    assert (memory["L"], memory["seed"]) == (10, 7)
+    pasted = replay_params(tmp_path / "p", "movietweetings", memory=memory)
+    assert (pasted.memory.K, pasted.memory.lam) == (16, 0.25)
 
 
 def test_empty_days_inside_the_range_are_empty_partitions(tmp_path):

@@ -193,6 +193,7 @@ def test_the_committed_world_studies_validate_and_today_is_the_pre_study_recipe(
     assert today["train"]["loss"] == "reloop" and today["train"]["window_periods"] == 1
     assert today["train"]["warm_epochs"] is None and today["train"]["mask_bootstrap"] is False
     assert today["memory"]["lambda"] == 1.0 and today["memory"]["min_leaf_rows"] == 1
+    assert (today["memory"]["K"], today["memory"]["leaf_share"]) == (16, 0.003)
     assert today["pipeline"]["snapshot_rows"] == "fit" and today["evaluate"]["prefill"] == "window"
     assert (today["promote"]["compare"], today["promote"]["rule"]) == ("memory", "point")
     assert not (tmp_path / "out").exists()  # planning writes nothing

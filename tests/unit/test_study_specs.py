@@ -51,3 +51,30 @@ def test_specs_measured_with_user_id_pin_it_and_the_default_leaves_it_out():
     caps = {a.name: a.params.train.warm_max_steps for a in _arms("user-id-200k")}
     assert caps == {"with-user-id": 150, "no-user-id": 150, "no-user-id-lr-3e-3": 150,
                     "no-user-id-warm-uncapped": None, "no-user-id-warm-uncapped-lr-3e-3": None}
+
+
+def test_specs_measured_with_the_coarse_memory_pin_it_and_real_logs_keep_it():
+    # params.yaml took a finer memory after memory-200k.yaml; the world studies measured before
+    # pin the coarse one (K 16, 0.3% / 64-row leaves, lambda 0.25) so a rerun reproduces them,
+    # and every MovieTweetings study pins the memory `reloop replay convert` suggests
+    from reloop.sources.replay import REPLAY_MEMORY
+
+    def shape(arm):
+        m = arm.params.memory
+        return {"K": m.K, "leaf_share": m.leaf_share, "min_leaf_rows": m.min_leaf_rows,
+                "lambda": m.lam}
+
+    coarse = {"K": 16, "leaf_share": 0.003, "min_leaf_rows": 64, "lambda": 0.25}
+    fine = {"K": 32, "leaf_share": 0.0003, "min_leaf_rows": 16, "lambda": 1.0}
+    assert coarse == REPLAY_MEMORY
+    for name in ("warm-epochs-200k", "warm-steps-200k", "user-id-200k", "steps-200k"):
+        assert all(shape(a) == coarse for a in _arms(name)), name
+    for name in ("movietweetings", "user-id-movietweetings", "lr-movietweetings",
+                 "warm-epochs-movietweetings"):
+        assert all(shape(a) in (coarse, {**coarse, "lambda": 1.0}) for a in _arms(name)), name
+    world = {a.name: shape(a) for a in _arms("world")}
+    assert world["default"] == world["reloop-memory"] == fine
+    assert world["coarse-memory"] == coarse
+    assert world["today"] == {**coarse, "min_leaf_rows": 1, "lambda": 1.0}
+    memory = {a.name: shape(a) for a in _arms("memory-200k")}
+    assert memory["coarse"] == coarse and memory["fine-k32"] == fine

@@ -1,6 +1,8 @@
 """The ``memory`` section of ``params.yaml``: ReLoop2's error memory and its compensation.
 
-The defaults are the measured choices documented in ``docs/error_memory.md``.
+The defaults are the measured choices documented in ``docs/error_memory.md``: the coarse shape
+that real logs keep (``reloop replay convert`` suggests it). The built-in world's ``params.yaml``
+sets a finer shape and ``lambda: 1``, measured there.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class MemoryConfig(Section):
     L: int = Field(default=12, description="sign-random-projection bits per array")
     gamma: float = Field(default=0.0, ge=0.0, le=1.0, description="error-estimate mix (Eq. 13)")
     lam: float = Field(default=0.25, ge=0.0, le=1.0, alias="lambda",
-                       description="Eq. 9 weight (0.25 by the loop's studies; README)")
+                       description="Eq. 9 weight (real logs 0.25, the built-in world 1; README)")
     leaf_share: float = Field(
         default=0.003, gt=0.0, lt=0.5,
         description="least share of the first batch a bucket is cut down to",

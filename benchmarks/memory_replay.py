@@ -1,0 +1,155 @@
+"""Replay a finished study arm's served periods through error memories of other shapes.
+
+An offline screen for ``memory`` settings, minutes instead of a closed-loop study's hour. For
+every period the arm served with a model, the version in production then (the arm's registry)
+scores the period's joined rows in time order. Each memory shape starts, as serving does, from
+the previous period's held-out tail (``pipeline.snapshot_rows: holdout``), compensates a slot's
+rows (``simulator.slot_minutes``, or ``replay.slot_minutes`` for a replay) and then learns that
+slot's labels. Reported per shape: the mean AUC of the compensated scores and its gain over the
+base model's, with a paired bootstrap CI over periods.
+
+It is a screen, not the measurement: the rows were chosen by the arm's own scores, and labels
+enter a slot after it is scored rather than when they become known (on the built-in world,
+writing them when known cost the strongest shape 0.0008 of its gain). Closed-loop, the memory's
+gain was about half of what this screen shows (README "Does it work?", ``memory-200k.yaml``).
+
+    python -m benchmarks.memory_replay build/studies/world/arms/incremental-ce \\
+        --name memory_replay_world
+    python -m benchmarks.memory_replay build/studies/movietweetings/arms/incremental-ce \\
+        --name memory_replay_movietweetings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import write_result
+from reloop.sources.replay import REPLAY_MEMORY
+
+#: memory shapes, as overrides of the arm's own ``memory`` section: the coarse one real logs use
+#: (the code's defaults), variants of it, and finer ones
+COARSE = REPLAY_MEMORY
+SHAPES: dict[str, dict[str, Any]] = {
+    "coarse": COARSE,
+    "coarse-lambda-1": {**COARSE, "lambda": 1.0},
+    "coarse-k64": {**COARSE, "K": 64},
+    "fine-k32": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 32, "lambda": 1.0},
+    "fine-k64": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 64, "lambda": 1.0},
+    "fine-k64-leaf-64": {"leaf_share": 0.0003, "min_leaf_rows": 64, "K": 64, "lambda": 1.0},
+    "fine-k32-lambda-0.5": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 32, "lambda": 0.5},
+    "fine-k64-lambda-0.25": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 64,
+                             "lambda": 0.25},
+}
+
+
+def replay_period(params: Any, checkpoint: Any, previous: str, start: str,
+                  shapes: dict[str, Any]) -> dict[str, float]:
+    """AUC of the base model and of every memory shape on period ``start``'s served rows."""
+    import torch
+
+    from reloop.data.join import read_joined
+    from reloop.learn.data import split_tail
+    from reloop.learn.metrics import evaluate
+    from reloop.learn.train import predict
+    from reloop.memory.sketch import ErrorMemory
+
+    label = params.features.label
+    _, tail = split_tail(read_joined(params, previous), params.pipeline.holdout_fraction,
+                         time_column="event_time")
+    rows = read_joined(params, start).sort("event_time")
+    y = torch.from_numpy(rows[label].cast(float).to_numpy(writable=True))
+    base, hidden = predict(checkpoint.model, checkpoint.encoder.encode(rows), return_hidden=True)
+    tail_p, tail_h = predict(checkpoint.model, checkpoint.encoder.encode(tail),
+                             return_hidden=True)
+    tail_y = torch.from_numpy(tail[label].cast(float).to_numpy(writable=True))
+    minutes = (params.replay.slot_minutes if params.logs.source == "replay"
+               else params.simulator.slot_minutes)
+    seconds = rows["event_time"].dt.epoch("us").to_numpy() / 1e6
+    first = seconds[0] - seconds[0] % (minutes * 60)
+    bounds = np.searchsorted(seconds, np.arange(first, seconds[-1] + 2 * minutes * 60,
+                                                minutes * 60))
+    out = {"base": evaluate(y.numpy(), base.double().numpy())["auc"]}
+    for name, config in shapes.items():
+        memory = ErrorMemory(checkpoint.model.hidden_dim, config, model_id=checkpoint.model_id)
+        if tail.height:
+            memory.write(tail_h, tail_y, tail_p)
+        served = torch.empty_like(base, dtype=torch.float64)
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            if hi > lo:
+                served[lo:hi] = memory.compensate(hidden[lo:hi], base[lo:hi])
+                memory.write(hidden[lo:hi], y[lo:hi], base[lo:hi])
+        out[name] = evaluate(y.numpy(), served.numpy().clip(0.0, 1.0))["auc"]
+    return out
+
+
+def run(arm_dir: Path) -> dict[str, Any]:
+    """Replay every served period of the study arm in ``arm_dir``; returns the result."""
+    import torch
+
+    from reloop.config import load_params
+    from reloop.learn.train import load_checkpoint
+    from reloop.ops.study.stats import paired_period_ci
+    from reloop.registry import Registry
+
+    torch.set_num_threads(1)
+    arm_dir = arm_dir.resolve()
+    starts = json.loads((arm_dir / "arm.json").read_text())["starts"]
+    cwd = Path.cwd()
+    os.chdir(arm_dir)  # the arm's params.yaml paths are relative to it
+    try:
+        params = load_params("params.yaml")
+        own = params.memory.model_dump(by_alias=True)
+        shapes = {name: type(params.memory).model_validate({**own, **over})
+                  for name, over in SHAPES.items()}
+        registry = Registry(params.pipeline.registry_root)
+        periods: list[dict[str, Any]] = []
+        for previous, start in zip(starts[:-1], starts[1:], strict=True):
+            record = registry.production_before(start)
+            if record is None:
+                continue
+            checkpoint = load_checkpoint(record.checkpoint_dir, params.features)
+            t0 = time.perf_counter()
+            aucs = replay_period(params, checkpoint, previous, start, shapes)
+            periods.append({"period": start, "model": record.model_id, **aucs})
+            print(f"{start}  base {aucs['base']:.4f}  " + "  ".join(
+                f"{n} {aucs[n] - aucs['base']:+.4f}" for n in shapes)
+                + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
+    finally:
+        os.chdir(cwd)
+    base = [p["base"] for p in periods]
+    summary = {}
+    for name in shapes:
+        aucs = [p[name] for p in periods]
+        summary[name] = {"auc": float(np.mean(aucs)), "overrides": SHAPES[name],
+                         "gain_vs_base": paired_period_ci(aucs, base)}
+    return {"arm": str(arm_dir.relative_to(cwd) if arm_dir.is_relative_to(cwd) else arm_dir),
+            "memory": own, "base_auc": float(np.mean(base)), "shapes": summary,
+            "periods": periods}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("arm", type=Path, help="a finished study arm's directory")
+    ap.add_argument("--name", default="memory_replay", help="results/<name>.json")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = run(args.arm)
+    print(f"{'shape':22s} {'AUC':>7s}  gain over the base model [95% CI]")
+    for name, s in result["shapes"].items():
+        g = s["gain_vs_base"]
+        print(f"{name:22s} {s['auc']:.4f}  {g['value']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
+              f"  wins {g['wins']}/{g['periods']}")
+    result |= {"benchmark": args.name, "seconds": time.perf_counter() - t0,
+               "command": f"python -m benchmarks.memory_replay {result['arm']} --name {args.name}"}
+    write_result(args.name, result)
+
+
+if __name__ == "__main__":
+    main()
