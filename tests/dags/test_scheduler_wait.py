@@ -53,6 +53,12 @@ def _running(db: Path) -> int:
                            ).fetchone()[0]
 
 
+def _backfills_running(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT count(*) FROM backfill WHERE completed_at IS NULL"
+                           ).fetchone()[0]
+
+
 def _reschedules(db: Path) -> int:
     with sqlite3.connect(db) as con:
         return con.execute("SELECT count(*) FROM task_reschedule").fetchone()[0]
@@ -103,6 +109,10 @@ def test_a_scheduled_run_waits_for_the_seal_and_times_out_on_a_day_that_never_co
         first = registry.production()
         assert first is not None and first.lineage["period"] == DAY1
 
+        # Airflow runs one backfill per DAG at a time, and the scheduler marks one complete some
+        # seconds after its last run ends (18 s seen here)
+        _wait_for("period 1's backfill to complete", lambda: _backfills_running(db) == 0, 300,
+                  procs, logs)
         # period 2 is never sealed: the run fails after the timeout, production unchanged
         started = time.time()
         backfill_create(env, DAY2, DAY2)
