@@ -157,7 +157,7 @@ def test_convert_suggests_a_validation_section_fitted_to_the_data(tmp_path):
                        "memory": suggested_memory(params)}
     assert yaml.safe_load(Path(summary["features_yaml"]).read_text()) == {
         "features": suggested_features("movietweetings")}
-    # both sections paste into params.yaml as they are
+    # the sections paste into params.yaml as they are
     pasted = replay_params(tmp_path / "p", "movietweetings", validate=fitted,
                            memory=written["memory"])
     assert pasted.validate_.ctr_max == 0.875
