@@ -8,15 +8,24 @@ rows (``simulator.slot_minutes``, or ``replay.slot_minutes`` for a replay) and t
 slot's labels. Reported per shape: the mean AUC of the compensated scores and its gain over the
 base model's, with a paired bootstrap CI over periods.
 
+``--finetune LR`` adds a different fast adaptation beside the memory: **online fine-tuning**,
+which reloop does not serve. A copy of the version in production takes one Adam step (learning
+rate ``LR``, fresh state each period) on every ``FINETUNE_BATCH`` labelled rows of a slot after
+scoring it: once alone (``finetune-LR``), once with the arm's own memory shape keyed on the
+updated model's hidden vectors (``finetune-LR+memory``). It says how much of the day-old
+model's freshness gap a model that learns during the day could take back.
+
 It is a screen, not the measurement: the rows were chosen by the arm's own scores, and labels
 enter a slot after it is scored rather than when they become known (on the built-in world,
-writing them when known cost the strongest shape 0.0008 of its gain). Closed-loop, the memory's
-gain was about half of what this screen shows (README "Does it work?", ``memory-200k.yaml``).
+writing them when known cost the strongest shape 0.0008 of its gain). Closed-loop, a memory shape
+kept about 0.7 of what this screen shows (README "Does it work?", ``memory-200k.yaml``).
 
     python -m benchmarks.memory_replay build/studies/world/arms/incremental-ce \\
         --name memory_replay_world
     python -m benchmarks.memory_replay build/studies/movietweetings/arms/incremental-ce \\
         --name memory_replay_movietweetings
+    python -m benchmarks.memory_replay build/studies/world/arms/incremental-ce \\
+        --shapes fine-k32 --finetune 1e-3 --name adapt_replay_world
 """
 
 from __future__ import annotations
@@ -47,11 +56,17 @@ SHAPES: dict[str, dict[str, Any]] = {
     "fine-k64-lambda-0.25": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 64,
                              "lambda": 0.25},
 }
+#: rows per optimizer step of the online fine-tuning screen (a 15-minute slot of the built-in
+#: world at 200k requests a day holds about 2,000)
+FINETUNE_BATCH = 2048
 
 
 def replay_period(params: Any, checkpoint: Any, previous: str, start: str,
-                  shapes: dict[str, Any]) -> dict[str, float]:
-    """AUC of the base model and of every memory shape on period ``start``'s served rows."""
+                  shapes: dict[str, Any], finetune: tuple[float, ...] = ()) -> dict[str, float]:
+    """AUC of the base model, of every memory shape and of every online fine-tuning learning
+    rate (alone and with the arm's own memory) on period ``start``'s served rows."""
+    import copy
+
     import torch
 
     from reloop.data.join import read_joined
@@ -69,6 +84,7 @@ def replay_period(params: Any, checkpoint: Any, previous: str, start: str,
     tail_p, tail_h = predict(checkpoint.model, checkpoint.encoder.encode(tail),
                              return_hidden=True)
     tail_y = torch.from_numpy(tail[label].cast(float).to_numpy(writable=True))
+    encoded = checkpoint.encoder.encode(rows) if finetune else None
     minutes = (params.replay.slot_minutes if params.logs.source == "replay"
                else params.simulator.slot_minutes)
     seconds = rows["event_time"].dt.epoch("us").to_numpy() / 1e6
@@ -86,11 +102,50 @@ def replay_period(params: Any, checkpoint: Any, previous: str, start: str,
                 served[lo:hi] = memory.compensate(hidden[lo:hi], base[lo:hi])
                 memory.write(hidden[lo:hi], y[lo:hi], base[lo:hi])
         out[name] = evaluate(y.numpy(), served.numpy().clip(0.0, 1.0))["auc"]
+    for lr in finetune:
+        for with_memory in (False, True):
+            model = copy.deepcopy(checkpoint.model)
+            optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+            memory = None
+            if with_memory:
+                memory = ErrorMemory(model.hidden_dim, params.memory, model_id=checkpoint.model_id)
+                if tail.height:
+                    memory.write(tail_h, tail_y, tail_p)
+            served = torch.empty_like(base, dtype=torch.float64)
+            for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+                if hi <= lo:
+                    continue
+                slot = encoded.take(slice(lo, hi))
+                p, h = predict(model, slot, return_hidden=memory is not None)
+                if memory is None:
+                    served[lo:hi] = p.double()
+                else:
+                    served[lo:hi] = memory.compensate(h, p)
+                    memory.write(h, y[lo:hi], p)
+                model.train()
+                for s in range(lo, hi, FINETUNE_BATCH):
+                    e = min(hi, s + FINETUNE_BATCH)
+                    batch = encoded.take(slice(s, e))
+                    logits, _ = model(batch.indices, batch.values)
+                    loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                        logits, y[s:e].float())
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+            name = f"finetune-{lr:g}" + ("+memory" if with_memory else "")
+            out[name] = evaluate(y.numpy(), served.numpy().clip(0.0, 1.0))["auc"]
     return out
 
 
-def run(arm_dir: Path) -> dict[str, Any]:
-    """Replay every served period of the study arm in ``arm_dir``; returns the result."""
+def run(arm_dir: Path, names: list[str] | None = None,
+        finetune: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Replay every served period of the study arm in ``arm_dir`` through the memory shapes
+    ``names`` (default: all of :data:`SHAPES`) and the online fine-tuning learning rates
+    ``finetune``; returns the result."""
+    names = list(SHAPES) if names is None else names
+    unknown = sorted(set(names) - set(SHAPES))
+    if unknown:
+        raise SystemExit(f"--shapes: unknown shape(s) {unknown}; known: {sorted(SHAPES)}")
     import torch
 
     from reloop.config import load_params
@@ -107,7 +162,7 @@ def run(arm_dir: Path) -> dict[str, Any]:
         params = load_params("params.yaml")
         own = params.memory.model_dump(by_alias=True)
         shapes = {name: type(params.memory).model_validate({**own, **over})
-                  for name, over in SHAPES.items()}
+                  for name, over in SHAPES.items() if name in names}
         registry = Registry(params.pipeline.registry_root)
         periods: list[dict[str, Any]] = []
         for previous, start in zip(starts[:-1], starts[1:], strict=True):
@@ -116,19 +171,20 @@ def run(arm_dir: Path) -> dict[str, Any]:
                 continue
             checkpoint = load_checkpoint(record.checkpoint_dir, params.features)
             t0 = time.perf_counter()
-            aucs = replay_period(params, checkpoint, previous, start, shapes)
+            aucs = replay_period(params, checkpoint, previous, start, shapes, finetune)
             periods.append({"period": start, "model": record.model_id, **aucs})
             print(f"{start}  base {aucs['base']:.4f}  " + "  ".join(
-                f"{n} {aucs[n] - aucs['base']:+.4f}" for n in shapes)
+                f"{n} {aucs[n] - aucs['base']:+.4f}" for n in aucs if n != "base")
                 + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
     finally:
         os.chdir(cwd)
     base = [p["base"] for p in periods]
     summary = {}
-    for name in shapes:
+    for name in (n for n in periods[0] if n not in ("period", "model", "base")):
         aucs = [p[name] for p in periods]
-        summary[name] = {"auc": float(np.mean(aucs)), "overrides": SHAPES[name],
-                         "gain_vs_base": paired_period_ci(aucs, base)}
+        summary[name] = {"auc": float(np.mean(aucs)), "gain_vs_base": paired_period_ci(aucs, base)}
+        summary[name] |= ({"overrides": SHAPES[name]} if name in SHAPES else
+                          {"finetune_batch": FINETUNE_BATCH})
     return {"arm": str(arm_dir.relative_to(cwd) if arm_dir.is_relative_to(cwd) else arm_dir),
             "memory": own, "base_auc": float(np.mean(base)), "shapes": summary,
             "periods": periods}
@@ -138,16 +194,26 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("arm", type=Path, help="a finished study arm's directory")
     ap.add_argument("--name", default="memory_replay", help="results/<name>.json")
+    ap.add_argument("--shapes", type=lambda v: v.split(","), default=None,
+                    help=f"comma-separated memory shapes (default: all of {', '.join(SHAPES)})")
+    ap.add_argument("--finetune", type=float, nargs="*", default=[], metavar="LR",
+                    help="also screen online fine-tuning at these learning rates")
     args = ap.parse_args(argv)
+    if any(lr <= 0 for lr in args.finetune):
+        raise SystemExit(f"--finetune: learning rates must be > 0, got {args.finetune}")
     t0 = time.perf_counter()
-    result = run(args.arm)
+    result = run(args.arm, args.shapes, tuple(args.finetune))
     print(f"{'shape':22s} {'AUC':>7s}  gain over the base model [95% CI]")
     for name, s in result["shapes"].items():
         g = s["gain_vs_base"]
         print(f"{name:22s} {s['auc']:.4f}  {g['value']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
               f"  wins {g['wins']}/{g['periods']}")
     result |= {"benchmark": args.name, "seconds": time.perf_counter() - t0,
-               "command": f"python -m benchmarks.memory_replay {result['arm']} --name {args.name}"}
+               "command": " ".join(["python -m benchmarks.memory_replay", result["arm"]]
+                                   + (["--shapes", ",".join(args.shapes)] if args.shapes else [])
+                                   + (["--finetune", *map(str, args.finetune)]
+                                      if args.finetune else [])
+                                   + ["--name", args.name])}
     write_result(args.name, result)
 
 
