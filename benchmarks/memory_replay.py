@@ -12,8 +12,10 @@ base model's, with a paired bootstrap CI over periods.
 which reloop does not serve. A copy of the version in production takes one Adam step (learning
 rate ``LR``, fresh state each period) on every ``FINETUNE_BATCH`` labelled rows of a slot after
 scoring it: once alone (``finetune-LR``), once with the arm's own memory shape keyed on the
-updated model's hidden vectors (``finetune-LR+memory``). It says how much of the day-old
-model's freshness gap a model that learns during the day could take back.
+updated model's hidden vectors (``finetune-LR+memory``). Both are also compared with the arm's
+own memory on the day-old model (``memory``, screened whenever ``--finetune`` is given). It
+says how much of the day-old model's freshness gap a model that learns during the day could
+take back.
 
 It is a screen, not the measurement: the rows were chosen by the arm's own scores, and labels
 enter a slot after it is scored rather than when they become known (on the built-in world,
@@ -25,7 +27,7 @@ kept about 0.7 of what this screen shows (README "Does it work?", ``memory-200k.
     python -m benchmarks.memory_replay build/studies/movietweetings/arms/incremental-ce \\
         --name memory_replay_movietweetings
     python -m benchmarks.memory_replay build/studies/world/arms/incremental-ce \\
-        --shapes fine-k32 --finetune 1e-3 --name adapt_replay_world
+        --shapes '' --finetune 1e-3 --name adapt_replay_world
 """
 
 from __future__ import annotations
@@ -163,6 +165,8 @@ def run(arm_dir: Path, names: list[str] | None = None,
         own = params.memory.model_dump(by_alias=True)
         shapes = {name: type(params.memory).model_validate({**own, **over})
                   for name, over in SHAPES.items() if name in names}
+        if finetune:  # what fine-tuning is compared with: the memory the arm's params.yaml has
+            shapes["memory"] = params.memory
         registry = Registry(params.pipeline.registry_root)
         periods: list[dict[str, Any]] = []
         for previous, start in zip(starts[:-1], starts[1:], strict=True):
@@ -183,8 +187,11 @@ def run(arm_dir: Path, names: list[str] | None = None,
     for name in (n for n in periods[0] if n not in ("period", "model", "base")):
         aucs = [p[name] for p in periods]
         summary[name] = {"auc": float(np.mean(aucs)), "gain_vs_base": paired_period_ci(aucs, base)}
-        summary[name] |= ({"overrides": SHAPES[name]} if name in SHAPES else
-                          {"finetune_batch": FINETUNE_BATCH})
+        if name in SHAPES:
+            summary[name]["overrides"] = SHAPES[name]
+        elif name.startswith("finetune-"):
+            summary[name] |= {"finetune_batch": FINETUNE_BATCH, "gain_vs_memory":
+                              paired_period_ci(aucs, [p["memory"] for p in periods])}
     return {"arm": str(arm_dir.relative_to(cwd) if arm_dir.is_relative_to(cwd) else arm_dir),
             "memory": own, "base_auc": float(np.mean(base)), "shapes": summary,
             "periods": periods}
@@ -194,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("arm", type=Path, help="a finished study arm's directory")
     ap.add_argument("--name", default="memory_replay", help="results/<name>.json")
-    ap.add_argument("--shapes", type=lambda v: v.split(","), default=None,
-                    help=f"comma-separated memory shapes (default: all of {', '.join(SHAPES)})")
+    ap.add_argument("--shapes", type=lambda v: [n for n in v.split(",") if n], default=None,
+                    help=f"comma-separated memory shapes ('' for none; default: all of "
+                         f"{', '.join(SHAPES)})")
     ap.add_argument("--finetune", type=float, nargs="*", default=[], metavar="LR",
                     help="also screen online fine-tuning at these learning rates")
     args = ap.parse_args(argv)
@@ -208,9 +216,14 @@ def main(argv: list[str] | None = None) -> None:
         g = s["gain_vs_base"]
         print(f"{name:22s} {s['auc']:.4f}  {g['value']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
               f"  wins {g['wins']}/{g['periods']}")
+        if "gain_vs_memory" in s:
+            m = s["gain_vs_memory"]
+            print(f"{'':22s} {'':7s}  {m['value']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}]"
+                  f"  over the arm's memory, wins {m['wins']}/{m['periods']}")
     result |= {"benchmark": args.name, "seconds": time.perf_counter() - t0,
                "command": " ".join(["python -m benchmarks.memory_replay", result["arm"]]
-                                   + (["--shapes", ",".join(args.shapes)] if args.shapes else [])
+                                   + (["--shapes", repr(",".join(args.shapes))]
+                                      if args.shapes is not None else [])
                                    + (["--finetune", *map(str, args.finetune)]
                                       if args.finetune else [])
                                    + ["--name", args.name])}
