@@ -11,6 +11,8 @@ study's ``results.json`` into the headline figures, with 95% paired bootstrap CI
   default loop over incremental CE, with CI lows), ``gap_closed_share`` (the share of the gap
   between ``today``'s online AUC and the oracle's that the default loop closes) and
   ``vs_static_auc``.
+* ``world-50k``: the same at 50k requests a day, the volume issue 13's figures were measured at
+  (``study_world_50k.json``).
 * ``real``: the MovieTweetings 100K snapshot (MIT licence), from ``--movietweetings DIR`` or the
   directory the environment variable ``RELOOP_MOVIETWEETINGS_DIR`` names, converted with
   ``reloop replay convert`` and replayed in 27 weekly periods. Figures: ``auc_gain_vs_ce`` with
@@ -18,6 +20,7 @@ study's ``results.json`` into the headline figures, with 95% paired bootstrap CI
   first 21 weeks (about 80% of the history) and frozen, on the same final weeks.
 
     python -m benchmarks.study world [--out build/studies/world] [--jobs 2]
+    python -m benchmarks.study world-50k [--out build/studies/world-50k] [--jobs 2]
     python -m benchmarks.study real [--movietweetings DIR] [--out build/studies/movietweetings]
 
 A rerun resumes a study where it stopped; a finished study is only re-reported.
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.study", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("which", choices=["world", "real"], nargs="?", default="world")
+    ap.add_argument("which", choices=["world", "world-50k", "real"], nargs="?", default="world")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--movietweetings", type=Path, default=movietweetings_dir(), metavar="DIR",
@@ -121,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"${MOVIETWEETINGS_ENV})")
     args = ap.parse_args(argv)
     jobs = [] if args.jobs is None else ["--jobs", str(args.jobs)]
-    if args.which == "world":
-        spec, out = SPECS / "world.yaml", args.out or ROOT / "build" / "studies" / "world"
+    if args.which != "real":
+        spec = SPECS / f"{args.which}.yaml"
+        out = args.out or ROOT / "build" / "studies" / args.which
     else:
         spec = SPECS / "movietweetings.yaml"
         out = args.out or ROOT / "build" / "studies" / "movietweetings"
@@ -135,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         convert_movietweetings(args.movietweetings)
     _reloop("study", "run", str(spec), "--out", str(out), *jobs)
     results = json.loads((out / "results.json").read_text())
-    figures = world_figures(results) if args.which == "world" else real_figures(results)
+    figures = real_figures(results) if args.which == "real" else world_figures(results)
     command = (f"python -m benchmarks.study {args.which}"
                + (f" --jobs {args.jobs}" if args.jobs else ""))
     print(json.dumps(figures, indent=2))
-    write_result(f"study_{args.which}", {
+    write_result(f"study_{args.which.replace('-', '_')}", {
         "command": command,
         "spec": str(spec.relative_to(ROOT)),
         "compared_periods": results["compared_periods"],

@@ -78,3 +78,14 @@ def test_specs_measured_with_the_coarse_memory_pin_it_and_real_logs_keep_it():
     assert world["today"] == {**coarse, "min_leaf_rows": 1, "lambda": 1.0}
     memory = {a.name: shape(a) for a in _arms("memory-200k")}
     assert memory["coarse"] == coarse and memory["fine-k32"] == fine
+
+
+def test_world_50k_is_world_at_a_quarter_of_the_volume():
+    # the two specs must differ only in the volume, so their gap_closed_share compare
+    world = {a.name: a.params for a in _arms("world")}
+    small = {a.name: a.params for a in _arms("world-50k")}
+    assert set(small) == {"default", "incremental-ce", "today", "static"}
+    for name, params in small.items():
+        assert params.simulator.impressions_per_day == 50_000
+        same_volume = params.model_copy(update={"simulator": world[name].simulator})
+        assert same_volume == world[name], name
