@@ -89,3 +89,21 @@ def test_world_50k_is_world_at_a_quarter_of_the_volume():
         assert params.simulator.impressions_per_day == 50_000
         same_volume = params.model_copy(update={"simulator": world[name].simulator})
         assert same_volume == world[name], name
+
+
+def test_every_spec_pins_the_equal_window_weights_it_measured_and_the_default_is_0_5():
+    # params.yaml took window_decay 0.5 after freshness-200k.yaml, window-decay-50k.yaml and
+    # window-decay-movietweetings.yaml; every spec measured before pins equal weights so a rerun
+    # reproduces its stored results, and only the arms that measured recency weights set others
+    from reloop.config import load_params
+
+    root = Path(__file__).resolve().parents[2]
+    assert load_params(root / "params.yaml").train.window_decay == 0.5
+    decays = {p.stem: {a.name: a.params.train.window_decay for a in _arms(p.stem)}
+              for p in SPECS}
+    weighted = {(spec, arm): d for spec, arms in decays.items() for arm, d in arms.items()
+                if d != 1.0}
+    assert weighted == {("freshness-200k", "window-decay-0.5"): 0.5,
+                        ("window-decay-50k", "window-decay-0.5"): 0.5,
+                        ("window-decay-movietweetings", "window-decay-0.5"): 0.5,
+                        ("design-world-50k", "B-w7-d07"): 0.7}

@@ -47,7 +47,7 @@ class TrainConfig(Section):
         description="train on this many periods: the current one plus the earlier ones, whole",
     )
     window_decay: float = Field(
-        default=1.0, gt=0.0, le=1.0,
+        default=0.5, gt=0.0, le=1.0,
         description="loss weight of a row k periods old is window_decay**k (1: no recency weight)",
     )
     mask_bootstrap: bool = Field(
