@@ -86,6 +86,36 @@ def test_every_arm_runs_every_period_and_reports(tiny_study):
     assert any("| 2026-01-06 |" in line and "AUC" in line for line in lines)
 
 
+def test_the_recipe_screen_replays_the_served_models_and_screens_a_variant(tiny_study, capsys):
+    # benchmarks.recipe_replay refits the arm's chain of models with the train stage's own code:
+    # its baseline must score each next period as the served base model did, an override to the
+    # arm's own value must change nothing, and another learning rate must change the models
+    from benchmarks.recipe_replay import parse_variant, run
+
+    from reloop.config import ConfigError
+
+    out = tiny_study[1]
+    result = run(out / "arms" / "ce", {"same": {"train.seed": 3},
+                                       "lr": {"train.learning_rate": 0.01}})
+    assert result["fidelity"]["every_candidate_promoted"]
+    assert result["fidelity"]["max_abs_diff_vs_served_auc_base"] < 1e-6
+    assert [p["period"] for p in result["periods"]] == ["2026-01-06", "2026-01-07"]
+    same, lr = result["variants"]["same"], result["variants"]["lr"]
+    assert same["gain_vs_baseline"]["value"] == 0.0 and same["gain_vs_baseline"]["wins"] == 0
+    assert lr["gain_vs_baseline"]["value"] != 0.0 and lr["overrides"] == {
+        "train.learning_rate": 0.01}
+    assert "model of 2026-01-06 on 2026-01-07" in capsys.readouterr().out
+    assert parse_variant(["fm", "model.backbone=fm", "train.alpha=0.2"]) == (
+        "fm", {"model.backbone": "fm", "train.alpha": 0.2})
+    for bad in (["x", "train.alpha"], ["x"], ["baseline", "train.alpha=0"]):
+        with pytest.raises(SystemExit):
+            parse_variant(bad)
+    capsys.readouterr()
+    with pytest.raises(ConfigError, match=r"--variant bad:\n.*train.learning_rate=-1"):
+        run(out / "arms" / "ce", {"bad": {"train.learning_rate": -1}})
+    assert "AUC" not in capsys.readouterr().out  # refused before any model is fit
+
+
 def test_period_one_is_the_bootstrap_policy_in_every_arm(tiny_study):
     results = tiny_study[5]
     for arm in results["arms"].values():
@@ -101,6 +131,18 @@ def test_static_arm_trains_once_and_is_frozen(tiny_study):
     assert served[1] == served[2] and served[1] != ["bootstrap"]
     # the loop arms decide every period
     assert results["arms"]["ce"]["decisions"] == 3
+
+
+def test_a_static_arm_weights_its_whole_prefix_alike(tmp_path):
+    # recency weights (0.5**k for a row k periods old) would train the static model on the last
+    # periods of its prefix only: it gets every prefix period, weighted alike, and no warm start
+    from reloop.ops.study.spec import load_spec, resolve_arms
+
+    spec, params_file = load_spec(write_spec(tmp_path, set={"train.window_decay": 0.5}))
+    arms = {a.name: a.params.train for a in resolve_arms(spec, params_file)}
+    assert arms["ce"].window_decay == 0.5 and arms["ce"].window_periods == 3
+    static = arms["static"]
+    assert (static.window_decay, static.window_periods, static.warm_start) == (1.0, 1, False)
 
 
 def test_expected_ctr_is_the_mean_true_probability_of_the_shown_items(tiny_study):

@@ -7,7 +7,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -15,7 +15,10 @@ import polars as pl
 from reloop.config import Params
 from reloop.periods import candidate_dir
 
-__all__ = ["TrainingWindow", "period_splits", "run", "training_window"]
+if TYPE_CHECKING:
+    from reloop.learn.train import Checkpoint, TrainedModel
+
+__all__ = ["TrainingWindow", "fit_candidate", "period_splits", "run", "training_window"]
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +90,19 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
     return TrainingWindow(train, val, weight, periods)
 
 
-def run(params: Params, start: str | dt.date) -> dict[str, Any]:
-    """Train the candidate for the period starting at ``start`` and write its checkpoint.
+def fit_candidate(
+    params: Params, window: TrainingWindow, incumbent: Checkpoint | None
+) -> tuple[TrainedModel, pl.DataFrame, pl.DataFrame | None]:
+    """Fit a candidate on ``window``: cold, or warm-started from ``incumbent``.
 
-    Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
-    the first period). A cold start early-stops on the validation tail. A warm start does too,
-    unless ``train.warm_epochs`` is set: then it trains that many epochs on every fit row,
-    validation tail included, or ``train.warm_max_steps`` optimizer steps if that comes first.
-    Deterministic given the data and ``train.seed``, so a rerun writes a
-    byte-identical checkpoint (wall-clock timings are logged, never stored).
+    A cold start early-stops on the window's validation tail. A warm start does too, unless
+    ``train.warm_epochs`` is set: then it trains that many epochs on every fit row, validation
+    tail included (weight 1, like the current period's rows), or ``train.warm_max_steps``
+    optimizer steps if that comes first. Returns the trained model and the rows it was fit and
+    early-stopped on (``None``: no early stopping).
     """
-    from reloop.atomic import sweep_leftovers
-    from reloop.learn.train import load_checkpoint, save_checkpoint, train_model
-    from reloop.periods import as_date, joined_dir
-    from reloop.registry import Registry
+    from reloop.learn.train import train_model
 
-    start = as_date(start)
-    window = training_window(params, start)
-    production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
-    incumbent = None
-    if production is not None and params.train.warm_start:
-        incumbent = load_checkpoint(production.checkpoint_dir, params.features)
     train_df, val_df, weight = window.train, window.val, window.weight
     max_epochs = max_steps = None
     if incumbent is not None and params.train.warm_epochs is not None:
@@ -118,6 +113,29 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
         max_steps = params.train.warm_max_steps
     trained = train_model(params, train_df, val_df, init_from=incumbent, weight=weight,
                           max_epochs=max_epochs, max_steps=max_steps)
+    return trained, train_df, val_df
+
+
+def run(params: Params, start: str | dt.date) -> dict[str, Any]:
+    """Train the candidate for the period starting at ``start`` and write its checkpoint.
+
+    Warm-starts from the production model when ``train.warm_start`` and one exists (cold start on
+    the first period); :func:`fit_candidate` says how each is fit. Deterministic given the data
+    and ``train.seed``, so a rerun writes a byte-identical checkpoint (wall-clock timings are
+    logged, never stored).
+    """
+    from reloop.atomic import sweep_leftovers
+    from reloop.learn.train import load_checkpoint, save_checkpoint
+    from reloop.periods import as_date, joined_dir
+    from reloop.registry import Registry
+
+    start = as_date(start)
+    window = training_window(params, start)
+    production = Registry(params.pipeline.registry_root).production_before(start.isoformat())
+    incumbent = None
+    if production is not None and params.train.warm_start:
+        incumbent = load_checkpoint(production.checkpoint_dir, params.features)
+    trained, train_df, val_df = fit_candidate(params, window, incumbent)
     history = [{k: v for k, v in r.items() if k != "seconds"} for r in trained.result.history]
     log.info("trained %s epochs (%d steps) on %d rows (%s) in %.1fs", len(history),
              trained.result.steps, train_df.height, ", ".join(window.periods),

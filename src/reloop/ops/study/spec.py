@@ -58,7 +58,8 @@ class Arm(_Spec):
     static_periods: int | None = Field(
         default=None, ge=1,
         description="static baseline: trained once, cold, on the first static_periods periods "
-        "(served by the bootstrap policy), then frozen: never retrained or replaced",
+        "(served by the bootstrap policy), every row weighted alike, then frozen: never "
+        "retrained or replaced",
     )
 
     @field_validator("name")
@@ -177,9 +178,11 @@ class ResolvedArm(BaseModel):
 def resolve_arms(spec: StudySpec, params_file: Path) -> list[ResolvedArm]:
     """Every arm's validated parameters (base params, then the study's ``set``, then the arm's).
 
-    A static arm also gets ``train.window_periods = static_periods``, ``train.warm_start =
-    false`` and ``pipeline.sequential = false`` (its frozen periods have no decision). Shared
-    input paths (:data:`SHARED_PATHS`) are made absolute.
+    A static arm also gets ``train.window_periods = static_periods``, ``train.window_decay = 1``
+    (the whole prefix, every row weighted alike: recency weights would train it on the prefix's
+    last periods only), ``train.warm_start = false`` and ``pipeline.sequential = false`` (its
+    frozen periods have no decision). Shared input paths (:data:`SHARED_PATHS`) are made
+    absolute.
     """
     try:
         base = load_yaml(params_file) or {}
@@ -191,8 +194,9 @@ def resolve_arms(spec: StudySpec, params_file: Path) -> list[ResolvedArm]:
         _apply(raw, spec.set, "study set")
         _apply(raw, arm.set, f"arm {arm.name!r}")
         if arm.static_periods is not None:
-            _apply(raw, {"train.window_periods": arm.static_periods, "train.warm_start": False,
-                         "pipeline.sequential": False}, f"arm {arm.name!r}")
+            _apply(raw, {"train.window_periods": arm.static_periods, "train.window_decay": 1.0,
+                         "train.warm_start": False, "pipeline.sequential": False},
+                   f"arm {arm.name!r}")
         for dotted in SHARED_PATHS:
             section, key = dotted.split(".")
             value = raw.get(section, {}).get(key)
