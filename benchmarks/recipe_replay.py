@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from benchmarks.common import write_result
@@ -103,6 +102,7 @@ def chain_aucs(params: Any, starts: list[str], work: Path, label: str) -> list[f
 
 def run(arm_dir: Path, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Screen ``variants`` (name: overrides) against the arm's own recipe; returns the result."""
+    import numpy as np
     import torch
 
     from reloop.ops.study.stats import paired_period_ci
@@ -142,6 +142,9 @@ def run(arm_dir: Path, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from reloop.numerics import pin_numerics
+
+    pin_numerics()  # the code paths the study's workers ran: before numpy and torch load
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("arm", type=Path, help="a finished study arm's directory")
     ap.add_argument("--variant", nargs="+", action="append", required=True,
