@@ -7,7 +7,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: names the directory of the MovieTweetings 100K snapshot (``ratings.dat``, ``movies.dat``; MIT
@@ -58,3 +58,18 @@ def scratch_world_params(raw: dict[str, Any], work: Path, impressions: int | Non
     if impressions:
         raw["simulator"] = {**raw.get("simulator", {}), "impressions_per_day": impressions}
     return params_from_dict(raw)
+
+
+class StudyArm(NamedTuple):
+    """A finished ``reloop study`` arm, as the replay screens read it."""
+
+    path: Path  # absolute: its params.yaml paths are relative to it (run there: contextlib.chdir)
+    starts: list[str]  # its period starts (arm.json)
+    label: str  # the path as results name it: relative to the working directory when inside it
+
+
+def study_arm(arm_dir: Path) -> StudyArm:
+    """The study arm in ``arm_dir`` (its ``arm.json`` must exist)."""
+    path, cwd = arm_dir.resolve(), Path.cwd()
+    starts = json.loads((path / "arm.json").read_text())["starts"]
+    return StudyArm(path, starts, str(path.relative_to(cwd) if path.is_relative_to(cwd) else path))

@@ -33,15 +33,14 @@ kept about 0.7 of what this screen shows (README "Does it work?", ``memory-200k.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import write_result
+from benchmarks.common import study_arm, write_result
 from reloop.sources.replay import REPLAY_MEMORY
 
 #: memory shapes, as overrides of the arm's own ``memory`` section: the coarse one real logs use
@@ -156,11 +155,9 @@ def run(arm_dir: Path, names: list[str] | None = None,
     from reloop.registry import Registry
 
     torch.set_num_threads(1)
-    arm_dir = arm_dir.resolve()
-    starts = json.loads((arm_dir / "arm.json").read_text())["starts"]
-    cwd = Path.cwd()
-    os.chdir(arm_dir)  # the arm's params.yaml paths are relative to it
-    try:
+    arm = study_arm(arm_dir)
+    starts = arm.starts
+    with contextlib.chdir(arm.path):  # the arm's params.yaml paths are relative to it
         params = load_params("params.yaml")
         own = params.memory.model_dump(by_alias=True)
         shapes = {name: type(params.memory).model_validate({**own, **over})
@@ -180,8 +177,6 @@ def run(arm_dir: Path, names: list[str] | None = None,
             print(f"{start}  base {aucs['base']:.4f}  " + "  ".join(
                 f"{n} {aucs[n] - aucs['base']:+.4f}" for n in aucs if n != "base")
                 + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
-    finally:
-        os.chdir(cwd)
     base = [p["base"] for p in periods]
     summary = {}
     for name in (n for n in periods[0] if n not in ("period", "model", "base")):
@@ -192,8 +187,7 @@ def run(arm_dir: Path, names: list[str] | None = None,
         elif name.startswith("finetune-"):
             summary[name] |= {"finetune_batch": FINETUNE_BATCH, "gain_vs_memory":
                               paired_period_ci(aucs, [p["memory"] for p in periods])}
-    return {"arm": str(arm_dir.relative_to(cwd) if arm_dir.is_relative_to(cwd) else arm_dir),
-            "memory": own, "base_auc": float(np.mean(base)), "shapes": summary,
+    return {"arm": arm.label, "memory": own, "base_auc": float(np.mean(base)), "shapes": summary,
             "periods": periods}
 
 

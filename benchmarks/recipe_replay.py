@@ -25,6 +25,7 @@ a study (``reloop study run``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
@@ -34,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import write_result
+from benchmarks.common import study_arm, write_result
 
 BASELINE = "baseline"
 
@@ -62,16 +63,10 @@ def with_overrides(raw: dict[str, Any], overrides: dict[str, Any], source: str):
     import copy
 
     from reloop.config import params_from_dict
+    from reloop.ops.study.spec import apply_overrides
 
     raw = copy.deepcopy(raw)
-    for key, value in overrides.items():
-        node = raw
-        *head, last = key.split(".")
-        for part in head:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise SystemExit(f"{source}: {key!r}: {part!r} is not a section")
-        node[last] = value
+    apply_overrides(raw, overrides, source)
     return params_from_dict(raw, source)
 
 
@@ -108,22 +103,18 @@ def run(arm_dir: Path, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from reloop.ops.study.stats import paired_period_ci
 
     torch.set_num_threads(int(os.environ.get("RELOOP_TORCH_THREADS", "1")))
-    arm_dir = arm_dir.resolve()
-    starts = json.loads((arm_dir / "arm.json").read_text())["starts"]
-    records = [json.loads(p.read_text()) for p in sorted((arm_dir / "study").glob("*.json"))]
+    arm = study_arm(arm_dir)
+    starts = arm.starts
+    records = [json.loads(p.read_text()) for p in sorted((arm.path / "study").glob("*.json"))]
     served = {r["period"]: r.get("auc_base") for r in records}
     every_promoted = all((r.get("decision") or {}).get("promoted", True) for r in records)
-    cwd = Path.cwd()
-    os.chdir(arm_dir)  # the arm's params.yaml paths are relative to it
-    try:
+    with contextlib.chdir(arm.path):  # the arm's params.yaml paths are relative to it
         raw = yaml.safe_load(Path("params.yaml").read_text())
         recipes = {name: with_overrides(raw, overrides, f"--variant {name}")  # all checked first
                    for name, overrides in {BASELINE: {}, **variants}.items()}
         with tempfile.TemporaryDirectory(prefix="reloop-recipe-") as tmp:
             chains = {name: chain_aucs(params, starts, Path(tmp), name)
                       for name, params in recipes.items()}
-    finally:
-        os.chdir(cwd)
     base = chains[BASELINE]
     gaps = [abs(a - served[s]) for a, s in zip(base, starts[1:], strict=True)
             if served.get(s) is not None]
@@ -132,7 +123,7 @@ def run(arm_dir: Path, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
         summary[name] = {"auc": float(np.mean(chains[name])), "overrides": overrides,
                          "gain_vs_baseline": paired_period_ci(chains[name], base)}
     return {
-        "arm": str(arm_dir.relative_to(cwd) if arm_dir.is_relative_to(cwd) else arm_dir),
+        "arm": arm.label,
         "fidelity": {"every_candidate_promoted": every_promoted,
                      "max_abs_diff_vs_served_auc_base": max(gaps) if gaps else None},
         "variants": summary,
@@ -158,11 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.arm / "arm.json").is_file():
         raise SystemExit(f"{args.arm}: not a study arm's directory (no arm.json)")
     from reloop.config import ConfigError
+    from reloop.ops.study.spec import StudyError
 
     t0 = time.perf_counter()
     try:
         result = run(args.arm, variants)
-    except ConfigError as err:
+    except (ConfigError, StudyError) as err:
         raise SystemExit(f"error: {err}") from None
     fid = result["fidelity"]
     print(f"baseline against the served base model: largest AUC difference "

@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from reloop.config import ConfigError, Params, format_errors, load_yaml, params_from_dict
 
-__all__ = ["Arm", "ResolvedArm", "StudyError", "StudySpec", "load_spec", "resolve_arms"]
+__all__ = ["Arm", "ResolvedArm", "StudyError", "StudySpec", "apply_overrides", "load_spec",
+           "resolve_arms"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -148,7 +149,9 @@ def load_spec(path: str | Path) -> tuple[StudySpec, Path]:
     return spec, params_file
 
 
-def _apply(raw: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any], where: str) -> None:
+    """Set each dotted ``section.key`` of ``overrides`` in the raw params dict ``raw``, in place
+    (a :class:`StudyError` naming ``where`` and the key if it is not one)."""
     for dotted, value in overrides.items():
         parts = str(dotted).split(".")
         if len(parts) < 2 or not all(parts):
@@ -191,12 +194,12 @@ def resolve_arms(spec: StudySpec, params_file: Path) -> list[ResolvedArm]:
     out = []
     for arm in spec.arms:
         raw = copy.deepcopy(base)
-        _apply(raw, spec.set, "study set")
-        _apply(raw, arm.set, f"arm {arm.name!r}")
+        apply_overrides(raw, spec.set, "study set")
+        apply_overrides(raw, arm.set, f"arm {arm.name!r}")
         if arm.static_periods is not None:
-            _apply(raw, {"train.window_periods": arm.static_periods, "train.window_decay": 1.0,
-                         "train.warm_start": False, "pipeline.sequential": False},
-                   f"arm {arm.name!r}")
+            apply_overrides(raw, {"train.window_periods": arm.static_periods,
+                                  "train.window_decay": 1.0, "train.warm_start": False,
+                                  "pipeline.sequential": False}, f"arm {arm.name!r}")
         for dotted in SHARED_PATHS:
             section, key = dotted.split(".")
             value = raw.get(section, {}).get(key)
