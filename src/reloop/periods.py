@@ -73,16 +73,28 @@ _DATE_PART = re.compile(rf"^{DATE_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 # --------------------------------------------------------------------------------------------
 
 
+#: the dates reloop handles: wide enough for any log, narrow enough that the day arithmetic of
+#: periods, attribution windows and seals (the day before, the day after) cannot overflow
+FIRST_DATE = dt.date(1900, 1, 1)
+END_DATE = dt.date(9000, 1, 1)  # exclusive
+
+
 def as_date(value: str | dt.date, what: str = "date") -> dt.date:
-    """``value`` as a :class:`datetime.date`; strings must be ISO ``YYYY-MM-DD``."""
+    """``value`` as a :class:`datetime.date`; strings must be ISO ``YYYY-MM-DD``, and the date
+    within :data:`FIRST_DATE` .. :data:`END_DATE` (exclusive)."""
     if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
+        day = value.date()
+    elif isinstance(value, dt.date):
+        day = value
+    else:
+        try:
+            day = dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
+    if not FIRST_DATE <= day < END_DATE:
+        raise ValueError(f"{what}={value!s} is outside the dates reloop handles "
+                         f"({FIRST_DATE} .. {END_DATE - dt.timedelta(days=1)})")
+    return day
 
 
 def period_dates(start: str | dt.date, days: int) -> list[dt.date]:

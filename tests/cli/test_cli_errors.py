@@ -266,3 +266,25 @@ def test_a_usage_mistake_gets_the_usage_error_not_a_crash_report(args, message):
     assert done.returncode == 2
     assert message in done.stderr
     assert "unexpected" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_on_a_taken_port_or_a_bad_host_stops_before_touching_anything(tmp_path):
+    import socket
+
+    from tests.support.params import serve_params
+
+    params = serve_params(tmp_path)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    with socket.socket() as taken:  # another replica holds the port
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_error_line(runner.invoke(
+            app, ["serve", "--params", str(path), "--port", str(port)]))
+    assert line.startswith(f"error: cannot listen on 127.0.0.1:{port} (serve.host, serve.port)")
+    line = _one_error_line(runner.invoke(
+        app, ["serve", "--params", str(path), "--host", "999.1.1.1"]))
+    assert line.startswith("error: serve.host='999.1.1.1' does not resolve to an address")
+    # refused before the model, the logs or the live memory were touched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

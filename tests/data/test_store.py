@@ -74,6 +74,13 @@ def test_as_date_rejects_bad_dates():
     assert as_date("2026-02-03") == dt.date(2026, 2, 3)
     with pytest.raises(ValueError, match=r"date='2026-13-01' is not a valid ISO date"):
         as_date("2026-13-01")
+    # a day whose next day (or window, or seal) cannot be computed is refused by name, at the
+    # CLI too: `reloop backfill --end 9999-12-31` once ended in an "unexpected" OverflowError
+    for far in ("9999-12-31", dt.date(9000, 1, 1), "0001-01-01"):
+        with pytest.raises(ValueError, match=r"--end=.* is outside the dates reloop handles "
+                                             r"\(1900-01-01 .. 8999-12-31\)"):
+            as_date(far, "--end")
+    assert as_date("8999-12-31") == dt.date(8999, 12, 31)
 
 
 def test_write_part_is_append_only_and_idempotent(tmp_path):

@@ -84,6 +84,24 @@ def test_corrupt_and_truncated_checkpoints_are_named(tmp_path, trained):
         load_checkpoint(tmp_path / "nope")
 
 
+def test_a_modified_model_section_is_refused_before_the_model_is_built(
+        tmp_path, trained, monkeypatch):
+    params = small_params()
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, trained.model, params.model, trained.encoder)
+    meta = json.loads((path / "checkpoint.json").read_text())
+    meta["model"]["mlp_hidden"] = [16, 800_000_000]  # a 51 GB layer, were it allocated
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    import reloop.learn.checkpoint as checkpoint
+
+    def build(*_a, **_k):
+        raise AssertionError("a checkpoint must be verified before its model is built")
+
+    monkeypatch.setattr(checkpoint, "build_model", build)
+    with pytest.raises(CheckpointError, match="does not match its contents"):
+        load_checkpoint(path)
+
+
 def test_existing_checkpoint_is_not_overwritten_by_accident(tmp_path, trained):
     params = small_params()
     first = save_checkpoint(tmp_path / "ckpt", trained.model, params.model, trained.encoder)

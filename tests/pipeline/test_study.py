@@ -204,6 +204,12 @@ def test_a_changed_spec_does_not_resume_into_the_old_directory(tiny_study):
      r"arm names must be unique; repeated: \['ce'\]"),
     ({"baseline": "nope"}, r"baseline='nope' is not an arm"),
     ({"start": "2025-12-01"}, r"before the built-in world's simulator.start=2026-01-05"),
+    ({"set": {"simulator.horizon_days": 1}},  # refused before its first periods run
+     r"the study's last day: date 2026-01-07 is beyond the built-in world's horizon"),
+    ({"start": "8999-12-30"}, r"start=8999-12-30 with periods=\d+ of 1 day\(s\) runs past "
+                              r"8999-12-31"),
+    ({"start": "9999-12-30"}, r"start=9999-12-30 is outside the dates reloop handles"),
+    ({"seed": -1}, r"seed=-1: Input should be greater than or equal to 0"),
     ({"arms": [{"name": "ce"}, {"name": "s", "static_periods": 3}]},
      r"static_periods=3 leaves no period to compare"),
     ({"arms": [{"name": "ce", "set": {"train": 1}}, {"name": "b"}]},

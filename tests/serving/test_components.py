@@ -89,6 +89,9 @@ def test_a_score_request_becomes_log_typed_columns(payloads):
     (_score(candidates=[candidate(i) for i in range(4)]), 422, "candidates"),
     (_score(shown="yes"), 422, "shown"),
     (_score(event_time="2026-01-05T00:00:00Z"), 422, "event_time"),  # the wall clock's own
+    (_score(context={**CONTEXT, "user_id": int("1" * 201)}), 422, "context.user_id"),
+    (_score(candidates=[{**candidate(0), "item_id": int("1" * 201)}]), 422,
+     "candidates[0].item_id"),  # an integer id is held to the 200 characters of a string one
 ])
 def test_bad_score_requests_name_the_field(payloads, body, status, field):
     with pytest.raises(BadRequest) as err:
@@ -102,6 +105,15 @@ def test_bad_bodies_and_event_lists(payloads):
         parse_body(b'{"request_id": ')
     assert (err.value.status, err.value.field) == (400, "body")
     assert math.isnan(parse_body(b'{"x": NaN}')["x"])  # parsed as NaN, for the checks to name
+    # what the fallback parser would accept but nothing downstream can log or echo: a 400,
+    # not a 500 after the impression is logged
+    for bad, says in [(b'{"request_id": "\\ud800"}', "unpaired UTF-16 surrogate"),
+                      (b'{"a": {"\\udc00": 1}}', "unpaired UTF-16 surrogate"),
+                      (b"[" * 100_000, "nested too deep"),
+                      (b'{"hour": 1' + b"0" * 5000 + b"}", "4300 digits")]:
+        with pytest.raises(BadRequest, match=says) as err:
+            parse_body(bad)
+        assert (err.value.status, err.value.field) == (400, "body")
     for body, field in [({"clicks": []}, "clicks"), ({"clicks": [{}]}, "clicks[0].impression_id"),
                         ({"clicks": [{"impression_id": 5}]}, "clicks[0].impression_id"),
                         ({"clicks": [{"impression_id": "a", "event_time": "noon"}]},
@@ -121,6 +133,12 @@ def test_bad_bodies_and_event_lists(payloads):
         payloads.impressions({"impression_ids": []})
     beat = payloads.impressions({"impression_ids": [], "event_time": "2026-01-06T01:00:01Z"})
     assert beat == ([], 1767661201 * 1_000_000)
+    # a time past what the upkeep can compute days for (or before the epoch) would stop the log
+    # writer for good: refused, naming the field
+    for far in ("9999-12-31T23:59:59-14:00", "1969-12-31T23:59:59Z"):
+        with pytest.raises(BadRequest, match="is outside 1970-01-01 .. 9000-01-01") as err:
+            payloads.impressions({"impression_ids": [], "event_time": far})
+        assert err.value.field == "event_time"
 
 
 def test_impression_ids_carry_replica_time_and_row():
@@ -276,6 +294,14 @@ def test_log_writer_writes_new_parts_by_size_and_date(tmp_path):
     assert len(files) == 2 and len({f.name for f in files}) == 2  # a new part, none rewritten
     ids, served, clicked, latest = writer.recent_shown(window_us=3 * US, now_us=0)
     assert (sorted(ids), latest, clicked) == (["b", "c", "d"], t0 + 4 * US, set())
+    # a part damaged after it was written is left out, with a warning naming it: a restart
+    # still serves (it used to fail the server's startup with polars' traceback)
+    damaged = files[1].read_bytes()
+    files[1].write_bytes(damaged[: len(damaged) // 2])
+    ids, served, clicked, latest = writer.recent_shown(window_us=3 * US, now_us=0)
+    assert (sorted(ids), latest) == (["a", "b", "c"], t0 + 3 * US)  # "d" was in that part
+    files[0].write_bytes(b"not parquet")
+    assert writer.recent_shown(window_us=3 * US, now_us=0)[0] == ["a"]  # the other day's part
 
 
 def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):

@@ -63,6 +63,20 @@ def test_fields_default_to_categorical_and_numeric_needs_its_parameters():
         ),
         ("model", {"backbone": "dcnx"}, r"backbone='dcnx' is not supported; expected one of"),
         ("model", {"mlp_hidden": [64, 0]}, r"model\.mlp_hidden=\[64, 0\]"),
+        # no float parameter takes NaN or infinity (they used to pass a bound like gt=0 and fail
+        # later, unnamed: an infinite learning rate as "y_score holds NaN values")
+        ("train", {"learning_rate": float("inf")}, r"train\.learning_rate=inf: Input should be "
+                                                   r"a finite number"),
+        ("promote", {"min_auc_gain": float("nan")}, r"promote\.min_auc_gain=nan: .* finite"),
+        ("simulator", {"base_logit": float("-inf")}, r"simulator\.base_logit=-inf: .* finite"),
+        # seeds are what numpy's generators take
+        ("train", {"seed": 2**70}, r"train\.seed=1180591620717411303424: Input should be less "
+                                   r"than or equal to 4294967295"),
+        ("simulator", {"seed": -2}, r"simulator\.seed=-2: Input should be greater than or "
+                                    r"equal to 0"),
+        ("evaluate", {"seed": -3}, r"evaluate\.seed=-3"),
+        ("memory", {"seed": 2**32}, r"memory\.seed=4294967296"),
+        ("drift", {"seed": -1}, r"drift\.seed=-1"),
     ],
 )
 def test_bad_values_name_the_parameter(section, values, message):
@@ -75,6 +89,18 @@ def test_unknown_top_level_section_and_duplicate_fields():
         params_from_dict({"features": FIELDS, "trian": {}})
     with pytest.raises(ConfigError, match=r"repeated: \['a'\]"):
         params_from_dict({"features": {"fields": [{"name": "a", "buckets": 3}] * 2}})
+
+
+
+@pytest.mark.parametrize("name", ["request_id", "event_time", "score", "score_base",
+                                  "model_version", "click", "y", "y_last", "label_time", "_x"])
+def test_a_feature_may_not_take_a_log_or_join_column_name(name):
+    # a feature named request_id would overwrite the impression ids in the serving log, one
+    # named score the served score, one named y would train on the label
+    fields = {"fields": [{"name": "user_id", "buckets": 10}, {"name": name, "buckets": 4}]}
+    with pytest.raises(ConfigError, match=rf"field names \['{name}'\] are log or joined-table "
+                                          r"columns"):
+        params_from_dict({"features": fields})
 
 
 def test_load_params_errors_name_the_file(tmp_path):

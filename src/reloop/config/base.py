@@ -5,9 +5,14 @@ Importing this module has no side effects.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Annotated
 
-__all__ = ["ConfigError", "Section", "format_errors"]
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["ConfigError", "Section", "Seed", "format_errors"]
+
+#: a random seed: numpy's generators take 0 .. 2**32 - 1 (and torch's a 64-bit integer)
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class ConfigError(ValueError):
@@ -15,9 +20,10 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    """Base of every config section: frozen, and an unknown key is an error."""
+    """Base of every config section: frozen, an unknown key is an error, and so is a float that
+    is not finite (``.nan``, ``.inf``): no parameter means "unbounded" by infinity."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def format_errors(err: ValidationError, source: str, what: str = "configuration",

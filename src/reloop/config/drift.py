@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from reloop.config.base import Section
+from reloop.config.base import Section, Seed
 
 __all__ = ["DriftConfig"]
 
@@ -33,7 +33,7 @@ class DriftConfig(Section):
     drift_share: float = Field(default=0.5, gt=0.0, le=1.0)
     score_method: str = "ks"
     label_method: str = "z"
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _baseline(self) -> DriftConfig:

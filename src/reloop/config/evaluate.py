@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from reloop.config.base import Section
+from reloop.config.base import Section, Seed
 
 __all__ = ['EvaluateConfig']
 
@@ -22,4 +22,4 @@ class EvaluateConfig(Section):
     )
     bootstrap: int = Field(default=200, ge=1, description="paired bootstrap replicates")
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0

@@ -8,7 +8,16 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from reloop.config.base import Section
 
-__all__ = ["CategoricalField", "FeatureSpec", "FeaturesConfig", "NumericField"]
+__all__ = ["RESERVED_COLUMNS", "CategoricalField", "FeatureSpec", "FeaturesConfig", "NumericField"]
+
+#: columns the logs and the joined table already hold (docs/data.md): a feature field of one of
+#: these names would overwrite it (the served score, the label, the impression's id or time)
+RESERVED_COLUMNS = frozenset({
+    "request_id", "event_time", "model_version", "score", "score_base",  # impressions
+    "click",                                                              # feedback
+    "label_time", "y", "y_last",                                          # the joined table
+    "p_true", "p_random", "p_best",                                       # the world's oracle
+})
 
 
 class CategoricalField(Section):
@@ -76,6 +85,12 @@ class FeaturesConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"field names must be unique; repeated: {dupes}")
+        reserved = sorted(n for n in names if n in RESERVED_COLUMNS or n.startswith("_"))
+        if reserved:
+            raise ValueError(
+                f"field names {reserved} are log or joined-table columns (or start with '_'); "
+                f"a feature may not be named {sorted(RESERVED_COLUMNS)} or '_...'"
+            )
         return fields
 
     @property

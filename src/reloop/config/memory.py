@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from reloop.config.base import Section
+from reloop.config.base import Section, Seed
 
 __all__ = ["MAX_L", "READ_KNOBS", "REMOVED_FIELDS", "MemoryConfig"]
 
@@ -75,7 +75,7 @@ class MemoryConfig(Section):
     decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")
     max_state_bytes: int = Field(default=1 << 30, ge=1)
-    seed: int = 0
+    seed: Seed = 0
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,7 @@ import datetime as dt
 
 from pydantic import Field, field_validator, model_validator
 
-from reloop.config.base import Section
+from reloop.config.base import Section, Seed
 
 __all__ = ['SimulatorConfig']
 
@@ -18,7 +18,7 @@ class SimulatorConfig(Section):
     """The built-in drifting world (see ``docs/data.md`` for each mechanism)."""
 
 
-    seed: int = 2026
+    seed: Seed = 2026
     start: dt.date = Field(default=dt.date(2026, 1, 1), description="day 0 of the world")
     horizon_days: int = Field(
         default=3650, ge=1, le=36_500,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from reloop.config.base import Section
+from reloop.config.base import Section, Seed
 
 __all__ = ["LOSS_NAMES", "TrainConfig"]
 
@@ -55,7 +55,7 @@ class TrainConfig(Section):
         description="drop the self-correction (or KD) term on rows the bootstrap policy served",
     )
     num_threads: int | None = Field(default=None, ge=1)
-    seed: int = 2022
+    seed: Seed = 2022
 
     @field_validator("loss")
     @classmethod

@@ -156,6 +156,14 @@ def load_checkpoint(path: str | Path, features: FeaturesConfig | None = None) ->
         encoder = FeatureEncoder.from_spec(meta["features"])
     except (KeyError, ValidationError) as err:
         raise CheckpointError(f"checkpoint {str(path)!r}: invalid {META}: {err}") from None
+    # verified before anything is built from it: a modified model section (say a huge layer)
+    # is refused here, not discovered by allocating it
+    model_id = _model_id(weights, model_cfg, encoder)
+    if model_id != meta.get("model_id"):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: model_id {meta.get('model_id')!r} in {META} does not match "
+            f"its contents ({model_id!r})"
+        )
     if features is not None:
         FeatureEncoder.from_config(features).check_compatible(encoder, what=f"checkpoint {path}")
     try:
@@ -170,12 +178,6 @@ def load_checkpoint(path: str | Path, features: FeaturesConfig | None = None) ->
             f"checkpoint {str(path)!r}: weights do not fit model {model_cfg.backbone!r}: {err}"
         ) from None
     model.eval()
-    model_id = _model_id(weights, model_cfg, encoder)
-    if model_id != meta.get("model_id"):
-        raise CheckpointError(
-            f"checkpoint {str(path)!r}: model_id {meta.get('model_id')!r} in {META} does not match "
-            f"its contents ({model_id!r})"
-        )
     return Checkpoint(
         model, model_cfg, encoder, model_id, path, meta.get("parent_id"), meta.get("info", {})
     )

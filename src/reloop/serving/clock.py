@@ -15,6 +15,11 @@ import time
 __all__ = ["Clock", "format_time", "parse_time"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+#: the times a request may carry: from the epoch (impression ids hold the served time as a
+#: non-negative count) to well before datetime's end (days, windows and seals are computed past
+#: it); a request outside would stop the server's log upkeep, so it is refused
+MIN_TIME = _EPOCH
+MAX_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
 
 
 class Clock:
@@ -51,6 +56,8 @@ def parse_time(value: object) -> int:
         raise ValueError(f"{value!r} is not an ISO-8601 time") from None
     if t.tzinfo is None:
         raise ValueError(f"{value!r} has no timezone; add 'Z' (UTC) or an offset")
+    if not MIN_TIME <= t < MAX_TIME:
+        raise ValueError(f"{value!r} is outside {MIN_TIME:%Y-%m-%d} .. {MAX_TIME:%Y-%m-%d} (UTC)")
     delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 

@@ -1,8 +1,9 @@
-"""The one error a request handler raises for bad input: a 4xx naming the field."""
+"""The one error a request handler raises for bad input (a 4xx naming the field), and the one a
+server that cannot start raises (naming the setting)."""
 
 from __future__ import annotations
 
-__all__ = ["BadRequest"]
+__all__ = ["BadRequest", "ServeError"]
 
 
 class BadRequest(Exception):
@@ -18,3 +19,7 @@ class BadRequest(Exception):
 
     def body(self) -> dict[str, str]:
         return {"error": str(self), "field": self.field}
+
+
+class ServeError(RuntimeError):
+    """``reloop serve`` cannot start; the message names the setting (``serve.port``, ...)."""

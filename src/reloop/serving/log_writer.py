@@ -295,15 +295,30 @@ class LogWriter:
         days = list_dates(self.root, "impressions")[-2:]
         files = {t: [f for d in days for f in partition_dir(self.root, t, d).glob(
             f"part-serve-{self.replica}-*.parquet")] for t in ("impressions", "feedback")}
-        if not files["impressions"]:
+        shown = _read_parts(files["impressions"], ["request_id", "event_time"])
+        if shown.height == 0:
             return [], np.empty(0, dtype=np.int64), set(), 0
-        shown = pl.scan_parquet(files["impressions"]).select(
-            "request_id", pl.col("event_time").dt.epoch("us")).collect()
+        shown = shown.with_columns(pl.col("event_time").dt.epoch("us"))
         latest = max(now_us, int(shown["event_time"].max()))
         shown = shown.filter(pl.col("event_time") >= latest - window_us)
         ids = set(shown["request_id"].to_list())
-        clicked = set() if not files["feedback"] else {
-            i for i in pl.scan_parquet(files["feedback"]).select("request_id").collect()
-            ["request_id"].to_list() if i in ids}
+        clicked = {i for i in _read_parts(files["feedback"], ["request_id"])["request_id"]
+                   .to_list() if i in ids}
         return (shown["request_id"].to_list(), shown["event_time"].to_numpy(), clicked,
                 latest)
+
+
+def _read_parts(files: list[Path], columns: list[str]) -> pl.DataFrame:
+    """``columns`` of this replica's part files, in one frame. A part that cannot be read (damaged
+    after it was written: the writer's own parts are written whole) is left out with a warning
+    naming it, so that a restart still serves; the period's validation refuses it later."""
+    frames = []
+    for f in files:
+        try:
+            frames.append(pl.read_parquet(f, columns=columns))
+        except (pl.exceptions.PolarsError, OSError) as err:
+            log.warning("left out a damaged log part %s: %s", f, str(err).splitlines()[0])
+    if not frames:
+        return pl.DataFrame({c: [] for c in columns}, schema={
+            c: pl.String if c == "request_id" else TIME_DTYPE for c in columns})
+    return pl.concat(frames, how="vertical_relaxed")

@@ -34,16 +34,43 @@ def parse_body(body: bytes) -> Any:
     """The JSON document of a request body; a 400 naming ``body`` if it is not JSON.
 
     ``NaN`` and ``Infinity`` (which strict JSON lacks) are read as numbers so that the field
-    holding one can be named.
+    holding one can be named. A document that is not valid Unicode (a lone ``\\ud800`` escape),
+    nests too deep, or holds an integer of thousands of digits is refused here, as a 400.
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     try:
-        return json.loads(body, parse_constant=float)
+        doc = json.loads(body, parse_constant=float)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(400, "body", f"not valid JSON: {err}") from None
+    except RecursionError:
+        raise BadRequest(400, "body", "not valid JSON: nested too deep") from None
+    except ValueError as err:  # e.g. an integer beyond Python's 4300-digit conversion limit
+        raise BadRequest(400, "body", f"not valid JSON: {err}") from None
+    if not _valid_unicode(doc):  # strings are logged and echoed in responses
+        raise BadRequest(400, "body", "not valid JSON: a string holds an unpaired UTF-16 "
+                                      "surrogate (not valid Unicode)")
+    return doc
+
+
+def _valid_unicode(doc: Any) -> bool:
+    """Whether every string of a parsed document (keys too) encodes as UTF-8."""
+    stack = [doc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,10 @@ class Payloads:
             if isinstance(value, bool):
                 return "true" if value else "false"
             if isinstance(value, int):
-                return str(value)
+                text = str(value)
+                if len(text) > MAX_ID_CHARS:
+                    raise BadRequest(422, what, f"longer than {MAX_ID_CHARS} characters")
+                return text
             raise BadRequest(422, what, "categorical: expected a string, integer or boolean, "
                                         f"got {_kind(value)}")
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -195,7 +225,9 @@ class Payloads:
             if all(type(v) is str and len(v) <= MAX_ID_CHARS for v in values):
                 return values
             if all(type(v) is int for v in values):
-                return list(map(str, values))
+                texts = list(map(str, values))
+                if all(len(t) <= MAX_ID_CHARS for t in texts):
+                    return texts
         elif all(type(v) is float or type(v) is int for v in values):
             floats = list(map(float, values)) if all(abs(v) < 1e300 for v in values) else None
             if floats is not None and all(map(math.isfinite, floats)):

@@ -46,6 +46,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -59,7 +60,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from reloop.serving.errors import BadRequest
+from reloop.serving.errors import BadRequest, ServeError
 from reloop.serving.payload import parse_body
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -406,6 +407,10 @@ def create_app(params: Params) -> FastAPI:
                 if err.status >= 500:
                     log.warning("%s: %s", name, err)
                 out = json_response(err.status, err.body(), err.headers)
+            except Exception:  # a defect, not bad input: logged, answered, and counted
+                log.exception("%s: unexpected error", name)
+                out = json_response(500, {"error": "internal error (logged by the server)",
+                                          "field": ""})
             parts.metrics.latency.labels(name).observe(time.perf_counter() - t0)
             parts.metrics.requests.labels(name, str(out.status_code)).inc()
             return out
@@ -434,12 +439,44 @@ def create_app(params: Params) -> FastAPI:
     return app
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``; a ``ServeError`` naming the setting if it cannot be
+    (a host that does not resolve, a port in use or not allowed)."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as err:
+        raise ServeError(f"serve.host={host!r} does not resolve to an address: {err}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as err:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port} (serve.host, serve.port): "
+                         f"{err.strerror or err}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(params: Params, *, host: str | None = None, port: int | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (then the logs are flushed and the memory snapshotted)."""
+    """Serve until SIGINT/SIGTERM (then the logs are flushed and the memory snapshotted).
+
+    The address is bound first: a server that cannot listen (the port taken by another replica,
+    say) stops there, before it loads a model or touches the logs and the live memory."""
     import uvicorn
 
-    # keep idle connections longer than a load balancer's idle timeout (60 s on common ones):
-    # uvicorn's 5 s default closes connections a client is about to reuse
-    uvicorn.run(create_app(params), host=host or params.serve.host,
-                port=port or params.serve.port, workers=1, access_log=False,
-                log_level="warning", timeout_graceful_shutdown=30, timeout_keep_alive=75)
+    sock = listen_socket(host or params.serve.host, port or params.serve.port)
+    try:
+        # keep idle connections longer than a load balancer's idle timeout (60 s on common
+        # ones): uvicorn's 5 s default closes connections a client is about to reuse
+        config = uvicorn.Config(create_app(params), workers=1, access_log=False,
+                                log_level="warning", timeout_graceful_shutdown=30,
+                                timeout_keep_alive=75)
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:
+        raise ServeError("reloop serve did not start: its startup failed (the reason is logged "
+                         "above)")

@@ -69,11 +69,17 @@ def check_coverage(arm: ResolvedArm, starts: list[dt.date]) -> None:
     days = [s + dt.timedelta(days=i) for s in starts for i in range(params.logs.period_days)]
     source = params.logs.source
     if source == "simulator":
+        from reloop.sources.world import check_horizon
+
         if days[0] < params.simulator.start:
             raise StudyError(
                 f"arm {arm.name!r}: the study starts {days[0]}, before the built-in world's "
                 f"simulator.start={params.simulator.start}"
             )
+        try:
+            check_horizon(params.simulator, days[-1])
+        except ValueError as err:
+            raise StudyError(f"arm {arm.name!r}: the study's last day: {err}") from None
     elif source == "replay":
         from reloop.sources.replay import replay_range
 
@@ -114,9 +120,9 @@ def plan_study(spec_path: str | Path, out: str | Path, arms: list[str] | None = 
 
     try:
         check_period_start(spec.start, period_days, "the study's start")
+        starts = spec.period_starts(period_days)
     except ValueError as err:
         raise StudyError(str(err)) from None
-    starts = spec.period_starts(period_days)
     for arm in resolved:
         check_coverage(arm, starts)
     return StudyPlan(spec, params_file, resolved, starts, Path(out))

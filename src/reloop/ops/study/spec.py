@@ -32,6 +32,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from reloop.config import ConfigError, Params, format_errors, load_yaml, params_from_dict
+from reloop.config.base import Seed
+from reloop.periods import END_DATE, as_date
 
 __all__ = ["Arm", "ResolvedArm", "StudyError", "StudySpec", "apply_overrides", "load_spec",
            "resolve_arms"]
@@ -48,7 +50,7 @@ class StudyError(ValueError):
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Arm(_Spec):
@@ -88,7 +90,7 @@ class StudySpec(_Spec):
     )
     bootstrap: int = Field(default=10_000, ge=100)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: Seed = 0
 
     @field_validator("name")
     @classmethod
@@ -96,6 +98,11 @@ class StudySpec(_Spec):
         if not _NAME.match(name):
             raise ValueError(f"study name {name!r} must be letters, digits, '.', '_' or '-'")
         return name
+
+    @field_validator("start")
+    @classmethod
+    def _start(cls, start: dt.date) -> dt.date:
+        return as_date(start, "start")
 
     @model_validator(mode="after")
     def _check(self) -> StudySpec:
@@ -125,6 +132,10 @@ class StudySpec(_Spec):
         return max(2, prefix + 1)
 
     def period_starts(self, period_days: int) -> list[dt.date]:
+        last = self.start.toordinal() + (self.periods - 1) * period_days
+        if last >= END_DATE.toordinal():
+            raise ValueError(f"start={self.start} with periods={self.periods} of {period_days} "
+                             f"day(s) runs past {END_DATE - dt.timedelta(days=1)}")
         return [self.start + dt.timedelta(days=i * period_days) for i in range(self.periods)]
 
 
