@@ -65,6 +65,7 @@ DECISION_FILE = "decision.json"
 SEALS_DIR = "_seals"
 #: The partition key of every per-period and per-day folder (hive style: ``date=YYYY-MM-DD``).
 DATE_KEY = "date"
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATE_PART = re.compile(rf"^{DATE_KEY}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 
 
@@ -87,7 +88,9 @@ def as_date(value: str | dt.date, what: str = "date") -> dt.date:
     elif isinstance(value, dt.date):
         day = value
     else:
-        try:
+        try:  # only the extended form: fromisoformat also reads 20260102 and 2026-W01-5
+            if not _ISO_DATE.match(str(value)):
+                raise ValueError
             day = dt.date.fromisoformat(str(value))
         except ValueError:
             raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None

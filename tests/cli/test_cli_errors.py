@@ -288,3 +288,22 @@ def test_serve_on_a_taken_port_or_a_bad_host_stops_before_touching_anything(tmp_
     assert line.startswith("error: serve.host='999.1.1.1' does not resolve to an address")
     # refused before the model, the logs or the live memory were touched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_library_info_lines_stay_out_of_the_terminal_unless_verbose():
+    # GX's data_context.types.base sets its own INFO level when imported, so quieting the
+    # "great_expectations" logger alone let its lines through on every validate
+    import logging
+
+    from reloop.cli import _QuietLibraries
+
+    quiet = _QuietLibraries()
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "m", None, None)
+
+    assert not quiet.filter(record("great_expectations.data_context.types.base", logging.INFO))
+    assert not quiet.filter(record("evidently", logging.INFO))
+    assert quiet.filter(record("great_expectations.core", logging.WARNING))
+    assert quiet.filter(record("reloop.stages.runner", logging.INFO))
+    assert quiet.filter(record("great_expectations_other", logging.INFO))  # not a child

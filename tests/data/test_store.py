@@ -74,6 +74,9 @@ def test_as_date_rejects_bad_dates():
     assert as_date("2026-02-03") == dt.date(2026, 2, 3)
     with pytest.raises(ValueError, match=r"date='2026-13-01' is not a valid ISO date"):
         as_date("2026-13-01")
+    for compact in ("20260102", "2026-W01-5", "2026-01-02T00:00"):  # Python reads them; we don't
+        with pytest.raises(ValueError, match="is not a valid ISO date"):
+            as_date(compact)
     # a day whose next day (or window, or seal) cannot be computed is refused by name, at the
     # CLI too: `reloop backfill --end 9999-12-31` once ended in an "unexpected" OverflowError
     for far in ("9999-12-31", dt.date(9000, 1, 1), "0001-01-01"):

@@ -233,9 +233,14 @@ CASES = [
     Bad("date-before-simulator-start", ("stage", "ingest", "--date", "2026-01-04"),
         r"date 2026-01-04 is before simulator\.start=2026-01-05", rerun=INGEST3,
         absent=("logs/impressions/date=2026-01-04",)),
-    Bad("date-beyond-horizon", ("stage", "ingest", "--date", "9999-12-31"),
-        r"date 9999-12-31 is beyond the built-in world's horizon: its last day is 2036-01-03 "
+    Bad("date-beyond-horizon", ("stage", "ingest", "--date", "2099-12-31"),
+        r"date 2099-12-31 is beyond the built-in world's horizon: its last day is 2036-01-03 "
         r"\(simulator\.start=2026-01-05 \+ simulator\.horizon_days=3650\)", rerun=INGEST3),
+    Bad("date-beyond-any-log", ("stage", "ingest", "--date", "9999-12-31"),
+        r"--date=9999-12-31 is outside the dates reloop handles \(1900-01-01 \.\. 8999-12-31\)",
+        rerun=INGEST3),
+    Bad("date-compact", ("run", "--date", "20260107"),
+        r"--date='20260107' is not a valid ISO date \(YYYY-MM-DD\)", rerun=INGEST3),
     Bad("run-beyond-horizon", ("run", "--date", "2036-01-04"),
         r"date 2036-01-04 is beyond the built-in world's horizon", rerun=INGEST3),
     Bad("partition-missing", ("join", "--date", "2026-01-09"),

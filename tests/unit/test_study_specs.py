@@ -92,6 +92,8 @@ def test_world_50k_is_world_at_a_quarter_of_the_volume():
 
 
 HEADLINE = ("world", "world-50k", "movietweetings")
+#: studies measured since with params.yaml's weights as they are
+SINCE = ("warm-stop-200k",)
 
 
 def test_specs_pin_the_window_weights_they_measured_and_the_default_is_0_5():
@@ -110,7 +112,7 @@ def test_specs_pin_the_window_weights_they_measured_and_the_default_is_0_5():
     static = {(p.stem, a.name) for p in SPECS for a in _arms(p.stem) if a.static_periods}
     assert all(decays[spec][arm] == 1.0 for spec, arm in static)
     weighted = {(spec, arm): d for spec, arms in decays.items() for arm, d in arms.items()
-                if d != 1.0 and spec not in HEADLINE}
+                if d != 1.0 and spec not in HEADLINE + SINCE}
     assert weighted == {("freshness-200k", "window-decay-0.5"): 0.5,
                         ("window-decay-50k", "window-decay-0.5"): 0.5,
                         ("window-decay-movietweetings", "window-decay-0.5"): 0.5,
@@ -118,5 +120,7 @@ def test_specs_pin_the_window_weights_they_measured_and_the_default_is_0_5():
     for spec in HEADLINE:
         assert {d for arm, d in decays[spec].items() if (spec, arm) not in static} == {0.5}
         assert any(name == spec for name, _ in static)
+    for spec in SINCE:
+        assert set(decays[spec].values()) == {0.5}
     for spec in ("world", "world-50k"):
         assert {a.name: a.params.train.window_periods for a in _arms(spec)}["today"] == 1

@@ -31,6 +31,15 @@ __all__ = ["app", "describe_error"]
 _CHATTY_LOGGERS = ("great_expectations", "evidently", "dvc", "numba", "matplotlib")
 
 
+class _QuietLibraries(logging.Filter):
+    """Drops the records under WARNING of :data:`_CHATTY_LOGGERS` and their children."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not any(
+            record.name == name or record.name.startswith(name + ".")
+            for name in _CHATTY_LOGGERS)
+
+
 class _Reloop(TyperGroup):
     """The root command: any error a command raises ends as one ``error:`` line, exit 2."""
 
@@ -74,6 +83,11 @@ def _main(
     if not verbose:  # libraries' INFO chatter (GX logs hundreds of lines a run) only with -v
         for name in _CHATTY_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)
+        # ... also from their child loggers that set their own level when imported (GX's
+        # data_context.types.base does): filtered where the lines are written
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, _QuietLibraries) for f in handler.filters):
+                handler.addFilter(_QuietLibraries())
 
 
 for _area in (learn, loop, registry, serve):

@@ -201,7 +201,9 @@ def backfill(
                       starts[-1] + dt.timedelta(days=params.logs.period_days - 1))
     env = airflow_env(airflow_home, dags_folder, params_file)
     if not Path(env["AIRFLOW__CORE__DAGS_FOLDER"], "reloop_retrain.py").is_file():
-        raise FileNotFoundError(f"no reloop_retrain.py in dags folder {dags_folder!r}")
+        raise FileNotFoundError(
+            f"no reloop_retrain.py in the dags folder {env['AIRFLOW__CORE__DAGS_FOLDER']}; run "
+            "from the checkout's root or pass --dags-folder (the checkout's dags/)")
     if log_file is None:
         return _backfill(params, starts, env, progress, None)
     log_file = Path(log_file).resolve()

@@ -474,6 +474,8 @@ def run(params: Params, *, host: str | None = None, port: int | None = None) -> 
                                 log_level="warning", timeout_graceful_shutdown=30,
                                 timeout_keep_alive=75)
         server = uvicorn.Server(config)
+        address = sock.getsockname()
+        log.info("reloop serve: listening on http://%s:%d", address[0], address[1])
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -133,7 +133,10 @@ def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
     day = as_date(day)
     pdir = partition_dir(root, table, day)
     if not pdir.is_dir():
-        raise MissingPartitionError(f"partition {_name(table, day)} is missing under {root}")
+        raise MissingPartitionError(
+            f"partition {_name(table, day)} is missing under {root}: the day's logs have not "
+            f"arrived (`reloop stage ingest --date {day}` writes them for the built-in world or "
+            "a replay; external logs come from their producer, e.g. `reloop serve`)")
     files = sorted(p for p in pdir.iterdir() if _PART_FILE.match(p.name) and p.is_file())
     if not files:
         raise MissingPartitionError(
