@@ -25,6 +25,7 @@ Importing this module has no side effects, and it imports nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from pathlib import Path
@@ -88,12 +89,12 @@ def as_date(value: str | dt.date, what: str = "date") -> dt.date:
     elif isinstance(value, dt.date):
         day = value
     else:
-        try:  # only the extended form: fromisoformat also reads 20260102 and 2026-W01-5
-            if not _ISO_DATE.match(str(value)):
-                raise ValueError
-            day = dt.date.fromisoformat(str(value))
-        except ValueError:
-            raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)") from None
+        day = None
+        if _ISO_DATE.match(str(value)):  # fromisoformat alone also reads 20260102, 2026-W01-5
+            with contextlib.suppress(ValueError):
+                day = dt.date.fromisoformat(str(value))
+        if day is None:
+            raise ValueError(f"{what}={value!r} is not a valid ISO date (YYYY-MM-DD)")
     if not FIRST_DATE <= day < END_DATE:
         raise ValueError(f"{what}={value!s} is outside the dates reloop handles "
                          f"({FIRST_DATE} .. {END_DATE - dt.timedelta(days=1)})")

@@ -12,6 +12,8 @@ import datetime as dt
 import threading
 import time
 
+from reloop.periods import END_DATE
+
 __all__ = ["Clock", "format_time", "parse_time"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -19,7 +21,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 #: non-negative count) to well before datetime's end (days, windows and seals are computed past
 #: it); a request outside would stop the server's log upkeep, so it is refused
 MIN_TIME = _EPOCH
-MAX_TIME = dt.datetime(9000, 1, 1, tzinfo=dt.UTC)
+MAX_TIME = dt.datetime.combine(END_DATE, dt.time(), tzinfo=dt.UTC)  # the dates logs may have
 
 
 class Clock:
