@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +20,20 @@ def movietweetings_dir() -> Path | None:
     """The directory :data:`MOVIETWEETINGS_ENV` names; ``None`` when it is unset or empty."""
     value = os.environ.get(MOVIETWEETINGS_ENV, "")
     return Path(value) if value else None
+
+
+def run_with_pinned_numerics(module: str) -> None:
+    """Before a benchmark's ``main``: make its floating point the study workers' (the variables
+    :func:`reloop.numerics.pin_numerics` sets). They take effect only before numpy and torch
+    load, so when the module's imports already loaded one of them without the variables, the
+    benchmark starts again, ``python -m <module>`` with the same arguments, in a process that
+    has them."""
+    from reloop.numerics import pin_numerics
+
+    env = dict(os.environ)
+    if pin_numerics(env) and {"numpy", "torch"} & set(sys.modules):
+        os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+    pin_numerics()
 
 
 def machine() -> dict[str, Any]:

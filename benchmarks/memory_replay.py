@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import study_arm, write_result
+from benchmarks.common import run_with_pinned_numerics, study_arm, write_result
 from reloop.sources.replay import REPLAY_MEMORY
 
 #: memory shapes, as overrides of the arm's own ``memory`` section: the coarse one real logs use
@@ -225,4 +225,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    run_with_pinned_numerics("benchmarks.memory_replay")
     main()

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import study_arm, write_result
+from benchmarks.common import run_with_pinned_numerics, study_arm, write_result
 
 BASELINE = "baseline"
 
@@ -133,9 +133,6 @@ def run(arm_dir: Path, variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from reloop.numerics import pin_numerics
-
-    pin_numerics()  # the code paths the study's workers ran: before numpy and torch load
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("arm", type=Path, help="a finished study arm's directory")
     ap.add_argument("--variant", nargs="+", action="append", required=True,
@@ -176,4 +173,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    run_with_pinned_numerics("benchmarks.recipe_replay")  # the study workers' code paths
     main()

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import scratch_world_params, write_result
+from benchmarks.common import run_with_pinned_numerics, scratch_world_params, write_result
 
 TRAIN_DAYS = 3  # days 1-3 train, day 4 tests: the default train.window_periods
 
@@ -202,9 +202,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from reloop.numerics import pin_numerics
-
-    pin_numerics()
     raw = yaml.safe_load(Path(args.params).read_text())
     impressions = args.impressions or raw["simulator"]["impressions_per_day"]
     t0 = time.perf_counter()
@@ -224,4 +221,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    run_with_pinned_numerics("benchmarks.world_ceiling")
     sys.exit(main(sys.argv[1:]))

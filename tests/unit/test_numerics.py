@@ -58,3 +58,31 @@ def test_numpy_loads_pinned_to_avx2_at_most():
         assert not pinned.get(name, False), name
     below = ("SSE42", "X86_V2", "AVX", "FMA3", "AVX2", "X86_V3")
     assert {k: pinned[k] for k in below} == {k: native[k] for k in below}
+
+
+def test_benchmarks_that_load_numpy_early_run_again_pinned(tmp_path):
+    """``python -m benchmarks.<name>`` imports numpy before ``main``: the benchmark starts again in
+    a process with the pinned variables, with the same arguments; already pinned, it goes on."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from reloop.numerics import NATIVE_SWITCH, PINNED
+
+    (tmp_path / "probe.py").write_text(
+        "import os, sys\nimport numpy\nfrom benchmarks.common import run_with_pinned_numerics\n"
+        "if __name__ == '__main__':\n    run_with_pinned_numerics('probe')\n"
+        "    print(os.getpid(), os.environ.get('MKL_CBWR'), sys.argv[1:])\n")
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in (*PINNED, NATIVE_SWITCH)}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(root)])
+
+    def probe(**extra: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-m", "probe", "a", "b c"], env={**env, **extra},
+                             capture_output=True, text=True, check=True, cwd=tmp_path)
+        return out.stdout.strip().split(maxsplit=2)
+
+    assert probe()[1:] == ["AVX2", "['a', 'b c']"]
+    assert probe(MKL_CBWR="COMPATIBLE")[1] == "COMPATIBLE"  # the user's value is kept
+    assert probe(**{NATIVE_SWITCH: "1"})[1] == "None"
