@@ -10,11 +10,17 @@ import shutil
 import polars as pl
 import pytest
 
-from reloop.data.join import join_period
-from reloop.data.logs.quarantine import quarantine_record
+from reloop.data.drift import reference_periods
+from reloop.data.join import has_joined, join_period, read_joined, read_stats
+from reloop.data.logs.quarantine import QuarantinedError, quarantine_record
 from reloop.data.logs.seal import SealMismatchError, seal_day
 from reloop.data.logs.store import MissingPartitionError, partition_dir
-from reloop.data.validate.run import ValidationFailed, validate_joined, validate_period
+from reloop.data.validate.run import (
+    ValidationFailed,
+    recent_ctrs,
+    validate_joined,
+    validate_period,
+)
 from reloop.data.validate.suites import ctr_bounds, impressions_suite
 from tests.support.files import tree_digest
 from tests.support.params import DAY1, tiny_params
@@ -183,4 +189,20 @@ def test_joined_table_passes_then_fails_on_a_ctr_far_from_recent_periods(world_r
         stats.write_text(json.dumps({"ctr": 0.6}))
     with pytest.raises(ValidationFailed, match=r"expect_column_mean_to_be_between 'y'"):
         validate_joined(params, DAY1)
-    assert quarantine_record(params.logs.quarantine_root, "joined", DAY1) is not None
+    record = quarantine_record(params.logs.quarantine_root, "joined", DAY1)
+    assert record is not None
+    # the refused table stays on disk for a look, but no stage uses it: not train, not a later
+    # period's training window, not drift's reference, not the CTR history of validation
+    with pytest.raises(QuarantinedError, match=rf"joined/date={DAY1} is quarantined .*"
+                                               r"refusing to use it"):
+        read_joined(params, DAY1)
+    after = dt.date.fromisoformat(DAY1) + dt.timedelta(days=1)
+    assert not has_joined(params, DAY1) and reference_periods(params, after) == []
+    assert recent_ctrs(params, after) == [0.6, 0.6, 0.6]  # the three days before, not DAY1
+    # thresholds changed on purpose: it passes, the record goes, and the table is usable again
+    for d in ("2026-01-02", "2026-01-03", "2026-01-04"):
+        shutil.rmtree(tmp_path / "joined" / f"date={d}")
+    assert validate_joined(params, DAY1)["success"]
+    assert has_joined(params, DAY1) and read_joined(params, DAY1).height > 0
+    assert recent_ctrs(params, after) == [read_stats(params, DAY1)["ctr"]]
+    assert reference_periods(params, after) == [dt.date.fromisoformat(DAY1)]

@@ -67,7 +67,11 @@ def stable_html(html: str) -> str:
 
 
 def _joined_starts(params: Params) -> list[dt.date]:
-    return [day for day, _ in dated_dirs(params.join.out_root, "train.parquet")]
+    """Periods with a joined table that passed validation."""
+    from reloop.data.join import TABLE_FILE, joined_quarantined
+
+    return [day for day, _ in dated_dirs(params.join.out_root, TABLE_FILE)
+            if not joined_quarantined(params, day)]
 
 
 def reference_periods(params: Params, start: dt.date) -> list[dt.date]:

@@ -75,6 +75,8 @@ __all__ = [
     "JoinError",
     "join_frames",
     "join_period",
+    "has_joined",
+    "joined_quarantined",
     "read_joined",
     "read_stats",
 ]
@@ -238,7 +240,7 @@ def join_frames(
     return table_df.drop("_clicks"), stats
 
 
-def _refuse_quarantined(params: Params, table: str, day: dt.date) -> None:
+def _refuse_quarantined(params: Params, table: str, day: dt.date, use: str = "join it") -> None:
     record = quarantine_record(params.logs.quarantine_root, table, day)
     if record is not None:
         failed = record.get("failed", [])
@@ -246,7 +248,7 @@ def _refuse_quarantined(params: Params, table: str, day: dt.date) -> None:
             f"partition {table}/{date_part(day)} is quarantined "
             f"({len(failed)} failed expectations; see "
             f"{quarantine_path(params.logs.quarantine_root, table, day)}); "
-            "refusing to join it"
+            f"refusing to {use}"
         )
 
 
@@ -367,13 +369,30 @@ def _clean(stats: dict[str, Any]) -> dict[str, Any]:
     return json_ready(stats)
 
 
-def read_joined(params: Params, start: str | dt.date) -> pl.DataFrame:
-    """The joined training table of a period (``FileNotFoundError`` naming it if not joined)."""
+def joined_quarantined(params: Params, start: str | dt.date) -> bool:
+    """Whether the period's joined table failed validation (the join stage's check)."""
+    return quarantine_record(params.logs.quarantine_root, "joined", start) is not None
+
+
+def has_joined(params: Params, start: str | dt.date) -> bool:
+    """Whether the period has a joined table that passed validation."""
+    return (joined_dir(params, start) / TABLE_FILE).is_file() and not joined_quarantined(
+        params, start)
+
+
+def read_joined(params: Params, start: str | dt.date, *, quarantined: bool = False) -> pl.DataFrame:
+    """The joined training table of a period (``FileNotFoundError`` naming it if not joined).
+
+    A table that failed validation is refused (:class:`QuarantinedError` naming the record)
+    unless ``quarantined``: the validation that judges it reads it so.
+    """
     path = joined_dir(params, start) / TABLE_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"joined table {path} does not exist; run `reloop join --date {as_date(start)}`"
         )
+    if not quarantined:
+        _refuse_quarantined(params, "joined", as_date(start), "use it")
     return pl.read_parquet(path)
 
 

@@ -4,7 +4,7 @@ This is the one declaration both orchestrators follow:
 
 * the Airflow DAG (``dags/reloop_retrain.py``) draws one task per stage and its edges from
   :data:`STAGE_GRAPH`;
-* ``dvc.yaml`` is generated from it by :func:`render_dvc_yaml` (``reloop stage dvc-yaml``), and a
+* ``dvc.yaml`` is generated from it by :func:`render_dvc_yaml` (``reloop dvc-yaml``), and a
   test checks the committed file is current. Its paths use ``${...}`` from ``params.yaml``, so
   each output root is written once, in ``params.yaml``.
 
@@ -68,29 +68,38 @@ class Stage:
 #: The stages of a period, in the order one process runs them.
 STAGE_GRAPH: tuple[Stage, ...] = (
     Stage("ingest", reads=(), writes=("logs", "oracle"),
-          params=("logs", "simulator", "replay", "serving"),
+          params=("logs", "simulator", "replay", "serving", "memory", "features",
+                  "join.window_minutes"),
           code=("src/reloop/stages/ingest.py", "src/reloop/sources")),
     Stage("validate", after=("ingest",), reads=("logs",), writes=("validation",),
-          params=("validate",), code=("src/reloop/stages/validate.py", "src/reloop/data/validate")),
+          params=("validate", "logs", "features", "join.window_minutes"),
+          code=("src/reloop/stages/validate.py", "src/reloop/data/validate")),
     Stage("join", after=("validate",), reads=("logs", "validation"), writes=("joined",),
-          params=("join", "features"),
-          code=("src/reloop/stages/join.py", "src/reloop/data/join.py")),
-    Stage("drift", after=("join",), reads=("joined",), writes=("drift",), params=("drift",),
+          params=("join", "features", "logs", "validate"),
+          code=("src/reloop/stages/join.py", "src/reloop/data/join.py",
+                "src/reloop/data/validate")),
+    Stage("drift", after=("join",), reads=("joined",), writes=("drift",),
+          params=("drift", "features", "logs.period_days"),
           code=("src/reloop/stages/drift.py", "src/reloop/data/drift.py")),
     Stage("train", after=("join",), reads=("joined",), writes=("candidate",),
-          params=("features", "model", "train"),
+          params=("features", "model", "train", "pipeline.holdout_fraction", "logs.period_days"),
           code=("src/reloop/stages/train.py", "src/reloop/learn")),
     Stage("memory", after=("train",), reads=("joined", "candidate"), writes=("snapshot",),
           params=("pipeline.memory_window_rows", "pipeline.snapshot_rows",
-                  "pipeline.holdout_fraction", "evaluate.prefill", "memory"),
-          code=("src/reloop/stages/memory.py", "src/reloop/memory")),
+                  "pipeline.holdout_fraction", "evaluate.prefill", "memory", "features"),
+          code=("src/reloop/stages/memory.py", "src/reloop/memory", "src/reloop/learn")),
     Stage("evaluate", after=("memory",), reads=("joined", "candidate", "snapshot", "oracle"),
           writes=("evaluation",),
-          params=("pipeline.holdout_fraction", "evaluate", "memory.lambda", "memory.gamma"),
-          code=("src/reloop/stages/evaluate.py", "src/reloop/evaluation")),
+          params=("pipeline.holdout_fraction", "evaluate", "memory", "features", "logs.period_days",
+                  "logs.source"),
+          code=("src/reloop/stages/evaluate.py", "src/reloop/evaluation", "src/reloop/memory",
+                "src/reloop/learn")),
     Stage("promote", after=("evaluate", "drift"),
-          reads=("evaluation", "candidate", "snapshot", "drift"), writes=("decision", "plots"),
-          params=("promote",), code=("src/reloop/stages/promote.py", "src/reloop/evaluation")),
+          reads=("joined", "evaluation", "candidate", "snapshot", "drift"),
+          writes=("decision", "plots"),
+          params=("promote", "serving", "pipeline.holdout_fraction", "memory", "features"),
+          code=("src/reloop/stages/promote.py", "src/reloop/evaluation", "src/reloop/serving",
+                "src/reloop/registry")),
     Stage("archive", after=("promote",), params=("archive",),
           code=("src/reloop/stages/archive.py", "src/reloop/archive"), dvc=False),
 )
@@ -107,7 +116,7 @@ def upstream(name: str) -> tuple[str, ...]:
 
 
 _HEADER = """\
-# GENERATED from reloop.stages.graph by `reloop stage dvc-yaml > dvc.yaml`: edit the graph, not
+# GENERATED from reloop.stages.graph by `reloop dvc-yaml > dvc.yaml`: edit the graph, not
 # this file (a test checks it is current).
 #
 # The retraining loop for one period (params.yaml: pipeline.date), as a DVC pipeline.

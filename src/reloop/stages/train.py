@@ -63,11 +63,12 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
     """The candidate's training rows for the period starting ``start`` (:class:`TrainingWindow`).
 
     The window holds the current period and up to ``train.window_periods - 1`` earlier periods
-    whose joined tables exist; it stops at the first missing one (the start of the history).
+    whose joined tables exist and passed validation; it stops at the first without one (the
+    start of the history, or a table the join stage's validation refused).
     """
-    from reloop.data.join import read_joined
+    from reloop.data.join import has_joined, read_joined
     from reloop.learn.data import split_tail
-    from reloop.periods import as_date, joined_dir
+    from reloop.periods import as_date
 
     start = as_date(start)
     cfg = params.train
@@ -76,7 +77,7 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
     parts, ages = [current], [0]
     for k in range(1, cfg.window_periods):
         earlier = start - dt.timedelta(days=k * params.logs.period_days)
-        if not (joined_dir(params, earlier) / "train.parquet").is_file():
+        if not has_joined(params, earlier):
             break
         parts.insert(0, read_joined(params, earlier).select(current.columns))
         ages.insert(0, k)
@@ -125,6 +126,7 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     logged, never stored).
     """
     from reloop.atomic import sweep_leftovers
+    from reloop.data.join import TABLE_FILE
     from reloop.learn.train import load_checkpoint, save_checkpoint
     from reloop.periods import as_date, joined_dir
     from reloop.registry import Registry
@@ -141,7 +143,7 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
              trained.result.steps, train_df.height, ", ".join(window.periods),
              trained.result.train_seconds)
     _, holdout = period_splits(params, start)
-    table_file = joined_dir(params, start) / "train.parquet"
+    table_file = joined_dir(params, start) / TABLE_FILE
     sweep_leftovers(candidate_dir(params, start))  # of a killed train (we hold the lock)
     ckpt = save_checkpoint(
         candidate_dir(params, start),

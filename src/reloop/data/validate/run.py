@@ -369,9 +369,11 @@ def recent_ctrs(params: Params, start: dt.date) -> list[float]:
     if n == 0:
         return []
     found = []
+    from reloop.data.join import joined_quarantined
+
     for day, child in dated_dirs(params.join.out_root, "stats.json"):
         ctr = read_json(child / "stats.json", "join stats").get("ctr")
-        if day < start and ctr is not None:
+        if day < start and ctr is not None and not joined_quarantined(params, day):
             found.append(float(ctr))
     return found[-n:]
 
@@ -382,7 +384,7 @@ def validate_joined(params: Params, start: str | dt.date) -> dict[str, Any]:
     from reloop.data.join import read_joined
 
     start = as_date(start)
-    df = read_joined(params, start)
+    df = read_joined(params, start, quarantined=True)
     row_days = None  # a replay's empty days count for no rows
     if params.logs.source == "replay":
         row_days = df.get_column("event_time").dt.date().n_unique()
