@@ -10,8 +10,8 @@ import pytest
 from reloop.config import Params
 from reloop.config.base import Section
 from reloop.stages import run_stage
-from reloop.stages.runner import STAGES
 from reloop.stages.graph import STAGE_GRAPH
+from reloop.stages.runner import STAGES
 from tests.support.params import DAY1, DAY2, loop_params
 
 #: fields that say where things are or how a run behaves, not what a stage computes: DVC tracks
