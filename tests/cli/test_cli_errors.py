@@ -290,6 +290,26 @@ def test_serve_on_a_taken_port_or_a_bad_host_stops_before_touching_anything(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def test_serve_port_0_asks_for_any_free_port_and_an_empty_host_is_kept(tmp_path, monkeypatch):
+    # 0 and "" are values, not "unset": `--port 0` used to become serve.port (8000)
+    import reloop.serving.server as server
+    from tests.support.params import serve_params
+
+    asked = []
+
+    def listen(host, port):
+        asked.append((host, port))
+        raise server.ServeError("stop here")
+    monkeypatch.setattr(server, "listen_socket", listen)
+    params = serve_params(tmp_path)
+    for host, port in ((None, 0), ("", None), (None, None)):
+        with pytest.raises(server.ServeError, match="stop here"):
+            server.run(params, host=host, port=port)
+    assert asked == [("127.0.0.1", 0), ("", params.serve.port), ("127.0.0.1", params.serve.port)]
+    refused = runner.invoke(app, ["serve", "--port", "-1"])
+    assert refused.exit_code == 2 and "Invalid value for '--port'" in refused.output
+
+
 def test_library_info_lines_stay_out_of_the_terminal_unless_verbose():
     # GX's data_context.types.base sets its own INFO level when imported, so quieting the
     # "great_expectations" logger alone let its lines through on every validate

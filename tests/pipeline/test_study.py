@@ -188,6 +188,30 @@ def test_an_interrupted_period_is_redone_with_the_same_figures(tiny_study):
     assert json.loads(record.read_text()) == kept
 
 
+def test_an_interrupted_study_stops_its_workers(tmp_path, monkeypatch):
+    # the study itself is stopped (here: its output fails) while an arm's worker runs: the
+    # worker is stopped too, not left training for hours, and the rerun resumes the arm
+    import subprocess
+
+    import reloop.ops.study.run as study_run
+
+    started: list[subprocess.Popen] = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    def echo(line: str) -> None:
+        if "started in" in line:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(study_run.subprocess, "Popen", Recorded)
+    monkeypatch.setattr(study_run, "WORKER_STOP_S", 30.0)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(plan_study(write_spec(tmp_path), tmp_path / "out", ["ce"]), echo=echo)
+    assert len(started) == 1 and started[0].returncode is not None  # stopped, and reaped
+
+
 def test_a_changed_spec_does_not_resume_into_the_old_directory(tiny_study):
     tmp, out, *_ = tiny_study
     spec = write_spec(tmp / "other" if (tmp / "other").mkdir() is None else tmp,

@@ -466,7 +466,8 @@ def run(params: Params, *, host: str | None = None, port: int | None = None) -> 
     say) stops there, before it loads a model or touches the logs and the live memory."""
     import uvicorn
 
-    sock = listen_socket(host or params.serve.host, port or params.serve.port)
+    sock = listen_socket(params.serve.host if host is None else host,
+                         params.serve.port if port is None else port)
     try:
         # keep idle connections longer than a load balancer's idle timeout (60 s on common
         # ones): uvicorn's 5 s default closes connections a client is about to reuse

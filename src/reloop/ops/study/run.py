@@ -224,6 +224,10 @@ def _progress_line(rec: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+#: seconds an interrupted study gives each running worker to stop before it is killed
+WORKER_STOP_S = 10.0
+
+
 def run_study(
     plan: StudyPlan,
     *,
@@ -245,32 +249,44 @@ def run_study(
             except (json.JSONDecodeError, KeyError, TypeError):
                 echo(f"{name:>16} | {line.rstrip()}")
 
-    while pending or running:
-        while pending and len(running) < jobs:
-            arm = pending.pop(0)
-            adir = plan.arm_dir(arm.name)
-            logf = (adir / "study.log").open("a")
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "reloop.ops.study.worker", str(adir)],
-                stdout=subprocess.PIPE, stderr=logf, text=True, env=_worker_env(threads),
-            )
-            th = threading.Thread(target=pump, args=(arm.name, proc), daemon=True)
-            th.start()
-            running[arm.name] = (proc, th, logf)
-            echo(f"{arm.name:>16} | started in {adir}")
-        time.sleep(0.2)
-        for name in list(running):
-            proc, th, logf = running[name]
+    try:
+        while pending or running:
+            while pending and len(running) < jobs:
+                arm = pending.pop(0)
+                adir = plan.arm_dir(arm.name)
+                logf = (adir / "study.log").open("a")
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "reloop.ops.study.worker", str(adir)],
+                    stdout=subprocess.PIPE, stderr=logf, text=True, env=_worker_env(threads),
+                )
+                th = threading.Thread(target=pump, args=(arm.name, proc), daemon=True)
+                th.start()
+                running[arm.name] = (proc, th, logf)
+                echo(f"{arm.name:>16} | started in {adir}")
+            time.sleep(0.2)
+            for name in list(running):
+                proc, th, logf = running[name]
+                if proc.poll() is None:
+                    continue
+                th.join()
+                logf.close()
+                status[name] = proc.returncode
+                del running[name]
+                if proc.returncode != 0:
+                    tail = (plan.arm_dir(name) / "study.log").read_text().splitlines()[-15:]
+                    echo(f"{name:>16} | FAILED (exit {proc.returncode}); last lines of "
+                         f"{plan.arm_dir(name) / 'study.log'}:\n" + "\n".join(tail))
+                else:
+                    echo(f"{name:>16} | done")
+    finally:  # interrupted (Ctrl-C, an error): no worker outlives the study, no log stays open
+        for name, (proc, _, logf) in running.items():
             if proc.poll() is None:
-                continue
-            th.join()
+                proc.terminate()
+                try:
+                    proc.wait(timeout=WORKER_STOP_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                echo(f"{name:>16} | stopped (exit {proc.returncode}); a rerun resumes it")
             logf.close()
-            status[name] = proc.returncode
-            del running[name]
-            if proc.returncode != 0:
-                tail = (plan.arm_dir(name) / "study.log").read_text().splitlines()[-15:]
-                echo(f"{name:>16} | FAILED (exit {proc.returncode}); last lines of "
-                     f"{plan.arm_dir(name) / 'study.log'}:\n" + "\n".join(tail))
-            else:
-                echo(f"{name:>16} | done")
     return status
