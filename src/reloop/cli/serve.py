@@ -28,7 +28,8 @@ def serve_cmd(
     params: ParamsOpt = Path("params.yaml"),
     host: Annotated[str | None, typer.Option(help="Overrides serve.host.")] = None,
     port: Annotated[int | None, typer.Option(
-        min=0, max=65535, help="Overrides serve.port; 0: any free port (the log names it).")] = None,
+        min=0, max=65535, help="Overrides serve.port; 0: any free port (the log names it).",
+    )] = None,
 ) -> None:
     """Serve the production model over HTTP: scores, impression and click logs, live ReLoop2
     memory, hot swap when the registry's production pointer moves (README "Serving")."""
