@@ -325,6 +325,34 @@ def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):
         == ["a"]
 
 
+def test_rows_that_cannot_be_written_are_counted_as_dropped_once(tmp_path, monkeypatch):
+    # a sealed day refuses its rows: dropped, and not also counted as written; rows that cannot
+    # be made a part at all (a bug) are dropped and counted too, not lost silently
+    import reloop.serving.log_writer as lw
+    from reloop.data.logs.store import SealedPartitionError
+
+    params = tiny_params(tmp_path)
+    writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=1,
+                       flush_seconds=3600)
+    t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
+
+    def sealed(*args, **kwargs):
+        raise SealedPartitionError("impressions/date=2026-01-05 is sealed")
+
+    monkeypatch.setattr(lw, "write_part", sealed)
+    writer.append("impressions", log_rows(["a", "b"], [t0, t0 + US]), 2)
+    assert writer.flush() == 0
+    assert (writer.stats("impressions")[::2], writer.dropped, writer.errors) == ((0, 0), 2, 1)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(writer, "_frame", broken)
+    writer.append("impressions", log_rows(["c"], [t0 + 2 * US]), 1)
+    assert writer.flush() == 0
+    assert (writer.stats("impressions")[::2], writer.dropped, writer.errors) == ((0, 0), 3, 2)
+
+
 def test_rows_being_written_still_count_as_buffered(tmp_path, monkeypatch):
     """A flush takes the rows out of the buffer before writing them: until the part file is
     in place they are still unwritten (a crash loses them), so ``buffered`` counts them and

@@ -281,6 +281,8 @@ def test_hot_swaps_under_load_and_a_rollback_fail_no_request(tmp_path, server_fa
     s.wait_for(lambda: s.metric("reloop_serve_log_rows_total", 'table="impressions"')
                == len(served), what=f"{len(served)} impressions written")
     assert s.metric("reloop_serve_log_buffered_rows", 'table="impressions"') == 0
+    _, text = s.get("/metrics")
+    assert "\nreloop_serve_log_rows_dropped_total 0.0\n" in text  # exported, and none lost
     root = params.logs.root
     logged = {}
     for day in list_dates(root, "impressions"):

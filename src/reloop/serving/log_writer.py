@@ -27,7 +27,8 @@ disk too, so a day a crashed process began is sealed by the restarted one, with 
 both). After the watermark no row of day D can arrive (a click is refused once its impression's
 window closed, a client-clock request more than a few seconds old is refused), so a write into a
 sealed day is a bug: :func:`~reloop.data.logs.store.write_part` refuses it, the rows are dropped and
-counted in ``dropped``, and an error is logged.
+counted in ``dropped``, and an error is logged. So are rows that cannot be made a part at all
+(a bug too): ``buffered + written + dropped`` is every row appended.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ __all__ = ["LogWriter"]
 log = logging.getLogger(__name__)
 
 _US_PER_DAY = 86_400 * 1_000_000
+#: what became of a part :meth:`LogWriter._write` was given
+WRITTEN, RETRY, DROPPED = "written", "retry", "dropped"
 
 
 @dataclass
@@ -103,7 +106,8 @@ class LogWriter:
         self.parts = 0
         self.errors = 0
         self.failing = False
-        self.dropped = 0  # rows refused because their day was already sealed (a bug if > 0)
+        self.dropped = 0  # rows never written: their day was already sealed, or they could not
+        #                   be made a part (both bugs if > 0; each is logged)
         self.sealed: list[dt.date] = []  # days this process sealed, in order
         self._to_seal: set[dt.date] | None = None  # unsealed days of this replica (lazy)
 
@@ -192,16 +196,22 @@ class LogWriter:
                     "_day", as_dict=True, maintain_order=True).items():
                 day = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_n))
                 part = part.drop("_day")
-                ok = self._write(table, day, part)
-                with self._lock:  # the part moves from "writing" to written, or back
+                outcome = self._write(table, day, part)
+                with self._lock:  # the part moves from "writing" to written, dropped or back
                     self._writing[table] -= part.height
-                    if ok:
+                    if outcome == WRITTEN:
                         self.written[table] += part.height
-                    else:  # keep it for the next try
+                    elif outcome == RETRY:  # keep it for the next try
                         self._append(table, {c: part[c].to_list() for c in part.columns},
                                      part.height)
-                written += part.height if ok else 0
-        finally:  # an unexpected error (not a failed write) drops what is left, as before
+                written += part.height if outcome == WRITTEN else 0
+        except Exception:  # not a failed write (kept for a retry): rows that cannot be written
+            with self._lock:
+                lost = self._writing[table]
+                self.errors += 1
+                self.dropped += lost
+            log.exception("dropped %d %s rows: they cannot be written as a part", lost, table)
+        finally:
             with self._lock:
                 self._writing[table] = 0
                 self._writing_oldest[table] = None
@@ -218,7 +228,9 @@ class LogWriter:
                 data[name] = list(itertools.chain.from_iterable(parts))
         return pl.DataFrame(data, schema=dtypes)
 
-    def _write(self, table: str, day: dt.date, df: pl.DataFrame) -> bool:
+    def _write(self, table: str, day: dt.date, df: pl.DataFrame) -> str:
+        """Write ``df`` as a new part of ``day``: :data:`WRITTEN`, :data:`RETRY` (an I/O error:
+        the caller keeps the rows) or :data:`DROPPED` (the day is sealed: never writable)."""
         out = df.with_columns(pl.col("event_time").cast(pl.Datetime("us"))
                               .dt.replace_time_zone("UTC").cast(TIME_DTYPE))
         out = conform(out, self._columns[table], f"served {table}")
@@ -230,13 +242,13 @@ class LogWriter:
             self.dropped += out.height
             log.exception("dropped %d %s rows of %s: the day is already sealed", out.height,
                           table, day)
-            return True  # never writable: not kept for a retry
+            return DROPPED
         except OSError:
             self.errors += 1
             self.failing = True
             log.exception("could not write %d %s rows of %s under %s; they stay buffered",
                           out.height, table, day, self.root)
-            return False
+            return RETRY
         self.failing = False
         self.parts += 1
         if table == "feedback":
@@ -244,7 +256,7 @@ class LogWriter:
         elif self._to_seal is not None:
             self._to_seal.add(day)
         log.debug("wrote %d %s rows to %s/date=%s (%s)", out.height, table, table, day, name)
-        return True
+        return WRITTEN
 
     # ---- seals -------------------------------------------------------------------------------
 

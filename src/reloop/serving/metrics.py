@@ -67,7 +67,10 @@ class _StateCollector(Collector):
             ("reloop_serve_unconfirmed_dropped", "Scored requests never confirmed in time",
              "unconfirmed_dropped"),
             ("reloop_serve_log_parts", "Log part files written", "parts"),
-            ("reloop_serve_log_write_errors", "Failed log part writes (rows kept)", "log_errors"),
+            ("reloop_serve_log_write_errors", "Failed log part writes (rows kept unless "
+             "counted in reloop_serve_log_rows_dropped)", "log_errors"),
+            ("reloop_serve_log_rows_dropped", "Log rows never written: their day was sealed or "
+             "they could not be made a part (a bug if > 0)", "log_rows_dropped"),
             ("reloop_serve_memory_snapshots", "Live memory snapshots written", "snapshots"),
         ):
             yield CounterMetricFamily(name, doc, value=s[key])

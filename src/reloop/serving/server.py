@@ -124,6 +124,7 @@ class Parts:
             "unconfirmed_dropped": self.scored.dropped,
             "parts": self.writer.parts,
             "log_errors": self.writer.errors,
+            "log_rows_dropped": self.writer.dropped,
             "snapshots": self.snapshots,
             "snapshot_labels": self.snapshot_labels,
             "swap_seconds": self.production.last_swap_s,
