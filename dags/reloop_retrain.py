@@ -5,10 +5,11 @@ run's period, the same function the ``reloop stage`` command and ``dvc.yaml`` ca
 (torch, Great Expectations, Evidently) happen inside the tasks. XCom carries only the small dicts
 the stages return.
 
-* Schedule: a cron *data-interval* timetable, so each run covers exactly one period
-  ``[data_interval_start, data_interval_end)``: daily by default, weekly (Mondays) when
-  ``logs.period_days`` is 7. The period is ``data_interval_start``'s date, never the logical date
-  alone (Airflow 3's plain cron schedules have zero-width intervals).
+* Schedule: a *data-interval* timetable (:func:`reloop.ops.airflow.dag_schedule`), so each run
+  covers exactly one period ``[data_interval_start, data_interval_end)``: daily by default,
+  weekly (Mondays) when ``logs.period_days`` is 7, every ``period_days`` days otherwise. The
+  period is ``data_interval_start``'s date, never the logical date alone (Airflow 3's plain cron
+  schedules have zero-width intervals).
 * Tasks and edges come from the declared stage graph (:data:`reloop.stages.STAGE_GRAPH`), the
   one ``dvc.yaml`` is generated from.
 * Runs are sequential (``max_active_runs=1``, ``depends_on_past``): each period starts from the
@@ -29,9 +30,10 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
+from airflow.sdk import dag, get_current_context, task
 
-from reloop.config import Params, load_params  # pydantic and PyYAML only: no torch
+from reloop.config import load_params  # pydantic and PyYAML only: no torch
+from reloop.ops.airflow import dag_schedule
 from reloop.ops.sensor import PRODUCTION, SealedLogsSensor, publish_production
 from reloop.stages import STAGE_GRAPH  # the declared graph only: no heavy imports
 
@@ -40,21 +42,8 @@ PARAMS_FILE = os.environ.get(
 )
 
 
-def _schedule(params: Params) -> tuple[str, dt.datetime]:
-    """(cron, start): daily or weekly (Monday) periods from the world's first day."""
-    days, start = params.logs.period_days, params.simulator.start
-    if days == 7:
-        cron = "0 0 * * 1"
-        start -= dt.timedelta(days=start.weekday())
-    elif days == 1:
-        cron = "0 0 * * *"
-    else:
-        raise ValueError(f"logs.period_days={days}: the DAG schedules 1 (daily) or 7 (weekly)")
-    return cron, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
-
-
 PARAMS = load_params(PARAMS_FILE)
-CRON, START = _schedule(PARAMS)
+TIMETABLE, START = dag_schedule(PARAMS)
 PIPELINE = PARAMS.pipeline
 
 
@@ -75,7 +64,7 @@ def publish(decision: dict) -> dict:
 
 @dag(
     dag_id="reloop_retrain",
-    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    schedule=TIMETABLE,
     start_date=START,
     catchup=False,
     max_active_runs=1,

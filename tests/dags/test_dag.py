@@ -61,6 +61,35 @@ def test_weekly_periods_schedule_weekly(monkeypatch, tmp_path):
     assert dag.start_date.weekday() == 0  # periods start on Mondays
 
 
+@pytest.mark.parametrize(("days", "source", "first"), [
+    (1, "simulator", "2026-01-01"),   # a Thursday: the world's first day
+    (7, "simulator", "2026-01-05"),   # the world's first Monday (it has no days before its start)
+    (7, "external", "2025-12-29"),    # the Monday on or before
+    (14, "simulator", "2026-01-05"),  # every 14 days from a Monday
+    (3, "external", "2026-01-01"),    # no fixed phase: from the first day
+])
+def test_every_period_length_gets_a_schedule_of_its_periods(tmp_path, days, source, first):
+    import datetime as dt
+
+    from reloop.ops.airflow import dag_schedule
+    from reloop.periods import check_period_start
+
+    params = loop_params(tmp_path, logs={"period_days": days, "source": source},
+                         simulator={"start": "2026-01-01"})
+    timetable, start = dag_schedule(params)
+    assert start == dt.datetime.fromisoformat(first + "T00:00:00+00:00")
+    check_period_start(start.date(), days)  # a period start by the stages' own rule
+    every = {1: "0 0 * * *", 7: "0 0 * * 1"}.get(days, dt.timedelta(days=days))
+    assert getattr(timetable, "expression" if days in (1, 7) else "delta") == every
+
+
+def test_a_three_day_period_dag_loads(monkeypatch, tmp_path):
+    # logs.period_days accepts 1..31; the DAG used to fail to import for anything but 1 and 7
+    params = loop_params(tmp_path, logs={"period_days": 3})
+    dag = _load_dag(monkeypatch, write_params(params, tmp_path / "params.yaml"))
+    assert dag.start_date.date() == params.simulator.start
+
+
 def test_dag_file_is_cheap_to_import():
     code = ("import sys, time; t = time.time(); import runpy; "
             f"runpy.run_path({str(DAGS / 'reloop_retrain.py')!r}); "

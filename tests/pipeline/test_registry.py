@@ -52,8 +52,19 @@ def test_register_promote_and_rollback(tmp_path):
 def test_register_is_idempotent_and_unknown_versions_are_refused(tmp_path):
     reg = Registry(tmp_path / "registry")
     first = reg.register(A, _fake_checkpoint(tmp_path, A), {"period": "p1"})
+    files = sorted((p.relative_to(first.path), p.read_bytes()) for p in first.path.rglob("*")
+                   if p.is_file() and p.name != "version.json")
     again = reg.register(A, _fake_checkpoint(tmp_path, "a2" * 8, b"other"), {"period": "p9"})
-    assert again.lineage == first.lineage  # unchanged
+    assert again.lineage == first.lineage == {"model_id": A, "period": "p1"}  # another period's
+    # a rerun of p1's gate (other thresholds) records its decision; the files stay the first's
+    rerun = reg.register(A, _fake_checkpoint(tmp_path, "a3" * 8, b"third"),
+                         {"period": "p1", "decision": {"promote": True}},
+                         verify=lambda record: {"warmup": {"rows": 3}})
+    assert rerun.lineage == {"model_id": A, "period": "p1", "decision": {"promote": True},
+                             "warmup": {"rows": 3}}
+    assert reg.get(A).lineage == rerun.lineage
+    assert sorted((p.relative_to(first.path), p.read_bytes()) for p in first.path.rglob("*")
+                  if p.is_file() and p.name != "version.json") == files
     with pytest.raises(
         RegistryError, match=rf"version '{UNKNOWN}' is not in the registry; known: \['a{{16}}'\]"
     ):

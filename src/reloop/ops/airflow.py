@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
 __all__ = ["EXECUTOR", "airflow_env", "airflow_settings", "backfill", "configure_home",
-           "machine_parallelism", "period_starts", "recorded_as_backfill"]
+           "dag_schedule", "machine_parallelism", "period_starts", "recorded_as_backfill"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,32 @@ def period_starts(start: str | dt.date, end: str | dt.date, period_days: int) ->
         out.append(day)
         day += dt.timedelta(days=period_days)
     return out
+
+
+def dag_schedule(params: Params) -> tuple[Any, dt.datetime]:
+    """The DAG's timetable and start: one data interval per period of ``logs.period_days`` days.
+
+    Daily periods run at midnight UTC and weekly ones on Mondays (cron); periods of another
+    length run every ``period_days`` days (a delta timetable), those of a multiple of 7 days from
+    a Monday, as :func:`reloop.periods.period_start` has them. The first period is the one that
+    starts on ``simulator.start`` or, for periods that start on Mondays, on the first Monday of
+    the built-in world (on or after its first day: it has no earlier days) or the Monday on or
+    before that day for logs from elsewhere.
+    """
+    from airflow.sdk import CronDataIntervalTimetable
+    from airflow.sdk.definitions.timetables.interval import DeltaDataIntervalTimetable
+
+    days, start = params.logs.period_days, params.simulator.start
+    if days % 7 == 0:
+        back = start.weekday()
+        start += dt.timedelta(days=(7 - back) % 7 if params.logs.source == "simulator" else -back)
+    if days == 1:
+        timetable = CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
+    elif days == 7:
+        timetable = CronDataIntervalTimetable("0 0 * * 1", timezone="UTC")
+    else:
+        timetable = DeltaDataIntervalTimetable(dt.timedelta(days=days))
+    return timetable, dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC)
 
 
 #: ``[core] executor`` of the project-local home: :class:`LocalExecutor` below

@@ -234,15 +234,24 @@ class Registry:
 
         ``verify`` is called with the complete copy (a :class:`VersionRecord` at its temporary
         path) before it is renamed into place: if it raises, nothing is registered; what it
-        returns is added to the lineage. Idempotent: a version that is already registered is
-        returned unchanged (``verify`` is called on it again, its result not recorded).
+        returns is added to the lineage. Idempotent: a version that is already registered keeps
+        its files and is verified again; a rerun of the period that registered it (its gate
+        rerun with other thresholds, say) records its lineage, decision included, over the
+        first run's. Another period's lineage is not recorded.
         """
         check_version_id(model_id)
         target = self.root / VERSIONS / model_id
         if (target / RECORD).is_file():
             record = self.get(model_id)
-            if verify is not None:
-                verify(record)
+            checked = {} if verify is None else verify(record)
+            if lineage.get("period") != record.lineage.get("period"):
+                return record
+            lineage = {"model_id": model_id, **lineage, **(checked or {})}
+            if lineage != record.lineage:
+                _atomic_write_json(target / RECORD, lineage)
+                log.info("version %s: lineage updated by a rerun of period %s", model_id,
+                         lineage.get("period"))
+                record = self.get(model_id)
             return record
         atomic.sweep_leftovers(target)  # a copy a killed run left behind
         # artefacts only: not the temporary files a killed writer left beside them
