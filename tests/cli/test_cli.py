@@ -50,6 +50,10 @@ def test_train_then_predict(tmp_path, small_table):
     )
     assert warm.exit_code == 0, warm.output
     assert json.loads(warm.stdout)["parent_id"] == summary["model_id"]
+    # fit as the train stage fits a candidate: a warm start trains train.warm_epochs (2) on
+    # every row, the validation tail included, with no early stopping
+    info = json.loads((tmp_path / "model2" / "checkpoint.json").read_text())["info"]
+    assert len(info["history"]) == 2 and info["rows"] == {"train": 4000, "val": 0}
 
     scored = tmp_path / "scored.parquet"
     pred = runner.invoke(

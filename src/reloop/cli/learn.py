@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -13,9 +13,6 @@ from reloop.cli.options import (
     echo_json,
     read_table,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["commands"]
 
@@ -41,9 +38,12 @@ def train_cmd(
     params: ParamsOpt = Path("params.yaml"),
     overwrite: Annotated[bool, typer.Option(help="Replace an existing checkpoint.")] = False,
 ) -> None:
-    """Train a model on one table (time-ordered tail held out for early stopping)."""
+    """Train a model on one table, as the train stage fits a candidate: cold, early-stopped on
+    the table's last train.val_fraction of rows; warm-started (--init-from), as train.warm_epochs
+    says."""
     from reloop.config import load_params
-    from reloop.learn.train import load_checkpoint, save_checkpoint, split_tail, train_model
+    from reloop.learn.train import load_checkpoint, save_checkpoint, split_tail
+    from reloop.stages.train import TrainingWindow, fit_candidate, fit_info
 
     cfg = load_params(params)
     df = read_table(data)
@@ -51,25 +51,11 @@ def train_cmd(
     incumbent = None
     if init_from is not None and cfg.train.warm_start:
         incumbent = load_checkpoint(init_from, cfg.features)
-    trained = train_model(cfg, train_df, val_df, init_from=incumbent)
-    ckpt = save_checkpoint(
-        out,
-        trained.model,
-        cfg.model,
-        trained.encoder,
-        parent_id=trained.parent_id,
-        info={
-            "train": cfg.train.model_dump(mode="json"),
-            # without the epochs' wall-clock seconds, as the train stage: a rerun on the same
-            # data writes a byte-identical checkpoint
-            "history": [{k: v for k, v in r.items() if k != "seconds"}
-                        for r in trained.result.history],
-            "best_epoch": trained.result.best_epoch,
-            "best_val_auc": trained.result.best_val_auc,
-            "rows": {"train": train_df.height, "val": val_df.height},
-        },
-        overwrite=overwrite,
-    )
+    window = TrainingWindow(train_df, val_df, None, [str(data)])
+    trained, fit_df, stop_df = fit_candidate(cfg, window, incumbent)
+    ckpt = save_checkpoint(out, trained.model, cfg.model, trained.encoder,
+                           parent_id=trained.parent_id,
+                           info=fit_info(cfg, trained, fit_df, stop_df), overwrite=overwrite)
     echo_json(
         {
             "checkpoint": str(ckpt.path),

@@ -4,7 +4,7 @@ registry and the DVC archive of past periods."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -14,9 +14,6 @@ from reloop.cli.options import (
     ParamsOpt,
     echo_json,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 __all__ = ["commands"]
 

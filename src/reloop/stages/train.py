@@ -18,7 +18,8 @@ from reloop.periods import candidate_dir
 if TYPE_CHECKING:
     from reloop.learn.train import Checkpoint, TrainedModel
 
-__all__ = ["TrainingWindow", "fit_candidate", "period_splits", "run", "training_window"]
+__all__ = ["TrainingWindow", "fit_candidate", "fit_info", "period_splits", "run",
+           "training_window"]
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,21 @@ def fit_candidate(
     return trained, train_df, val_df
 
 
+def fit_info(params: Params, trained: TrainedModel, train_df: pl.DataFrame,
+             val_df: pl.DataFrame | None) -> dict[str, Any]:
+    """What a checkpoint records of its fit: the train section, the epochs (without their
+    wall-clock seconds, so a rerun on the same data writes a byte-identical checkpoint), the best
+    epoch and the rows."""
+    return {
+        "train": params.train.model_dump(mode="json"),
+        "history": [{k: v for k, v in r.items() if k != "seconds"}
+                    for r in trained.result.history],
+        "best_epoch": trained.result.best_epoch,
+        "best_val_auc": trained.result.best_val_auc,
+        "rows": {"train": train_df.height, "val": 0 if val_df is None else val_df.height},
+    }
+
+
 def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     """Train the candidate for the period starting at ``start`` and write its checkpoint.
 
@@ -138,8 +154,8 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     if production is not None and params.train.warm_start:
         incumbent = load_checkpoint(production.checkpoint_dir, params.features)
     trained, train_df, val_df = fit_candidate(params, window, incumbent)
-    history = [{k: v for k, v in r.items() if k != "seconds"} for r in trained.result.history]
-    log.info("trained %s epochs (%d steps) on %d rows (%s) in %.1fs", len(history),
+    info = fit_info(params, trained, train_df, val_df)
+    log.info("trained %s epochs (%d steps) on %d rows (%s) in %.1fs", len(info["history"]),
              trained.result.steps, train_df.height, ", ".join(window.periods),
              trained.result.train_seconds)
     _, holdout = period_splits(params, start)
@@ -153,12 +169,8 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
         parent_id=trained.parent_id,
         info={
             "period": start.isoformat(),
-            "train": params.train.model_dump(mode="json"),
-            "history": history,
-            "best_epoch": trained.result.best_epoch,
-            "best_val_auc": trained.result.best_val_auc,
-            "rows": {"train": train_df.height, "val": 0 if val_df is None else val_df.height,
-                     "holdout": holdout.height},
+            **info,
+            "rows": {**info["rows"], "holdout": holdout.height},
             "window": window.periods,
             "data": {"joined_sha256": _file_sha256(table_file)},
         },
@@ -170,5 +182,5 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
         "parent_id": ckpt.parent_id,
         "best_val_auc": trained.result.best_val_auc,
         "rows": train_df.height,
-        "epochs": len(history),
+        "epochs": len(info["history"]),
     }
