@@ -45,8 +45,10 @@ class MemoryConfig(Section):
     * ``gamma``: error-estimate mix (Eq. 13); ``lam`` (YAML key ``lambda``): compensation weight
       (Eq. 9). These two are the read-time knobs (:data:`READ_KNOBS`): a memory snapshot does
       not store them, a loaded memory takes them from the ``memory`` section it is loaded with.
-    * ``decay``: factor the sums are multiplied by at each slot/period boundary (1 keeps
-      everything, 0 resets). The memory is always reset when the base model is replaced.
+    * ``decay``: factor the sums are multiplied by at each day boundary of the serving clock
+      (``reloop serve``, the built-in world, replays) and at each slot boundary of a streaming
+      evaluation (``reloop memory stream-eval``, :mod:`reloop.memory.stream`); 1 keeps everything, 0
+      resets. The memory is always reset when the base model is replaced.
     * ``exact_window``: how many raw samples :class:`reloop.memory.ExactMemory` keeps.
     * ``max_state_bytes``: refuse a sketch whose state would exceed this size.
     * ``seed``: the hash planes.
@@ -72,7 +74,7 @@ class MemoryConfig(Section):
         description="least rows of the first batch a bucket is cut down to, whatever the "
         "batch's size (a small first batch otherwise makes buckets of a few rows)",
     )
-    decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per slot")
+    decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per day served (per slot when streamed)")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")
     max_state_bytes: int = Field(default=1 << 30, ge=1)
     seed: Seed = 0

@@ -1,4 +1,5 @@
-"""The ``train`` stage: fit a backbone on one period's joined table, cold or warm-started."""
+"""Fitting a backbone on a table, cold or warm-started, and its checkpoints: what the ``train``
+stage (:mod:`reloop.stages.train`) and ``reloop train`` run."""
 
 from __future__ import annotations
 
