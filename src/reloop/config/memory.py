@@ -74,7 +74,8 @@ class MemoryConfig(Section):
         description="least rows of the first batch a bucket is cut down to, whatever the "
         "batch's size (a small first batch otherwise makes buckets of a few rows)",
     )
-    decay: float = Field(default=0.7, ge=0.0, le=1.0, description="forgetting per day served (per slot when streamed)")
+    decay: float = Field(default=0.7, ge=0.0, le=1.0,
+                         description="forgetting per day served (per slot when streamed)")
     exact_window: int = Field(default=1_000_000, ge=1, description="ExactMemory ring size")
     max_state_bytes: int = Field(default=1 << 30, ge=1)
     seed: Seed = 0
