@@ -127,3 +127,32 @@ def test_archiving_a_period_without_a_decision_is_refused(tmp_path):
     with pytest.raises(ArchiveError, match="has no decision"):
         run_stage("archive", params, DAY1)
     assert not Path(params.archive.root).exists()  # nothing written
+
+
+def test_only_an_old_git_index_lock_is_taken_for_a_killed_run(tmp_path):
+    # archive.root may be a repository someone works in: their git's fresh lock is theirs
+    import os
+    import time
+
+    from reloop.archive import STALE_GIT_LOCK_S, _clear_stale_locks
+
+    lock = tmp_path / ".git" / "index.lock"
+    lock.parent.mkdir()
+    lock.touch()
+    _clear_stale_locks(tmp_path)
+    assert lock.exists()
+    old = time.time() - STALE_GIT_LOCK_S - 1
+    os.utime(lock, (old, old))
+    _clear_stale_locks(tmp_path)
+    assert not lock.exists()
+
+
+def test_a_command_past_its_timeout_is_stopped_naming_the_parameter(tmp_path):
+    import sys
+
+    from reloop.archive import ArchiveError, _run
+
+    with pytest.raises(ArchiveError, match=r"still running after 0.5 s \(archive.push_timeout_s\); "
+                                           r"it was stopped"):
+        _run([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path, timeout=0.5,
+             timeout_param="archive.push_timeout_s")

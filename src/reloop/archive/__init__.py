@@ -28,6 +28,7 @@ byte for byte, with ``dvc get`` (from the cache, or the remote when the cache is
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -37,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 PERIODS = "periods"
 MANIFEST = "manifest.json"
+#: seconds after which git's index lock in the archive counts as left by a killed process
+STALE_GIT_LOCK_S = 600.0
 _TAG = re.compile(r"^period-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?$")
 
 
@@ -59,9 +63,15 @@ class ArchiveError(RuntimeError):
     """A git or DVC command of the archive failed, or nothing is archived for a period."""
 
 
-def _run(args: list[str], cwd: Path, *, check: bool = True) -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd: Path, *, check: bool = True, timeout: float | None = None,
+         timeout_param: str = "") -> subprocess.CompletedProcess:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_TERMINAL_PROMPT": "0"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    try:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ArchiveError(f"`{' '.join(args)}` in {cwd} was still running after {timeout:g} s "
+                           f"({timeout_param}); it was stopped") from None
     if check and done.returncode != 0:
         said = [line for line in (done.stderr or done.stdout)[-2000:].splitlines() if line.strip()]
         raise ArchiveError(f"`{' '.join(args)}` failed in {cwd} (exit {done.returncode}):\n"
@@ -73,8 +83,8 @@ def _git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return _run(["git", *args], root, check=check)
 
 
-def _dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return _run([sys.executable, "-m", "dvc", *args], root)
+def _dvc(root: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "dvc", *args], root, **kwargs)
 
 
 def _remote_url(params: Params) -> str:
@@ -111,11 +121,14 @@ def ensure_repo(params: Params) -> Path:
 
 def _clear_stale_locks(root: Path) -> None:
     """Locks a killed git/DVC process left behind. Only called under the workspace lock, so no
-    live process of ours can own them."""
+    live process of ours can own them; git's index lock is left alone while it is younger than
+    :data:`STALE_GIT_LOCK_S` (someone else's git may hold it: ``archive.root`` may be a repository
+    people work in)."""
     index_lock, rwlock = root / ".git" / "index.lock", root / ".dvc" / "tmp" / "rwlock"
-    if index_lock.exists():
-        log.warning("removing stale lock %s left by a killed run", index_lock)
-        index_lock.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - index_lock.stat().st_mtime >= STALE_GIT_LOCK_S:
+            log.warning("removing stale lock %s left by a killed run", index_lock)
+            index_lock.unlink()
     if rwlock.exists():
         try:
             held = any(json.loads(rwlock.read_text() or "{}").values())
@@ -243,7 +256,8 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     commit = _git(root, "rev-parse", "HEAD").stdout.strip()
     pushed = False
     if params.archive.push:
-        _dvc(root, "push", "-q", f"{PERIODS}/{name}.dvc")
+        _dvc(root, "push", "-q", f"{PERIODS}/{name}.dvc", timeout=params.archive.push_timeout_s,
+             timeout_param="archive.push_timeout_s")
         pushed = True
     n_files = sum(len(e["files"]) for e in manifest["entries"].values())
     log.info("archived period %s: %d files, tag %s, commit %s%s", start, n_files, tags[-1],

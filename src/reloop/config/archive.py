@@ -24,3 +24,7 @@ class ArchiveConfig(Section):
         description="DVC remote: a local directory, or a URL such as s3://bucket/reloop",
     )
     push: bool = Field(default=True, description="`dvc push` after each period's commit")
+    push_timeout_s: float = Field(
+        default=3600.0, gt=0,
+        description="a push still running after this long is stopped and the stage fails",
+    )
