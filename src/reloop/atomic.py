@@ -13,6 +13,7 @@ links into place and so never replaces an existing file.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -34,6 +35,11 @@ __all__ = [
     "write_parquet",
     "write_text",
 ]
+
+log = logging.getLogger(__name__)
+
+#: the infix of the hidden sibling :func:`replace_dir` moves the old directory into
+_ASIDE = ".old."
 
 
 def json_ready(obj: Any) -> Any:
@@ -144,22 +150,28 @@ def replace_dir(path: str | Path, build: Callable[[Path], None]) -> Path:
 
     An existing directory at ``path`` is replaced (moved aside, then deleted) only once the new one
     is complete. Every file and directory of the new one is fsynced before it is moved into place,
-    and the parent directory after.
+    and the parent directory after. Between the two moves neither is at ``path``: an error there
+    moves the old one back, and after a kill :func:`sweep_leftovers` does.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    aside = None
     try:
         build(tmp)
         _fsync_tree(tmp)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}{_ASIDE}", dir=path.parent))
             os.replace(path, old / path.name)
+            aside = old / path.name
             os.replace(tmp, path)
+            aside = None
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
     except BaseException:
+        if aside is not None and not path.exists():
+            os.replace(aside, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync(path.parent)
@@ -171,12 +183,18 @@ def sweep_leftovers(path: str | Path) -> list[Path]:
 
     :func:`write_json` & co. and :func:`replace_dir` build ``path`` under a hidden sibling name,
     ``.<name>.*``, and move it into place; a writer killed before the move leaves that sibling
-    behind. Call this only while no other writer of ``path`` can be running (a stage holds the
-    workspace lock), before writing ``path`` again.
+    behind. A :func:`replace_dir` killed between its two moves left the old directory aside and
+    nothing at ``path``: it is moved back first. Call this only while no other writer of ``path``
+    can be running (a stage holds the workspace lock), before writing ``path`` again.
     """
     path = Path(path)
     if not path.parent.is_dir():
         return []
+    if not path.exists():
+        for old in sorted(path.parent.glob(f".{path.name}{_ASIDE}*/{path.name}")):
+            os.replace(old, path)
+            log.warning("%s: restored the version a killed writer had moved aside", path)
+            break
     removed = []
     for stale in sorted(path.parent.glob(f".{path.name}.*")):
         if stale.is_dir() and not stale.is_symlink():

@@ -82,3 +82,40 @@ def test_write_new_never_replaces_and_leaves_no_temporary_file(tmp_path):
     with pytest.raises(FileExistsError):
         atomic.write_new(path, lambda t: t.write_bytes(b"2"), tmp_dir=tmp_dir)
     assert path.read_bytes() == b"1" and list(tmp_dir.iterdir()) == []
+
+
+def _build(content: bytes):
+    def build(tmp: Path) -> None:
+        (tmp / "f.bin").write_bytes(content)
+    return build
+
+
+def test_a_replacement_interrupted_between_its_moves_puts_the_old_directory_back(
+        tmp_path, monkeypatch):
+    target = atomic.replace_dir(tmp_path / "d", _build(b"old"))
+    real, calls = os.replace, []
+
+    def second_move_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the old one is aside, the new one not yet in place
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", second_move_fails)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.replace_dir(target, _build(b"new"))
+    assert (target / "f.bin").read_bytes() == b"old"
+
+
+def test_a_writer_killed_between_its_moves_is_undone_by_the_sweep(tmp_path):
+    # as a kill leaves it: the old version moved aside, nothing at the path, a new one unfinished
+    target = atomic.replace_dir(tmp_path / "d", _build(b"old"))
+    aside = tmp_path / ".d.old.x1"
+    aside.mkdir()
+    os.replace(target, aside / "d")
+    (tmp_path / ".d.tmp2").mkdir()
+    assert not target.exists()
+    removed = atomic.sweep_leftovers(target)
+    assert (target / "f.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in removed) == [".d.old.x1", ".d.tmp2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
