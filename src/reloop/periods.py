@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DATE_KEY",
     "DECISION_FILE",
+    "DRIFT_SUMMARY_FILE",
     "EVALUATION_FILE",
     "SNAPSHOT_FILE",
     "as_date",
@@ -62,6 +63,8 @@ EVALUATION_FILE = "evaluation.json"
 #: The memory snapshot file in a snapshot folder (and in a registry version's memory folder).
 SNAPSHOT_FILE = "memory.safetensors"
 DECISION_FILE = "decision.json"
+#: The drift report's figures in a drift folder (beside its HTML report).
+DRIFT_SUMMARY_FILE = "summary.json"
 #: Where day seals live under the logs root.
 SEALS_DIR = "_seals"
 #: The partition key of every per-period and per-day folder (hive style: ``date=YYYY-MM-DD``).

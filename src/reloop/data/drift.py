@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.atomic import json_ready, replace_dir
-from reloop.periods import as_date, dated_dirs, drift_dir
+from reloop.periods import DRIFT_SUMMARY_FILE, as_date, dated_dirs, drift_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
@@ -210,11 +210,11 @@ def drift_report(params: Params, start: str | dt.date) -> dict[str, Any]:
                     "label_drift_pvalue": None, "ctr_reference": None, "report_html": None}
 
         def build_empty(tmp: Path) -> None:
-            (tmp / "summary.json").write_text(json.dumps(json_ready(summary), indent=2,
+            (tmp / DRIFT_SUMMARY_FILE).write_text(json.dumps(json_ready(summary), indent=2,
                                                          sort_keys=True) + "\n")
 
         replace_dir(out, build_empty)
-        summary["summary"] = str(out / "summary.json")
+        summary["summary"] = str(out / DRIFT_SUMMARY_FILE)
         return summary
 
     reference = pl.concat([read_joined(params, d) for d in refs], how="vertical_relaxed")
@@ -241,11 +241,11 @@ def drift_report(params: Params, start: str | dt.date) -> dict[str, Any]:
         (tmp / "report.html").write_text(stable_html(snapshot.get_html_str(as_iframe=False)),
                                          encoding="utf-8")
         snapshot.save_json(str(tmp / "report.json"))
-        (tmp / "summary.json").write_text(json.dumps(json_ready(summary), indent=2,
+        (tmp / DRIFT_SUMMARY_FILE).write_text(json.dumps(json_ready(summary), indent=2,
                                                      sort_keys=True) + "\n")
 
     replace_dir(out, build)
-    summary["summary"] = str(out / "summary.json")
+    summary["summary"] = str(out / DRIFT_SUMMARY_FILE)
     log.info("drift %s vs %s: %s of %d columns drifted, score p=%.3g, label p=%.3g",
              start, summary["reference"], figures.get("drifted_columns"),
              len(categorical) + len(numerical), summary["score_drift_pvalue"] or float("nan"),

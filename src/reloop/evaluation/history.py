@@ -48,7 +48,7 @@ def rollbacks_after(history: list[dict[str, Any]], periods: list[str]) -> dict[s
 def period_table(params: Params, starts: list[dt.date]) -> list[dict[str, Any]]:
     """Per period: incumbent and candidate AUC with and without memory, oracle AUC, decision,
     drift share (what ``make demo`` prints)."""
-    from reloop.periods import decision_path, drift_dir, evaluation_path
+    from reloop.periods import DRIFT_SUMMARY_FILE, decision_path, drift_dir, evaluation_path
 
     rows = []
     for day in starts:
@@ -63,7 +63,7 @@ def period_table(params: Params, starts: list[dt.date]) -> list[dict[str, Any]]:
             row["oracle"] = ((ev.get("oracle") or {}).get("oracle") or {}).get("auc")
         if dec_path.is_file():
             row["promoted"] = read_json(dec_path).get("promote")
-        summary = drift_dir(params, day) / "summary.json"
+        summary = drift_dir(params, day) / DRIFT_SUMMARY_FILE
         if summary.is_file():
             row["drift_share"] = read_json(summary).get("share_drifted_columns")
         row["candidate_memory_gain"] = _gain(row, "candidate")
@@ -80,9 +80,9 @@ def period_table(params: Params, starts: list[dt.date]) -> list[dict[str, Any]]:
 
 def evaluated_periods(params: Params) -> list[dt.date]:
     """Start dates of every period with an evaluation on disk, in order."""
-    from reloop.periods import dated_dirs
+    from reloop.periods import EVALUATION_FILE, dated_dirs
 
-    return [day for day, _ in dated_dirs(params.pipeline.evaluation_root, "evaluation.json")]
+    return [day for day, _ in dated_dirs(params.pipeline.evaluation_root, EVALUATION_FILE)]
 
 
 def write_plots(params: Params) -> Path:

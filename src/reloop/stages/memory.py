@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from reloop.config import Params
-from reloop.periods import snapshot_dir
+from reloop.periods import SNAPSHOT_FILE, snapshot_dir
 
 __all__ = [
     "EVALUATE_SNAPSHOTS",
@@ -19,7 +19,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SNAPSHOT_FILE = "memory.safetensors"
 #: The memories ``evaluate`` starts each model from, beside :data:`SNAPSHOT_FILE`.
 EVALUATE_SNAPSHOTS = {
     "candidate": "evaluate-candidate.safetensors",

@@ -119,9 +119,9 @@ def check_servable(params: Params, version: Any) -> dict[str, Any]:
 
 def _later_decision(params: Params, start: dt.date) -> str | None:
     """A period after ``start`` that has a decision, or ``None``."""
-    from reloop.periods import dated_dirs
+    from reloop.periods import DECISION_FILE, dated_dirs
 
-    later = [day for day, _ in dated_dirs(params.pipeline.decisions_root, "decision.json")
+    later = [day for day, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE)
              if day > start]
     return None if not later else f"period {later[0]} has a decision"
 
