@@ -68,6 +68,31 @@ def test_a_window_stops_at_the_start_of_the_history(windowed):
     assert window.periods == [DAY1] and window.weight is None
 
 
+def test_a_window_over_periods_whose_logs_differ_in_columns_or_types(windowed):
+    # real logs change: an extra column one day (validate.allow_extra_columns), a field written
+    # as strings after integers. Both used to crash train with polars' own error
+    import polars as pl
+
+    from reloop.stages.train import align_window
+
+    _, params = windowed
+    day1 = read_joined(params, DAY1)
+    day2 = read_joined(params, DAY2).with_columns(session_id=pl.lit("s"),
+                                                  hour=pl.col("hour").cast(pl.String),
+                                                  item_age_days=pl.col("item_age_days")
+                                                  .cast(pl.Int64))
+    old, new = align_window(params, [day1, day2], [DAY1, DAY2])
+    assert old.schema == new.schema and "session_id" not in new.columns
+    assert new.schema["hour"] == pl.String and new.schema["item_age_days"] == pl.Float64
+    assert old["hour"].to_list() == [str(h) for h in day1["hour"].to_list()]  # hashed alike
+    flags = day2.with_columns(device=pl.col("device") == "ios")  # text became booleans
+    with pytest.raises(ValueError, match=r"column 'device' changed type within the training "
+                                         rf"window \(String in {DAY1}, Boolean in {DAY2}\)"):
+        align_window(params, [day1, flags], [DAY1, DAY2])
+    with pytest.raises(ValueError, match=rf"the joined table of period {DAY1} lacks \['hour'\]"):
+        align_window(params, [day1.drop("hour"), day2], [DAY1, DAY2])
+
+
 def test_warm_start_trains_the_fixed_epochs_on_every_fit_row(windowed):
     _, params = windowed
     ckpt = load_checkpoint(candidate_dir(params, DAY2), params.features)

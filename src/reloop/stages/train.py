@@ -18,7 +18,7 @@ from reloop.periods import candidate_dir
 if TYPE_CHECKING:
     from reloop.learn.train import Checkpoint, TrainedModel
 
-__all__ = ["TrainingWindow", "fit_candidate", "fit_info", "period_splits", "run",
+__all__ = ["TrainingWindow", "align_window", "fit_candidate", "fit_info", "period_splits", "run",
            "training_window"]
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,64 @@ def training_window(params: Params, start: str | dt.date) -> TrainingWindow:
         earlier = start - dt.timedelta(days=k * params.logs.period_days)
         if not has_joined(params, earlier):
             break
-        parts.insert(0, read_joined(params, earlier).select(current.columns))
+        parts.insert(0, read_joined(params, earlier))
         ages.insert(0, k)
+    periods = [(start - dt.timedelta(days=k * params.logs.period_days)).isoformat()
+               for k in ages]
+    if len(parts) > 1:
+        parts = align_window(params, parts, periods)
+        current, val = parts[-1], val.select(parts[-1].columns).cast(parts[-1].schema)
     train = pl.concat(parts, how="vertical") if len(parts) > 1 else current
     weight = None
     if cfg.window_decay != 1.0 and len(parts) > 1:
         weight = np.concatenate([np.full(p.height, cfg.window_decay ** k, dtype=np.float32)
                                  for p, k in zip(parts, ages, strict=True)])
-    periods = [(start - dt.timedelta(days=k * params.logs.period_days)).isoformat()
-               for k in ages]
     return TrainingWindow(train, val, weight, periods)
+
+
+def align_window(params: Params, parts: list[pl.DataFrame],
+                 periods: list[str]) -> list[pl.DataFrame]:
+    """The window's joined tables (oldest first) in the columns the loop reads and one type per
+    column, or a ``ValueError`` naming the column, its types and the periods.
+
+    Columns beyond the configured ones (``validate.allow_extra_columns``) are left out: a period
+    may add or drop one. A field whose logs changed type keeps its meaning where the model sees
+    the same thing: a categorical field is hashed as text, so integers and strings become text
+    (``3`` and ``"3"`` are one value); a numeric field becomes Float64. Anything else (a boolean
+    field that became integers: ``true`` and ``1`` hash apart) is refused.
+    """
+    from reloop.config.features import CategoricalField
+    from reloop.data.validate.suites import joined_columns
+
+    fields = {f.name: f for f in params.features.fields}
+    names = [c.name for c in joined_columns(params) if c.name in parts[-1].columns]
+    for part, period in zip(parts, periods, strict=True):
+        missing = [c for c in names if c not in part.columns]
+        if missing:
+            raise ValueError(f"the joined table of period {period} lacks {missing}, which the "
+                             f"table of {periods[-1]} has: train.window_periods spans both")
+    parts = [p.select(names) for p in parts]
+    casts: dict[str, pl.DataType] = {}
+    for name in names:
+        types = {p.schema[name] for p in parts}
+        if len(types) == 1:
+            continue
+        field = fields.get(name)
+        if isinstance(field, CategoricalField) and not any(t.is_float() for t in types) and (
+                pl.Boolean not in types):
+            casts[name] = pl.String
+        elif field is not None and not isinstance(field, CategoricalField) and all(
+                t.is_numeric() for t in types):
+            casts[name] = pl.Float64
+        else:
+            seen = ", ".join(f"{p.schema[name]} in {period}" for p, period in
+                             zip(parts, periods, strict=True))
+            raise ValueError(
+                f"column {name!r} changed type within the training window ({seen}): the "
+                f"model would read its values as other values; write it with one type (reloop "
+                f"never rewrites raw logs), or set train.window_periods to 1 until the window "
+                f"holds only the new type")
+    return [p.with_columns(pl.col(n).cast(t) for n, t in casts.items()) for p in parts]
 
 
 def fit_candidate(
