@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from reloop.data.logs.seal import SealMismatchError
-from reloop.data.logs.store import CorruptPartitionError, MissingPartitionError, partition_dir
-from reloop.stages.ingest import ingest_period
+from reloop.data.logs.store import (
+    CorruptPartitionError,
+    MissingPartitionError,
+    partition_dir,
+    read_partition,
+)
+from reloop.stages.ingest import ingest_period, run
 from tests.support.params import DAY1, tiny_params
 from tests.support.tables import copy_world
 
@@ -17,6 +23,13 @@ def test_external_logs_are_only_checked(world_root, tmp_path):
     params = copy_world(world_root, tmp_path, logs={"source": "external"})
     out = ingest_period(params, DAY1)
     assert out["source"] == "external" and len(out["days"][0]["files"]) == 2
+    shown = read_partition(params.logs.root, "impressions", DAY1).height
+    assert out["days"][0]["impressions"] == shown > 0  # counted from the files' metadata
+    # the stage: its declared outputs exist (dvc repro refused a missing oracle folder), the
+    # count is the period's, and nothing is written into the oracle folder for external logs
+    shutil.rmtree(params.logs.oracle_root)
+    assert run(params, DAY1)["impressions"] == shown
+    assert list(Path(params.logs.oracle_root).iterdir()) == []
     (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
     part.write_bytes(b"not parquet")
     with pytest.raises(CorruptPartitionError, match="not a readable parquet file"):

@@ -50,6 +50,9 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
         if production.memory_dir is not None and (production.memory_dir / SNAPSHOT_FILE).is_file():
             memory = production.memory_dir / SNAPSHOT_FILE
     out = ingest_period(params, start, checkpoint=checkpoint, memory=memory)
+    # the stage's declared outputs exist whatever the source (dvc repro refuses a missing one);
+    # only the built-in world writes true click probabilities into the oracle folder
+    Path(params.logs.oracle_root).mkdir(parents=True, exist_ok=True)
     impressions = [day.get("impressions") for day in out["days"]]
     return {"source": out["source"], "period_start": out["period_start"],
             "served_by": None if production is None else production.model_id,
@@ -73,6 +76,8 @@ def ingest_period(
                         params.logs.period_days)
     source = params.logs.source
     if source == "external":
+        import pyarrow.parquet as pq
+
         if checkpoint is not None or memory is not None:
             log.info("logs.source is external: the checkpoint and memory are not used by ingest")
         sealed = None
@@ -81,13 +86,15 @@ def ingest_period(
         out = []
         for day in days:
             if sealed is not None:
-                files = [f for f in sealed.impressions + sealed.feedback
-                         if f.parent.name == date_part(day)]
+                shown = [f for f in sealed.impressions if f.parent.name == date_part(day)]
+                clicks = [f for f in sealed.feedback if f.parent.name == date_part(day)]
             else:
-                files = part_files(params.logs.root, "impressions", day) + part_files(
-                    params.logs.root, "feedback", day)
-            check_readable(files)
-            out.append({"date": day.isoformat(), "files": [str(f) for f in files]})
+                shown = part_files(params.logs.root, "impressions", day)
+                clicks = part_files(params.logs.root, "feedback", day)
+            check_readable(shown + clicks)
+            out.append({"date": day.isoformat(),
+                        "impressions": sum(pq.ParquetFile(f).metadata.num_rows for f in shown),
+                        "files": [str(f) for f in shown + clicks]})
         return {"source": source, "period_start": days[0].isoformat(), "days": out}
 
     from reloop.serving.scorer import load_scorer
