@@ -15,6 +15,7 @@ from reloop.data.logs.store import (
     RawPartitionExistsError,
     list_dates,
     part_files,
+    partition_dir,
     read_partition,
     scan_partitions,
     write_part,
@@ -170,4 +171,39 @@ def test_truncated_parquet_is_reported_with_its_path(tmp_path):
     with pytest.raises(CorruptPartitionError, match=rf"{path} is not a readable parquet file"):
         read_partition(tmp_path, "feedback", "2026-01-05")
     with pytest.raises(CorruptPartitionError, match="truncated or corrupt"):
+        scan_partitions(tmp_path, "feedback", ["2026-01-05"])
+
+
+def test_parts_of_different_writers_are_read_in_one_schema_or_named(tmp_path):
+    # two producers, each writing valid parts: one with ns times and Int8 clicks, one with us
+    # times and Int64 clicks, and an empty part whose untyped columns pandas writes as Null
+    pdir = partition_dir(tmp_path, "feedback", "2026-01-05")
+    pdir.mkdir(parents=True)
+    t = dt.datetime(2026, 1, 5, 10, tzinfo=dt.UTC)
+    pl.DataFrame({"request_id": ["a"], "event_time": [t], "click": [1]},
+                 schema={"request_id": pl.String, "event_time": pl.Datetime("ns", "UTC"),
+                         "click": pl.Int8}).write_parquet(pdir / "part-a.parquet")
+    pl.DataFrame({"request_id": ["b"], "event_time": [t], "click": [1]},
+                 schema={"request_id": pl.String, "event_time": pl.Datetime("us", "UTC"),
+                         "click": pl.Int64}).write_parquet(pdir / "part-b.parquet")
+    pl.DataFrame({"request_id": [], "event_time": [], "click": []},
+                 schema={"request_id": pl.Null, "event_time": pl.Datetime("us", "UTC"),
+                         "click": pl.Int64}).write_parquet(pdir / "part-c.parquet")
+    want = {"request_id": pl.String, "event_time": pl.Datetime("us", "UTC"), "click": pl.Int64}
+    df = read_partition(tmp_path, "feedback", "2026-01-05")
+    assert dict(df.schema) == want and df["request_id"].to_list() == ["a", "b"]
+    lazy = scan_partitions(tmp_path, "feedback", ["2026-01-05"]).collect()
+    assert dict(lazy.schema) == want and lazy["click"].to_list() == [1, 1]
+    # what cannot be read together is named: another time zone, another set of columns
+    pl.DataFrame({"request_id": ["d"], "event_time": [t], "click": [1]},
+                 schema={"request_id": pl.String, "event_time": pl.Datetime("us", "Europe/Berlin"),
+                         "click": pl.Int64}).write_parquet(pdir / "part-d.parquet")
+    with pytest.raises(CorruptPartitionError, match=r"column 'event_time' is Datetime\(time_unit="
+                       r"'us', time_zone='Europe/Berlin'\) in .*part-d\.parquet but Datetime\("
+                       r"time_unit='ns', time_zone='UTC'\) in .*part-a\.parquet, types that "
+                       r"cannot be read together"):
+        read_partition(tmp_path, "feedback", "2026-01-05")
+    pl.DataFrame({"request_id": ["d"], "event_time": [t]}).write_parquet(pdir / "part-d.parquet")
+    with pytest.raises(CorruptPartitionError, match=r"part-d\.parquet has other columns than "
+                       r".*part-a\.parquet \(missing \['click'\], extra \[\]\)"):
         scan_partitions(tmp_path, "feedback", ["2026-01-05"])

@@ -159,15 +159,42 @@ def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:
     return out
 
 
-def _check_same_schema(schemas: dict[Path, pl.Schema], what: str) -> None:
-    """Raise :class:`CorruptPartitionError` naming the first part file whose schema differs."""
+def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
+    """The one schema part files of different writers are read in: the same columns, each in the
+    type that holds every file's values (``Int8`` and ``Int64`` clicks are ``Int64``; times in
+    ns and us are us; an empty part's untyped ``Null`` column takes the others' type). A
+    :class:`CorruptPartitionError` names the first file whose columns differ or whose types
+    cannot be reconciled (times in two time zones, say)."""
     files = list(schemas)
     first = schemas[files[0]]
+    if all(schemas[f] == first for f in files[1:]):
+        return first
     for f in files[1:]:
-        if schemas[f] != first:
+        if set(schemas[f]) != set(first):
+            missing = sorted(set(first) - set(schemas[f]))
+            extra = sorted(set(schemas[f]) - set(first))
             raise CorruptPartitionError(
-                f"{what}: {f} has schema {dict(schemas[f])}, but {files[0]} has {dict(first)}"
-            )
+                f"{what}: {f} has other columns than {files[0]} (missing {missing}, extra "
+                f"{extra}); every part file of a table has the same columns")
+    bad_types = (pl.exceptions.SchemaError, pl.exceptions.ComputeError,
+                 pl.exceptions.InvalidOperationError)
+
+    def together(*types: pl.DataType) -> pl.DataType | None:
+        try:
+            return pl.concat([pl.DataFrame(schema={"c": t}) for t in types],
+                             how="vertical_relaxed").schema["c"]
+        except bad_types:
+            return None
+
+    common = {}
+    for c in first:
+        common[c] = together(*(schemas[f][c] for f in files))
+        if common[c] is None:
+            f = next(f for f in files[1:] if together(first[c], schemas[f][c]) is None)
+            raise CorruptPartitionError(
+                f"{what}: column {c!r} is {schemas[f][c]} in {f} but {first[c]} in "
+                f"{files[0]}, types that cannot be read together")
+    return pl.Schema(common)
 
 
 def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataFrame:
@@ -183,8 +210,10 @@ def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataF
                 f"{f} is not a readable parquet file (truncated or corrupt): "
                 f"{type(err).__name__}: {err}"
             ) from None
-    _check_same_schema(schemas, f"partition {_name(table, as_date(day))} under {root}")
-    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+    common = common_schema(schemas, f"partition {_name(table, as_date(day))} under {root}")
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat([f.select(list(common)).cast(dict(common)) for f in frames], how="vertical")
 
 
 def scan_partitions(
@@ -206,8 +235,12 @@ def scan_files(files: Sequence[Path], what: str) -> pl.LazyFrame:
     file fails here, naming it) and every schema the same (``what`` names them in the error)."""
     if not files:
         raise MissingPartitionError(f"{what}: no part files to read")
-    _check_same_schema(check_readable(files), what)
-    return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+    schemas = check_readable(files)
+    common = common_schema(schemas, what)
+    if all(s == common for s in schemas.values()):
+        return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
+    return pl.concat([pl.scan_parquet(str(f), hive_partitioning=False).select(list(common))
+                      .cast(dict(common)) for f in files], how="vertical")
 
 
 def write_part(
