@@ -40,7 +40,9 @@ def test_check_schema_names_missing_extra_and_mistyped_columns():
     assert problems == [
         "missing columns ['click']",
         "unexpected columns ['clicks']",
-        "column 'event_time' has type Datetime(time_unit='us', time_zone=None), expected time",
+        "column 'event_time' has type Datetime(time_unit='us', time_zone=None), expected a UTC "
+        "time (a timestamp in time zone UTC: give a naive time its zone, convert another zone; "
+        "pandas .dt.tz_localize / .dt.tz_convert('UTC'))",
     ]
     assert check_schema(schema, FEEDBACK, allow_extra=True)[0] == "missing columns ['click']"
 

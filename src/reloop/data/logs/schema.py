@@ -101,6 +101,16 @@ ORACLE: tuple[ColumnSpec, ...] = (
 _INTEGERS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 
 
+#: what a column of a kind must be, in words, where the kind's name alone does not say it
+_EXPECTED: dict[str, str] = {
+    "time": "a UTC time (a timestamp in time zone UTC: give a naive time its zone, convert "
+            "another zone; pandas .dt.tz_localize / .dt.tz_convert('UTC'))",
+    "label": "an integer click label (0 or 1)",
+    "probability": "a float probability in [0, 1]",
+    "id": "a string or integer id",
+}
+
+
 def dtype_ok(kind: Kind, dtype: pl.DataType) -> bool:
     """Whether a polars ``dtype`` is acceptable for a column of ``kind``."""
     if kind == "string":
@@ -184,7 +194,8 @@ def check_schema(
             problems.append(f"unexpected columns {extra}")
     for c in columns:
         if c.name in present and not dtype_ok(c.kind, present[c.name]):
-            problems.append(f"column {c.name!r} has type {present[c.name]}, expected {c.kind}")
+            problems.append(f"column {c.name!r} has type {present[c.name]}, expected "
+                            f"{_EXPECTED.get(c.kind, c.kind)}")
     return problems
 
 

@@ -164,7 +164,7 @@ def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
     type that holds every file's values (``Int8`` and ``Int64`` clicks are ``Int64``; times in
     ns and us are us; an empty part's untyped ``Null`` column takes the others' type). A
     :class:`CorruptPartitionError` names the first file whose columns differ or whose types
-    cannot be reconciled (times in two time zones, say)."""
+    cannot be reconciled: of other kinds (text beside numbers) or times in two time zones."""
     files = list(schemas)
     first = schemas[files[0]]
     if all(schemas[f] == first for f in files[1:]):
@@ -179,7 +179,13 @@ def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
     bad_types = (pl.exceptions.SchemaError, pl.exceptions.ComputeError,
                  pl.exceptions.InvalidOperationError)
 
+    def family(t: pl.DataType) -> str:
+        return ("numeric" if t.is_numeric() else "time" if isinstance(t, pl.Datetime) else
+                "text" if t in (pl.String, pl.Categorical) else str(t))
+
     def together(*types: pl.DataType) -> pl.DataType | None:
+        if len({family(t) for t in types if t != pl.Null}) > 1:
+            return None  # text beside numbers, say: a widening would hide which file is wrong
         try:
             return pl.concat([pl.DataFrame(schema={"c": t}) for t in types],
                              how="vertical_relaxed").schema["c"]
