@@ -93,7 +93,7 @@ def test_world_50k_is_world_at_a_quarter_of_the_volume():
 
 HEADLINE = ("world", "world-50k", "movietweetings")
 #: studies measured since with params.yaml's weights as they are
-SINCE = ("warm-stop-200k",)
+SINCE = ("warm-stop-200k", "young-model-200k")
 
 
 def test_specs_pin_the_window_weights_they_measured_and_the_default_is_0_5():
