@@ -187,7 +187,9 @@ def test_joined_table_passes_then_fails_on_a_ctr_far_from_recent_periods(world_r
         stats = tmp_path / "joined" / f"date={d}" / "stats.json"
         stats.parent.mkdir(parents=True)
         stats.write_text(json.dumps({"ctr": 0.6}))
-    with pytest.raises(ValidationFailed, match=r"expect_column_mean_to_be_between 'y'"):
+    with pytest.raises(ValidationFailed, match=r"expect_column_mean_to_be_between 'y'.* \(set "
+                                               r"by validate.ctr_min, validate.ctr_max, "
+                                               r"validate.ctr_history, validate.ctr_tolerance\)"):
         validate_joined(params, DAY1)
     record = quarantine_record(params.logs.quarantine_root, "joined", DAY1)
     assert record is not None

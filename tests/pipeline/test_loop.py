@@ -163,6 +163,14 @@ def test_a_period_is_not_skipped_once_the_loop_is_under_way(tmp_path):
                                            f"{DAY1} is decided"):
         run_stage("ingest", params, DAY3)
     assert not (tmp_path / "logs" / "impressions" / f"date={DAY3}").exists()
+    # external logs: a period that failed validation never got a joined table; it is named as
+    # failed, with its quarantine record, not as "never run"
+    from reloop.data.logs.quarantine import record_quarantine
+
+    record = record_quarantine(params.logs.quarantine_root, "impressions", DAY2, {"failed": []})
+    with pytest.raises(RuntimeError, match=rf"the previous period {DAY2} failed validation "
+                                           rf"\(quarantined: {record}\) and has no decision"):
+        run_stage("ingest", params, DAY3)
 
 
 def test_weekly_periods_run_end_to_end_and_chain(tmp_path):

@@ -56,8 +56,19 @@ def test_a_failed_stage_names_itself_and_the_log_file(tmp_path):
     shown = PeriodProgress(out)
     shown(StageEvent("train", DAY, 3.0, error=ValueError("train.lr=-1 must be > 0\nmore")))
     shown.period_done(DAY, "failed", 3.5, tmp_path / "x.log")
-    assert out.getvalue().splitlines()[1] == (
-        f"            train failed: train.lr=-1 must be > 0 (full log: {tmp_path / 'x.log'})")
+    assert out.getvalue().splitlines()[1:] == [
+        "            train failed: train.lr=-1 must be > 0",
+        f"            more (full log: {tmp_path / 'x.log'})"]
+    # a validation failure's lines (partition, then each check) show, up to ERROR_LINES
+    out = io.StringIO()
+    shown = PeriodProgress(out)
+    checks = "\n".join(f"  - check {i}" for i in range(12))
+    shown(StageEvent("validate", DAY, 1.0, error=ValueError(f"validation failed:\n{checks}")))
+    shown.period_done(DAY, "failed", 1.0)
+    assert out.getvalue().splitlines()[1:] == [
+        "            validate failed: validation failed:",
+        *[f"              - check {i}" for i in range(7)],
+        "            ... (5 more lines)"]
 
 
 def test_a_listener_that_raises_does_not_fail_the_stage():

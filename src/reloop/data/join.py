@@ -348,6 +348,10 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     if stats["orphan_labels"]:
         log.warning("%d orphan labels (feedback for unknown request ids) in the period %s",
                     stats["orphan_labels"], start)
+    if stats["early_labels"]:
+        log.warning("%d early labels (clicks timed before their impression: a producer's clock "
+                    "or time zone?) in the period %s; they count as no click", stats["early_labels"],
+                    start)
 
     def build(tmp: Path) -> None:
         table.write_parquet(tmp / TABLE_FILE, compression="snappy", statistics=True)
@@ -357,9 +361,10 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     stats["seconds"] = time.perf_counter() - t0
     stats["table"] = str(out / TABLE_FILE)
     stats["stats"] = str(out / STATS_FILE)
-    log.info("joined %s: %d rows, CTR %.4f, %d duplicates, %d late, %d orphan labels (%.1fs)",
-             start, stats["rows"], stats["ctr"], stats["duplicate_impressions"],
-             stats["late_labels"], stats["orphan_labels"], stats["seconds"])
+    log.info("joined %s: %d rows, CTR %.4f, %d duplicates, %d late, %d early, %d orphan labels "
+             "(%.1fs)", start, stats["rows"], stats["ctr"], stats["duplicate_impressions"],
+             stats["late_labels"], stats["early_labels"], stats["orphan_labels"],
+             stats["seconds"])
     return stats
 
 

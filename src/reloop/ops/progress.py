@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.stages import StageEvent
 
-__all__ = ["PeriodProgress", "output_to_file", "stage_figure"]
+__all__ = ["ERROR_LINES", "PeriodProgress", "output_to_file", "stage_figure"]
+
+#: lines of a failed stage's error the terminal shows (the log file has all of it): a validation
+#: failure names the partition on its first line and each failed check on one of its own
+ERROR_LINES = 8
 
 
 def _auc(v: Any) -> str:
@@ -97,9 +101,12 @@ class PeriodProgress:
         self._write(f"{period}  {state} in {seconds:.0f} s: {stages}")
         failed = next((e for e in mine if e.error is not None), None)
         if failed is not None:
-            first = (str(failed.error).strip().splitlines() or [type(failed.error).__name__])[0]
+            lines = str(failed.error).strip().splitlines() or [type(failed.error).__name__]
+            shown = lines[:ERROR_LINES] + ([f"... ({len(lines) - ERROR_LINES} more lines)"]
+                                           if len(lines) > ERROR_LINES else [])
             where = f" (full log: {log_file})" if log_file is not None else ""
-            self._write(f"{'':12}{failed.stage} failed: {first}{where}")
+            self._write(f"{'':12}{failed.stage} failed: {shown[0]}"
+                        + "".join(f"\n{'':12}{line}" for line in shown[1:]) + where)
             return
         figures = [f for e in mine if (f := stage_figure(e.stage, e.result or {}))
                    and e.stage in ("join", "drift", "evaluate", "promote")]

@@ -92,6 +92,15 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
             "on purpose"
         )
     decided = [d for d, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE) if d < prev]
+    quarantined = _quarantine_records(params, prev)
+    if decided and quarantined:
+        raise RuntimeError(
+            f"the previous period {prev} failed validation (quarantined: "
+            f"{', '.join(quarantined)}) and has no decision; periods run in order, each from the "
+            f"model the one before promoted. Fix its logs (or validate.* thresholds) and rerun "
+            f"{prev} (`reloop run --date {prev}`); set pipeline.sequential: false to skip a "
+            "period on purpose"
+        )
     if decided:
         raise RuntimeError(
             f"the previous period {prev} was never run, and period {decided[-1]} is decided: "
@@ -101,6 +110,15 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
         )
 
 
+
+
+def _quarantine_records(params: Params, start: dt.date) -> list[str]:
+    """The quarantine records of the period's raw partitions."""
+    from reloop.periods import period_dates, quarantine_path
+
+    return [str(path) for day in period_dates(start, params.logs.period_days)
+            for table in ("impressions", "feedback")
+            if (path := quarantine_path(params.logs.quarantine_root, table, day)).is_file()]
 
 
 def _stage(name: str) -> Callable[[Params, str | dt.date], dict[str, Any]]:

@@ -209,11 +209,25 @@ def describe_failure(res: dict[str, Any], df: pl.DataFrame | None = None) -> dic
             "observed": observed}
 
 
+#: the parameters behind a threshold check, named beside its failure: ``(expectation, column)``
+#: (``None``: any column) to the ``validate.*`` keys that set it
+_SET_BY: dict[tuple[str, str | None], str] = {
+    ("expect_table_row_count_to_be_between", None): "validate.min_rows, validate.max_rows, "
+                                                    "validate.max_feedback_rows",
+    ("expect_column_mean_to_be_between", "y"): "validate.ctr_min, validate.ctr_max, "
+                                               "validate.ctr_history, validate.ctr_tolerance",
+    ("expect_column_values_to_be_unique", "request_id"): "validate.max_duplicate_fraction",
+    ("expect_table_columns_to_match_set", None): "validate.allow_extra_columns, features.fields",
+}
+
+
 def _fmt(f: dict[str, Any]) -> str:
     col = f" {f['column']!r}" if f.get("column") else ""
     exp = {k: v for k, v in (f.get("expected") or {}).items() if k not in ("column_set",)}
     exp_s = f" {exp}" if exp else ""
-    return f"{f['expectation']}{col}{exp_s}: observed {f['observed']}"
+    by = _SET_BY.get((f["expectation"], f.get("column"))) or _SET_BY.get((f["expectation"], None))
+    return f"{f['expectation']}{col}{exp_s}: observed {f['observed']}" + (
+        f" (set by {by})" if by else "")
 
 
 def validation_paths(params: Params, table: str, day: str | dt.date) -> tuple[Path, Path]:
