@@ -350,8 +350,8 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
                     stats["orphan_labels"], start)
     if stats["early_labels"]:
         log.warning("%d early labels (clicks timed before their impression: a producer's clock "
-                    "or time zone?) in the period %s; they count as no click", stats["early_labels"],
-                    start)
+                    "or time zone?) in the period %s; they count as no click",
+                    stats["early_labels"], start)
 
     def build(tmp: Path) -> None:
         table.write_parquet(tmp / TABLE_FILE, compression="snappy", statistics=True)
