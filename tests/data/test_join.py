@@ -201,6 +201,10 @@ def test_truncated_quarantined_and_misshapen_partitions(world_root, tmp_path):
     (tmp_path / "quarantine" / "impressions" / f"date={DAY1}.json").unlink()
     (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
     pl.read_parquet(part).drop("score_base").with_columns(extra=pl.lit(1)).write_parquet(part)
+    with pytest.raises(SealMismatchError, match=rf"{part} was rewritten after its seal"):
+        join_period(params, DAY1)  # a sealed file changed: refused before it is read
+    unsealed = params.model_copy(update={"logs": params.logs.model_copy(
+        update={"require_seal": False})})
     with pytest.raises(JoinError, match=r"missing columns \['score_base'\]; unexpected columns "
                                         r"\['extra'\]"):
-        join_period(params, DAY1)
+        join_period(unsealed, DAY1)

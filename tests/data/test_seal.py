@@ -46,6 +46,12 @@ from tests.support.tables import (
 D, D1, D2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
 
 
+def _listing(root: Path | str, rows: dict[str, int]) -> dict[str, dict]:
+    """What a seal lists of these files: the rows counted by hand, and each file's SHA-256."""
+    return {rel: {"rows": n, "sha256": hashlib.sha256((Path(root) / rel).read_bytes())
+                  .hexdigest()} for rel, n in rows.items()}
+
+
 def _raw(root: Path) -> dict[str, str]:
     """sha256 of every part file under ``root`` (the seals excepted)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -64,9 +70,9 @@ def test_a_seal_lists_the_days_files_with_their_rows_and_rewrites_identical_byte
     assert path == root / "_seals" / "date=2026-01-05.json"
     assert json.loads(path.read_text()) == {
         "day": "2026-01-05", "watermark": "2026-01-06T01:00:00+00:00",
-        "files": {"feedback/date=2026-01-05/part-p.parquet": {"rows": 1},
-                  "feedback/date=2026-01-06/part-p.parquet": {"rows": 1},
-                  "impressions/date=2026-01-05/part-p.parquet": {"rows": 3}}}
+        "files": _listing(root, {"feedback/date=2026-01-05/part-p.parquet": 1,
+                                 "feedback/date=2026-01-06/part-p.parquet": 1,
+                                 "impressions/date=2026-01-05/part-p.parquet": 3})}
     first = path.read_bytes()
     assert seal_day(root, D, 60)["written"] is False and path.read_bytes() == first
     path.unlink()  # sealing the same files again writes the same bytes (no wall-clock field)
@@ -77,10 +83,10 @@ def test_a_seal_lists_the_days_files_with_their_rows_and_rewrites_identical_byte
     assert seal_day(root, D, 60)["written"] is False and path.read_bytes() == first
     # seal D+1 lists only what seal D does not: its own part of feedback D+1
     seal_day(root, D1, 60)
-    assert read_seal(root, D1)["files"] == {
-        "feedback/date=2026-01-06/part-q.parquet": {"rows": 2},
-        "feedback/date=2026-01-07/part-q.parquet": {"rows": 0},
-        "impressions/date=2026-01-06/part-q.parquet": {"rows": 2}}
+    assert read_seal(root, D1)["files"] == _listing(root, {
+        "feedback/date=2026-01-06/part-q.parquet": 2,
+        "feedback/date=2026-01-07/part-q.parquet": 0,
+        "impressions/date=2026-01-06/part-q.parquet": 2})
     assert watermark(D1, 90) == utc_at(D2, 1, 30)
 
 
@@ -125,8 +131,9 @@ def test_a_part_that_appears_after_the_seal_is_named(tmp_path):
         seal_day(root, D, 60)  # sealing again does not silently take it in
     assert _raw(root) == raw
     seal_day(root, D, 60, reseal=True)  # the producer says the file belongs to the day
-    assert read_seal(root, D)["files"]["feedback/date=2026-01-05/part-late.parquet"] == {
-        "rows": 1}
+    assert read_seal(root, D)["files"]["feedback/date=2026-01-05/part-late.parquet"] == \
+        _listing(root, {"feedback/date=2026-01-05/part-late.parquet": 1})[
+            "feedback/date=2026-01-05/part-late.parquet"]
     assert len(check_partition_sealed(root, "feedback", D, 60)) == 2
     assert _raw(root) == raw
 
@@ -148,6 +155,24 @@ def test_a_seal_that_names_a_missing_part_or_other_rows_is_named(tmp_path):
         seal_day(root, D, 60)
     assert _raw(root) == raw
     imps.write_bytes(original)  # restored: the seal agrees again
+    check_period_sealed(root, [D], 60)
+    # rewritten with the same 3 rows, one of them changed: the content differs from the seal's
+    impressions_frame(["05-0", "05-1", "05-x"], utc_at(D, 10)).write_parquet(imps)
+    raw = _raw(root)
+    with pytest.raises(SealMismatchError, match=rf"{imps} was rewritten after its seal .*date="
+                                                r"2026-01-05\.json \(the same 3 rows, other "
+                                                r"content: SHA-256 "):
+        check_period_sealed(root, [D], 60)
+    with pytest.raises(SealMismatchError, match=r"impressions/date=2026-01-05/part-p\.parquet "
+                                                r"was rewritten after sealing \(same rows, other "
+                                                r"content\)"):
+        seal_day(root, D, 60)
+    assert _raw(root) == raw
+    # a seal written before contents were recorded (rows only) still reads, by rows
+    imps.write_bytes(original)
+    old = json.loads(seal_path(root, D).read_text())
+    old["files"] = {k: {"rows": v["rows"]} for k, v in old["files"].items()}
+    seal_path(root, D).write_text(json.dumps(old))
     check_period_sealed(root, [D], 60)
     late = root / "feedback" / "date=2026-01-06" / "part-p.parquet"
     late.unlink()
@@ -231,10 +256,10 @@ def test_the_replay_seals_what_it_writes(tmp_path):
     params = replay_params(tmp_path, "movielens-100k")
     convert(params, "movielens-100k", write_ml100k(tmp_path / "ml-100k"))
     replay_day(params, "1997-09-20", load_scorer(params))
-    assert read_seal(params.logs.root, "1997-09-20")["files"] == {
-        "feedback/date=1997-09-20/part-replay-1997-09-20.parquet": {"rows": 1},
-        "feedback/date=1997-09-21/part-replay-1997-09-20.parquet": {"rows": 0},
-        "impressions/date=1997-09-20/part-replay-1997-09-20.parquet": {"rows": 3}}
+    assert read_seal(params.logs.root, "1997-09-20")["files"] == _listing(params.logs.root, {
+        "feedback/date=1997-09-20/part-replay-1997-09-20.parquet": 1,
+        "feedback/date=1997-09-21/part-replay-1997-09-20.parquet": 0,
+        "impressions/date=1997-09-20/part-replay-1997-09-20.parquet": 3})
 
 
 def _writer(params):

@@ -10,6 +10,7 @@ import re
 
 import polars as pl
 
+from reloop.data.logs.seal import seal_day
 from reloop.data.logs.store import partition_dir
 from reloop.data.validate.page import render_validation_page
 from reloop.data.validate.run import validate_partition
@@ -59,6 +60,8 @@ def test_a_failed_check_is_highlighted_with_its_observed_value(world_root, tmp_p
     df = pl.read_parquet(part)
     df.with_columns(pl.when(pl.int_range(df.height) < 3).then(1.5)
                     .otherwise(pl.col("score_base")).alias("score_base")).write_parquet(part)
+    seal_day(params.logs.root, DAY1, params.join.window_minutes,  # a producer that sealed it
+             oracle_root=params.logs.oracle_root, reseal=True)
     summary = validate_partition(params, "impressions", DAY1)
     assert not summary["success"]
     page = (tmp_path / "reports" / "validation" / f"date={DAY1}" / "impressions.html").read_text()

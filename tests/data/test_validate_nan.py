@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from reloop.data.logs.seal import seal_day
 from reloop.data.logs.store import partition_dir
 from reloop.data.validate.run import ValidationFailed, describe_failure, validate_period
 from tests.support.params import DAY1
@@ -24,6 +25,8 @@ def test_nan_and_null_scores_are_told_apart(world_root, tmp_path):
         pl.when(row < 3).then(float("nan")).otherwise(pl.col("score")).alias("score"),
         pl.when(row == 5).then(None).otherwise(pl.col("score_base")).alias("score_base"),
     ).write_parquet(part)
+    seal_day(params.logs.root, DAY1, params.join.window_minutes,  # a producer that sealed it
+             oracle_root=params.logs.oracle_root, reseal=True)
     with pytest.raises(ValidationFailed) as err:
         validate_period(params, DAY1, ("impressions",))
     lines = str(err.value).splitlines()

@@ -6,9 +6,9 @@ are its files. It is a JSON manifest beside the partitions (readers ignore non-p
 
     <logs.root>/_seals/date=D.json
     {"day": "D", "watermark": "D+1T01:00:00+00:00",
-     "files": {"impressions/date=D/part-x.parquet": {"rows": 1200},
-               "feedback/date=D/part-x.parquet": {"rows": 31},
-               "feedback/date=D+1/part-x.parquet": {"rows": 4}, ...}}
+     "files": {"impressions/date=D/part-x.parquet": {"rows": 1200, "sha256": "9f86..."},
+               "feedback/date=D/part-x.parquet": {"rows": 31, "sha256": "..."},
+               "feedback/date=D+1/part-x.parquet": {"rows": 4, "sha256": "..."}, ...}}
 
 Paths are relative to ``logs.root`` (the built-in world's oracle, under ``logs.oracle_root``, is
 listed by its path relative to ``logs.root`` too); keys are sorted and nothing in it depends on
@@ -30,8 +30,9 @@ once day D's traffic up to the watermark is written. After day D is sealed,
 **Readers** (with ``logs.require_seal``, the default) go through :func:`check_period_sealed`:
 each day of the period must be sealed (:class:`UnsealedPartitionError`); a part present but not
 listed by the seal of its day or the day before was added after sealing, a listed file that is
-missing or whose row count differs means the seal and the data disagree
-(:class:`SealMismatchError`, naming the file). The join reads exactly the listed files, and of
+missing, or whose row count or content (its SHA-256; seals written before it was recorded list
+rows only) differs, means the seal and the data disagree (:class:`SealMismatchError`, naming the
+file). The join reads exactly the listed files, and of
 the next day's feedback only the files the period's last seal lists, so a rerun reads the same
 rows however much was written since. Nothing here modifies raw data; a refused read writes
 nothing.
@@ -42,6 +43,7 @@ Importing this module is cheap (polars; no torch).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -131,10 +133,12 @@ def read_seal(root: str | Path, day: str | dt.date) -> dict[str, Any] | None:
             or seal.get("day") != as_date(day).isoformat()
             or not isinstance(seal.get("watermark"), str)
             or not all(isinstance(v, dict) and isinstance(v.get("rows"), int)
+                       and isinstance(v.get("sha256", ""), str)
                        for v in seal["files"].values())):
         raise SealMismatchError(
             f"seal {path} is not a seal of {as_date(day).isoformat()} (expected "
-            '{"day", "watermark", "files": {path: {"rows": N}}}); seal the day again with '
+            '{"day", "watermark", "files": {path: {"rows": N, "sha256": H}}}); seal the day '
+            'again with '
             "`reloop logs seal --reseal`")
     return seal
 
@@ -162,12 +166,19 @@ def _rows(path: Path) -> int:
         ) from None
 
 
-def _listed(seal: dict[str, Any] | None, table: str, day: dt.date) -> dict[str, int]:
-    """``{relative path: rows}`` of the files ``seal`` lists in ``table/date=day``."""
+def _entry(path: Path) -> dict[str, Any]:
+    """What a seal records of a file: its rows and the SHA-256 of its bytes."""
+    rows = _rows(path)
+    with path.open("rb") as fh:
+        return {"rows": rows, "sha256": hashlib.file_digest(fh, "sha256").hexdigest()}
+
+
+def _listed(seal: dict[str, Any] | None, table: str, day: dt.date) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"rows", "sha256"}}`` of the files ``seal`` lists in ``table/date=day``."""
     if seal is None:
         return {}
     prefix = f"{table}/{date_part(day)}/"
-    return {k: v["rows"] for k, v in seal["files"].items() if k.startswith(prefix)}
+    return {k: v for k, v in seal["files"].items() if k.startswith(prefix)}
 
 
 def _require(root: Path, table: str, day: dt.date, sealing: dt.date) -> list[Path]:
@@ -209,22 +220,22 @@ def seal_day(
     prev_seal = read_seal(root, day - dt.timedelta(days=1))
     existing = None if reseal else read_seal(root, day)
 
-    files: dict[str, dict[str, int]] = {}
+    files: dict[str, dict[str, Any]] = {}
     for f in _require(root, "impressions", day, day):
-        files[_rel("impressions", day, f.name)] = {"rows": _rows(f)}
+        files[_rel("impressions", day, f.name)] = _entry(f)
     earlier = _listed(prev_seal, "feedback", day)
     for f in _require(root, "feedback", day, day):
         rel = _rel("feedback", day, f.name)
         if rel not in earlier:
-            files[rel] = {"rows": _rows(f)}
+            files[rel] = _entry(f)
     if w > dt.timedelta(0):
         for f in _require(root, "feedback", nxt, day):
-            files[_rel("feedback", nxt, f.name)] = {"rows": _rows(f)}
+            files[_rel("feedback", nxt, f.name)] = _entry(f)
     if oracle_root is not None:
         base = Path(os.path.relpath(Path(oracle_root).resolve(), root.resolve()))
         for f in _present(Path(oracle_root), "oracle", day):
             rel = PurePosixPath(*base.parts, "oracle", date_part(day), f.name)
-            files[str(rel)] = {"rows": _rows(f)}
+            files[str(rel)] = _entry(f)
     manifest = {"day": day.isoformat(), "watermark": watermark(day, w).isoformat(),
                 "files": dict(sorted(files.items()))}
     path = seal_path(root, day)
@@ -264,6 +275,8 @@ def _differences(existing: dict[str, Any], now: dict[str, Any], nxt: dt.date) ->
         elif old[rel]["rows"] != new[rel]["rows"]:
             problems.append(f"{rel} sealed with {old[rel]['rows']} rows, has "
                             f"{new[rel]['rows']} now")
+        elif old[rel].get("sha256", new[rel]["sha256"]) != new[rel]["sha256"]:
+            problems.append(f"{rel} was rewritten after sealing (same rows, other content)")
     return problems
 
 
@@ -291,8 +304,9 @@ def _seal_for_reading(root: Path, day: dt.date, window: dt.timedelta) -> dict[st
     return seal
 
 
-def _verify(root: Path, listed: dict[str, int], seal_of: dict[str, dt.date]) -> list[Path]:
-    """Each listed file exists with its listed rows; the files, in name order."""
+def _verify(root: Path, listed: dict[str, dict[str, Any]],
+            seal_of: dict[str, dt.date]) -> list[Path]:
+    """Each listed file exists with its listed rows and content; the files, in name order."""
     out = []
     for rel in sorted(listed):
         path = root / rel
@@ -300,11 +314,16 @@ def _verify(root: Path, listed: dict[str, int], seal_of: dict[str, dt.date]) -> 
             raise SealMismatchError(
                 f"{path} is listed by the seal {seal_path(root, seal_of[rel])} but is missing; "
                 "raw logs are append-only, so a sealed file must never be removed: restore it")
-        rows = _rows(path)
-        if rows != listed[rel]:
+        want = listed[rel]
+        now = _entry(path) if "sha256" in want else {"rows": _rows(path)}
+        if now != want:
+            what = (f"has {now['rows']} rows but the seal {seal_path(root, seal_of[rel])} lists "
+                    f"{want['rows']}" if now["rows"] != want["rows"] else
+                    f"was rewritten after its seal {seal_path(root, seal_of[rel])} (the same "
+                    f"{want['rows']} rows, other content: SHA-256 {now['sha256'][:12]}..., "
+                    f"sealed {want['sha256'][:12]}...)")
             raise SealMismatchError(
-                f"{path} has {rows} rows but the seal {seal_path(root, seal_of[rel])} lists "
-                f"{listed[rel]}; a sealed file must never change: restore it, or if the file is "
+                f"{path} {what}; a sealed file must never change: restore it, or if the file is "
                 f"right seal the day again with `reloop logs seal --date "
                 f"{seal_of[rel].isoformat()} --reseal`")
         out.append(path)
@@ -318,7 +337,7 @@ def check_partition_sealed(
     them, after checking them: day ``day`` is sealed (:class:`UnsealedPartitionError`, or
     :class:`~reloop.data.logs.store.MissingPartitionError` when nothing of the day arrived), every
     part present is listed by the seal of ``day`` (or, for feedback, of the day before), and
-    every listed file exists with its listed rows (:class:`SealMismatchError`)."""
+    every listed file exists with its listed rows and content (:class:`SealMismatchError`)."""
     if table not in RAW_TABLES:
         raise ValueError(f"table={table!r} is not sealed; expected one of {list(RAW_TABLES)}")
     root = Path(root)
