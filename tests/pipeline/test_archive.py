@@ -70,6 +70,9 @@ def test_list_and_identical_rerun(archived):
     again = run_stage("archive", params, DAY1)  # a rerun of the same period
     assert again["changed"] is False and again["tag"] == f"period-{DAY1}"
     assert git(Path(params.archive.root), "rev-parse", "HEAD") == head
+    # the commit reported is the period's (its tag's), not HEAD's: DAY2 was committed since
+    assert again["commit"] == git(Path(params.archive.root), "rev-parse",
+                                  f"period-{DAY1}^{{commit}}") != head
     result = CliRunner().invoke(app, ["periods", "list", "--json", "--params",
                                       _params_file(params)])
     assert result.exit_code == 0, result.output

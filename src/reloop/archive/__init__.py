@@ -253,7 +253,7 @@ def archive_period(params: Params, start: str | dt.date) -> dict[str, Any]:
         tag = f"period-{start.isoformat()}" + (f".{len(tags) + 1}" if tags else "")
         _git(root, "tag", tag)
         tags.append(tag)
-    commit = _git(root, "rev-parse", "HEAD").stdout.strip()
+    commit = _git(root, "rev-parse", f"{tags[-1]}^{{commit}}").stdout.strip()  # the period's
     pushed = False
     if params.archive.push:
         _dvc(root, "push", "-q", f"{PERIODS}/{name}.dvc", timeout=params.archive.push_timeout_s,

@@ -222,8 +222,10 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
     from reloop.evaluation.history import write_plots
 
     plots = write_plots(params)
-    log.info("period %s: %s %s", period, "promoted" if decision.promote else "kept incumbent",
-             ckpt.model_id)
+    verdict = ("promoted" if moved or (decision.promote and held is None) else
+               "passed the gate, production held:" if decision.promote else
+               "kept the incumbent over")
+    log.info("period %s: %s %s", period, verdict, ckpt.model_id)
     return {"promoted": decision.promote, "moved": moved, "held": held,
             "model_id": ckpt.model_id, "decision": str(decision_path(params, start)),
             "plots": str(plots)}
