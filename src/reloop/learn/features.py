@@ -200,7 +200,9 @@ class FeatureEncoder:
             problems.append(f"field order differs: config {self.names} vs {what} {other.names}")
         raise EncodingMismatchError(
             f"the {what}'s feature encoding does not match features in the config: "
-            + "; ".join(problems)
+            + "; ".join(problems) + ". A model is served, warm-started from and compared only "
+            "with the features it was trained on: to change features.fields, start a new "
+            "lineage in a new registry (pipeline.registry_root; README \"Changing the features\")"
         )
 
     # ---- encoding ----------------------------------------------------------------------------
