@@ -10,8 +10,9 @@ In order, for the period ``D``:
 3. **Register** the candidate, whatever the gate said (rejected versions stay inspectable and can
    be rolled back to). **No blessing, no push:** before the copy is renamed into the registry, the
    production scorer is built from it (:func:`reloop.serving.scorer.load_scorer`, model plus
-   snapshot) and answers :data:`WARMUP_ROWS` warm-up requests, the first rows of the period's
-   held-out tail; their served scores must be finite probabilities, else nothing is registered.
+   snapshot) and answers ``serve.warmup_rows`` warm-up requests (as a server does before a swap),
+   the first rows of the period's held-out tail; their served scores must be finite
+   probabilities, else nothing is registered.
    The result is recorded in the version's lineage and in the decision (``warmup``).
 4. **Move the pointer** on a pass, unless it is not this period's turn any more
    (:meth:`~reloop.registry.Registry.pointer_held`, or a later period has a decision): a rerun
@@ -34,14 +35,10 @@ from typing import Any
 from reloop.config import Params
 from reloop.periods import decision_path
 
-__all__ = ["WARMUP_ROWS", "PromoteError", "check_servable", "compared_scores",
+__all__ = ["PromoteError", "check_servable", "compared_scores",
            "run", "warm_up"]
 
 log = logging.getLogger(__name__)
-
-#: How many held-out rows the registered candidate must score before it may be promoted.
-WARMUP_ROWS = 16
-
 
 class PromoteError(RuntimeError):
     """The candidate cannot be registered or promoted; the message names the file or version."""
@@ -102,7 +99,7 @@ def check_servable(params: Params, version: Any) -> dict[str, Any]:
         memory = None
     period = version.lineage.get("period")
     try:
-        rows = period_splits(params, period)[1].head(WARMUP_ROWS)
+        rows = period_splits(params, period)[1].head(params.serve.warmup_rows)
     except (FileNotFoundError, ValueError, TypeError):
         rows = None  # the period's table is gone: loading (checksums) is the check
     try:
@@ -164,7 +161,7 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
         rule=params.promote.rule,
         logloss_diff_ci=evaluation.get("logloss_diff", {}).get(key),
     )
-    warmup_rows = period_splits(params, start)[1].head(WARMUP_ROWS)
+    warmup_rows = period_splits(params, start)[1].head(params.serve.warmup_rows)
     warmups: list[dict[str, Any]] = []
 
     def bless(version: VersionRecord) -> dict[str, Any]:
