@@ -58,10 +58,10 @@ def test_register_is_idempotent_and_unknown_versions_are_refused(tmp_path):
     assert again.lineage == first.lineage == {"model_id": A, "period": "p1"}  # another period's
     # a rerun of p1's gate (other thresholds) records its decision; the files stay the first's
     rerun = reg.register(A, _fake_checkpoint(tmp_path, "a3" * 8, b"third"),
-                         {"period": "p1", "decision": {"promote": True}},
+                         {"period": "p1", "decision": {"promote": True}, "params": {"x": 2}},
                          verify=lambda record: {"warmup": {"rows": 3}})
     assert rerun.lineage == {"model_id": A, "period": "p1", "decision": {"promote": True},
-                             "warmup": {"rows": 3}}
+                             "warmup": {"rows": 3}}  # the gate's verdict, not other params
     assert reg.get(A).lineage == rerun.lineage
     assert sorted((p.relative_to(first.path), p.read_bytes()) for p in first.path.rglob("*")
                   if p.is_file() and p.name != "version.json") == files

@@ -47,7 +47,8 @@ from filelock import FileLock, Timeout
 
 from reloop import atomic
 
-__all__ = ["VERSION_ID", "Registry", "RegistryError", "VersionRecord", "check_version_id"]
+__all__ = ["RERUN_KEYS", "VERSION_ID", "Registry", "RegistryError", "VersionRecord",
+           "check_version_id"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ class VersionRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {"model_id": self.model_id, "path": str(self.path), **self.lineage}
+
+
+#: what a rerun of a version's period records over the first run's lineage: the gate's verdict
+#: and what it compared (the version's data, parent and params stay the first run's)
+RERUN_KEYS = ("decision", "evaluation")
 
 
 def _atomic_write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -235,9 +241,9 @@ class Registry:
         ``verify`` is called with the complete copy (a :class:`VersionRecord` at its temporary
         path) before it is renamed into place: if it raises, nothing is registered; what it
         returns is added to the lineage. Idempotent: a version that is already registered keeps
-        its files and is verified again; a rerun of the period that registered it (its gate
-        rerun with other thresholds, say) records its lineage, decision included, over the
-        first run's. Another period's lineage is not recorded.
+        its files and its lineage, and is verified again; a rerun of the period that registered
+        it (its gate rerun with other thresholds, say) records what the gate said this time
+        (:data:`RERUN_KEYS` of ``lineage``, and what ``verify`` returns).
         """
         check_version_id(model_id)
         target = self.root / VERSIONS / model_id
@@ -246,7 +252,8 @@ class Registry:
             checked = {} if verify is None else verify(record)
             if lineage.get("period") != record.lineage.get("period"):
                 return record
-            lineage = {"model_id": model_id, **lineage, **(checked or {})}
+            lineage = {**record.lineage, **{k: lineage[k] for k in RERUN_KEYS if k in lineage},
+                       **(checked or {})}
             if lineage != record.lineage:
                 _atomic_write_json(target / RECORD, lineage)
                 log.info("version %s: lineage updated by a rerun of period %s", model_id,
