@@ -12,8 +12,11 @@ the stages return.
   schedules have zero-width intervals).
 * Tasks and edges come from the declared stage graph (:data:`reloop.stages.STAGE_GRAPH`), the
   one ``dvc.yaml`` is generated from.
-* Runs are sequential (``max_active_runs=1``, ``depends_on_past``): each period starts from the
-  model the previous one promoted.
+* Runs are sequential (``max_active_runs=1``), and a period's ingest refuses to start until the
+  period before is decided (``pipeline.sequential``): each period starts from the model the
+  previous one promoted. That is reloop's own rule, the same for ``reloop run``, ``reloop
+  backfill`` and ``dvc repro``; Airflow's ``depends_on_past`` is not used, because a period
+  finished outside Airflow would leave its failed Airflow run blocking the next one for ever.
 * ``wait_for_logs`` (``logs.source: external``) waits, in reschedule mode and holding no worker
   slot, until ``pipeline.schedule_offset_minutes`` after the period's end (the attribution
   window of its last day's clicks) and until every day of the period is sealed; it fails after
@@ -69,7 +72,6 @@ def publish(decision: dict) -> dict:
     catchup=False,
     max_active_runs=1,
     default_args={
-        "depends_on_past": True,
         "retries": 1,
         "retry_delay": dt.timedelta(seconds=30),
     },
