@@ -208,3 +208,20 @@ def test_truncated_quarantined_and_misshapen_partitions(world_root, tmp_path):
     with pytest.raises(JoinError, match=r"missing columns \['score_base'\]; unexpected columns "
                                         r"\['extra'\]"):
         join_period(unsealed, DAY1)
+
+
+def test_the_joined_table_has_one_time_type_whatever_the_writer_used(world_root, tmp_path):
+    # a writer whose times are in ns (pandas' default): the table is in us like every other
+    # period's, so a training window over periods of both writers reads alike
+    from reloop.data.logs.seal import seal_day
+    from reloop.data.logs.schema import TIME_DTYPE
+
+    params = copy_world(world_root, tmp_path)
+    (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
+    pl.read_parquet(part).with_columns(pl.col("event_time").cast(pl.Datetime("ns", "UTC"))) \
+        .write_parquet(part)
+    seal_day(params.logs.root, DAY1, params.join.window_minutes,
+             oracle_root=params.logs.oracle_root, reseal=True)
+    join_period(params, DAY1)
+    table = read_joined(params, DAY1)
+    assert table.schema["event_time"] == table.schema["label_time"] == TIME_DTYPE

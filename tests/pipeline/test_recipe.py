@@ -81,8 +81,10 @@ def test_a_window_over_periods_whose_logs_differ_in_columns_or_types(windowed):
                                                   hour=pl.col("hour").cast(pl.String),
                                                   item_age_days=pl.col("item_age_days")
                                                   .cast(pl.Int64))
+    day1 = day1.with_columns(pl.col("event_time").cast(pl.Datetime("ns", "UTC")))  # ns writer
     old, new = align_window(params, [day1, day2], [DAY1, DAY2])
     assert old.schema == new.schema and "session_id" not in new.columns
+    assert new.schema["event_time"] == pl.Datetime("us", "UTC")
     assert new.schema["hour"] == pl.String and new.schema["item_age_days"] == pl.Float64
     assert old["hour"].to_list() == [str(h) for h in day1["hour"].to_list()]  # hashed alike
     flags = day2.with_columns(device=pl.col("device") == "ios")  # text became booleans

@@ -56,7 +56,7 @@ import polars as pl
 
 from reloop.atomic import replace_dir
 from reloop.data.logs.quarantine import QuarantinedError, quarantine_record
-from reloop.data.logs.schema import FEEDBACK, check_schema, impression_columns
+from reloop.data.logs.schema import FEEDBACK, TIME_DTYPE, check_schema, impression_columns
 from reloop.data.logs.seal import check_period_sealed, read_seal
 from reloop.data.logs.store import (
     MissingPartitionError,
@@ -322,6 +322,9 @@ def join_period(params: Params, start: str | dt.date) -> dict[str, Any]:
     elif prev_day in list_dates(root, "impressions"):
         previous = scan_partitions(root, "impressions", [prev_day]).select("request_id")
 
+    # one time type whatever the writers used (ns or us): every period's table reads alike
+    imps = imps.with_columns(pl.col("event_time").cast(TIME_DTYPE))
+    fb = fb.with_columns(pl.col("event_time").cast(TIME_DTYPE))
     try:
         table, stats = join_frames(
             imps, fb.select("request_id", "event_time", "click"),

@@ -103,10 +103,12 @@ def align_window(params: Params, parts: list[pl.DataFrame],
     Columns beyond the configured ones (``validate.allow_extra_columns``) are left out: a period
     may add or drop one. A field whose logs changed type keeps its meaning where the model sees
     the same thing: a categorical field is hashed as text, so integers and strings become text
-    (``3`` and ``"3"`` are one value); a numeric field becomes Float64. Anything else (a boolean
-    field that became integers: ``true`` and ``1`` hash apart) is refused.
+    (``3`` and ``"3"`` are one value); a numeric field becomes Float64; the loop's own columns
+    take a type that holds every period's values (times in ns and us: us). Anything else (a
+    boolean field that became integers: ``true`` and ``1`` hash apart) is refused.
     """
     from reloop.config.features import CategoricalField
+    from reloop.data.logs.store import reconcile_types
     from reloop.data.validate.suites import joined_columns
 
     fields = {f.name: f for f in params.features.fields}
@@ -123,12 +125,15 @@ def align_window(params: Params, parts: list[pl.DataFrame],
         if len(types) == 1:
             continue
         field = fields.get(name)
+        common = reconcile_types(*types) if field is None else None
         if isinstance(field, CategoricalField) and not any(t.is_float() for t in types) and (
                 pl.Boolean not in types):
             casts[name] = pl.String
         elif field is not None and not isinstance(field, CategoricalField) and all(
                 t.is_numeric() for t in types):
             casts[name] = pl.Float64
+        elif common is not None:  # the loop's own columns: times in ns and us, say
+            casts[name] = common
         else:
             seen = ", ".join(f"{p.schema[name]} in {period}" for p, period in
                              zip(parts, periods, strict=True))

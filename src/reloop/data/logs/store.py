@@ -159,6 +159,25 @@ def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:
     return out
 
 
+def _family(t: pl.DataType) -> str:
+    return ("numeric" if t.is_numeric() else "time" if isinstance(t, pl.Datetime) else
+            "text" if t in (pl.String, pl.Categorical) else str(t))
+
+
+def reconcile_types(*types: pl.DataType) -> pl.DataType | None:
+    """The one type that holds values of every one of ``types`` without changing what they say
+    (integers of several widths, numbers, times in ns and us, text; ``Null``: any), or ``None``
+    when there is none: text beside numbers, times in two zones."""
+    if len({_family(t) for t in types if t != pl.Null}) > 1:
+        return None  # a widening (numbers to text, say) would hide which source is wrong
+    try:
+        return pl.concat([pl.DataFrame(schema={"c": t}) for t in types],
+                         how="vertical_relaxed").schema["c"]
+    except (pl.exceptions.SchemaError, pl.exceptions.ComputeError,
+            pl.exceptions.InvalidOperationError):
+        return None
+
+
 def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
     """The one schema part files of different writers are read in: the same columns, each in the
     type that holds every file's values (``Int8`` and ``Int64`` clicks are ``Int64``; times in
@@ -176,22 +195,7 @@ def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
             raise CorruptPartitionError(
                 f"{what}: {f} has other columns than {files[0]} (missing {missing}, extra "
                 f"{extra}); every part file of a table has the same columns")
-    bad_types = (pl.exceptions.SchemaError, pl.exceptions.ComputeError,
-                 pl.exceptions.InvalidOperationError)
-
-    def family(t: pl.DataType) -> str:
-        return ("numeric" if t.is_numeric() else "time" if isinstance(t, pl.Datetime) else
-                "text" if t in (pl.String, pl.Categorical) else str(t))
-
-    def together(*types: pl.DataType) -> pl.DataType | None:
-        if len({family(t) for t in types if t != pl.Null}) > 1:
-            return None  # text beside numbers, say: a widening would hide which file is wrong
-        try:
-            return pl.concat([pl.DataFrame(schema={"c": t}) for t in types],
-                             how="vertical_relaxed").schema["c"]
-        except bad_types:
-            return None
-
+    together = reconcile_types
     common = {}
     for c in first:
         common[c] = together(*(schemas[f][c] for f in files))
