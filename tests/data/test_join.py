@@ -213,8 +213,8 @@ def test_truncated_quarantined_and_misshapen_partitions(world_root, tmp_path):
 def test_the_joined_table_has_one_time_type_whatever_the_writer_used(world_root, tmp_path):
     # a writer whose times are in ns (pandas' default): the table is in us like every other
     # period's, so a training window over periods of both writers reads alike
-    from reloop.data.logs.seal import seal_day
     from reloop.data.logs.schema import TIME_DTYPE
+    from reloop.data.logs.seal import seal_day
 
     params = copy_world(world_root, tmp_path)
     (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
