@@ -171,6 +171,12 @@ def test_a_period_is_not_skipped_once_the_loop_is_under_way(tmp_path):
     with pytest.raises(RuntimeError, match=rf"the previous period {DAY2} failed validation "
                                            rf"\(quarantined: {record}\) and has no decision"):
         run_stage("ingest", params, DAY3)
+    # ... or its join refused the next day's feedback, which its attribution window reads
+    record.unlink()
+    record = record_quarantine(params.logs.quarantine_root, "feedback", DAY3, {"failed": []})
+    with pytest.raises(RuntimeError, match=rf"the previous period {DAY2} failed validation "
+                                           rf"\(quarantined: {record}\)"):
+        run_stage("ingest", params, DAY3)
 
 
 def test_weekly_periods_run_end_to_end_and_chain(tmp_path):

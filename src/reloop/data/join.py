@@ -244,11 +244,13 @@ def _refuse_quarantined(params: Params, table: str, day: dt.date, use: str = "jo
     record = quarantine_record(params.logs.quarantine_root, table, day)
     if record is not None:
         failed = record.get("failed", [])
+        fix = (f"`reloop validate --date {day} --table {table}` clears the record once it "
+               "passes (fixed files, or validate.* thresholds changed on purpose)")
         raise QuarantinedError(
             f"partition {table}/{date_part(day)} is quarantined "
             f"({len(failed)} failed expectations; see "
             f"{quarantine_path(params.logs.quarantine_root, table, day)}); "
-            f"refusing to {use}"
+            f"refusing to {use}; {fix}"
         )
 
 

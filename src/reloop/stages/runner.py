@@ -113,11 +113,14 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
 
 
 def _quarantine_records(params: Params, start: dt.date) -> list[str]:
-    """The quarantine records of the period's raw partitions."""
+    """The quarantine records of the partitions the period reads: its days' impressions and
+    feedback, and the next day's feedback (its clicks' attribution window reaches into it)."""
     from reloop.periods import period_dates, quarantine_path
 
-    return [str(path) for day in period_dates(start, params.logs.period_days)
-            for table in ("impressions", "feedback")
+    days = period_dates(start, params.logs.period_days)
+    reads = [(t, d) for d in days for t in ("impressions", "feedback")]
+    reads.append(("feedback", days[-1] + dt.timedelta(days=1)))
+    return [str(path) for table, day in reads
             if (path := quarantine_path(params.logs.quarantine_root, table, day)).is_file()]
 
 

@@ -178,16 +178,36 @@ def reconcile_types(*types: pl.DataType) -> pl.DataType | None:
         return None
 
 
-def common_schema(schemas: dict[Path, pl.Schema], what: str) -> pl.Schema:
+def _empty_parts(files: Iterable[Path]) -> set[Path]:
+    """The files holding no rows (from their footers)."""
+    import pyarrow.parquet as pq
+
+    return {f for f in files if pq.ParquetFile(f).metadata.num_rows == 0}
+
+
+def common_schema(schemas: dict[Path, pl.Schema], what: str,
+                  empty: Iterable[Path] = ()) -> pl.Schema:
     """The one schema part files of different writers are read in: the same columns, each in the
     type that holds every file's values (``Int8`` and ``Int64`` clicks are ``Int64``; times in
-    ns and us are us; an empty part's untyped ``Null`` column takes the others' type). A
+    ns and us are us; an empty part's untyped ``Null`` column takes the others' type). The types
+    of the ``empty`` files (no rows: pandas types an empty column float64) do not count. A
     :class:`CorruptPartitionError` names the first file whose columns differ or whose types
     cannot be reconciled: of other kinds (text beside numbers) or times in two time zones."""
     files = list(schemas)
     first = schemas[files[0]]
     if all(schemas[f] == first for f in files[1:]):
         return first
+    empty = set(empty)
+    if empty and len(empty) < len(files):  # the types are the files with rows'
+        typed = [f for f in files if f not in empty]
+        for f in files:
+            if f in empty and set(schemas[f]) != set(first):
+                break  # their columns must still agree: said below
+        else:
+            schemas = {f: schemas[f] for f in typed}
+            files, first = typed, schemas[typed[0]]
+            if all(schemas[f] == first for f in files[1:]):
+                return first
     for f in files[1:]:
         if set(schemas[f]) != set(first):
             missing = sorted(set(first) - set(schemas[f]))
@@ -220,7 +240,9 @@ def read_partition(root: str | Path, table: str, day: str | dt.date) -> pl.DataF
                 f"{f} is not a readable parquet file (truncated or corrupt): "
                 f"{type(err).__name__}: {err}"
             ) from None
-    common = common_schema(schemas, f"partition {_name(table, as_date(day))} under {root}")
+    common = common_schema(schemas, f"partition {_name(table, as_date(day))} under {root}",
+                           empty=[f for f, frame in zip(files, frames, strict=True)
+                                  if frame.height == 0])
     if len(frames) == 1:
         return frames[0]
     return pl.concat([f.select(list(common)).cast(dict(common)) for f in frames], how="vertical")
@@ -246,7 +268,8 @@ def scan_files(files: Sequence[Path], what: str) -> pl.LazyFrame:
     if not files:
         raise MissingPartitionError(f"{what}: no part files to read")
     schemas = check_readable(files)
-    common = common_schema(schemas, what)
+    differ = any(s != schemas[files[0]] for s in schemas.values())
+    common = common_schema(schemas, what, _empty_parts(files) if differ else ())
     if all(s == common for s in schemas.values()):
         return pl.scan_parquet([str(f) for f in files], hive_partitioning=False)
     return pl.concat([pl.scan_parquet(str(f), hive_partitioning=False).select(list(common))
