@@ -108,6 +108,9 @@ _EXPECTED: dict[str, str] = {
     "label": "an integer click label (0 or 1)",
     "probability": "a float probability in [0, 1]",
     "id": "a string or integer id",
+    "categorical": "a categorical value: strings, integers or booleans (floats are refused: a "
+                   "pandas integer column with a missing value turns float; use pandas' Int64 "
+                   "or strings)",
 }
 
 

@@ -210,10 +210,10 @@ def describe_failure(res: dict[str, Any], df: pl.DataFrame | None = None) -> dic
 
 
 #: the parameters behind a threshold check, named beside its failure: ``(expectation, column)``
-#: (``None``: any column) to the ``validate.*`` keys that set it
+#: (``None``: any column; for the row count, the table) to the ``validate.*`` keys that set it
 _SET_BY: dict[tuple[str, str | None], str] = {
-    ("expect_table_row_count_to_be_between", None): "validate.min_rows, validate.max_rows, "
-                                                    "validate.max_feedback_rows",
+    ("expect_table_row_count_to_be_between", "feedback"): "validate.max_feedback_rows",
+    ("expect_table_row_count_to_be_between", None): "validate.min_rows, validate.max_rows",
     ("expect_column_mean_to_be_between", "y"): "validate.ctr_min, validate.ctr_max, "
                                                "validate.ctr_history, validate.ctr_tolerance",
     ("expect_column_values_to_be_unique", "request_id"): "validate.max_duplicate_fraction",
@@ -221,11 +221,12 @@ _SET_BY: dict[tuple[str, str | None], str] = {
 }
 
 
-def _fmt(f: dict[str, Any]) -> str:
+def _fmt(f: dict[str, Any], table: str = "") -> str:
     col = f" {f['column']!r}" if f.get("column") else ""
     exp = {k: v for k, v in (f.get("expected") or {}).items() if k not in ("column_set",)}
     exp_s = f" {exp}" if exp else ""
-    by = _SET_BY.get((f["expectation"], f.get("column"))) or _SET_BY.get((f["expectation"], None))
+    by = (_SET_BY.get((f["expectation"], f.get("column") or table))
+          or _SET_BY.get((f["expectation"], None)))
     return f"{f['expectation']}{col}{exp_s}: observed {f['observed']}" + (
         f" (set by {by})" if by else "")
 
@@ -358,7 +359,7 @@ def _raise_if_failed(summaries: list[dict[str, Any]], what: str) -> None:
         lines.append(f"  {s['table']}/{date_part(s['date'])} ({len(s['failed'])} failed checks; "
                      f"result {s['result']}" + (f"; quarantined: {s['quarantine']}"
                                                 if s.get("quarantine") else "") + "):")
-        lines += [f"    - {_fmt(f)}" for f in s["failed"]]
+        lines += [f"    - {_fmt(f, s['table'])}" for f in s["failed"]]
     raise ValidationFailed("\n".join(lines), summaries)
 
 
