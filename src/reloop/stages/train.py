@@ -125,14 +125,14 @@ def align_window(params: Params, parts: list[pl.DataFrame],
         if len(types) == 1:
             continue
         field = fields.get(name)
-        common = reconcile_types(*types) if field is None else None
         if isinstance(field, CategoricalField) and not any(t.is_float() for t in types) and (
                 pl.Boolean not in types):
             casts[name] = pl.String
         elif field is not None and not isinstance(field, CategoricalField) and all(
                 t.is_numeric() for t in types):
             casts[name] = pl.Float64
-        elif common is not None:  # the loop's own columns: times in ns and us, say
+        elif field is None and (common := reconcile_types(*types)) is not None:
+            # the loop's own columns: times in ns and us, say
             casts[name] = common
         else:
             seen = ", ".join(f"{p.schema[name]} in {period}" for p, period in

@@ -197,17 +197,6 @@ def common_schema(schemas: dict[Path, pl.Schema], what: str,
     first = schemas[files[0]]
     if all(schemas[f] == first for f in files[1:]):
         return first
-    empty = set(empty)
-    if empty and len(empty) < len(files):  # the types are the files with rows'
-        typed = [f for f in files if f not in empty]
-        for f in files:
-            if f in empty and set(schemas[f]) != set(first):
-                break  # their columns must still agree: said below
-        else:
-            schemas = {f: schemas[f] for f in typed}
-            files, first = typed, schemas[typed[0]]
-            if all(schemas[f] == first for f in files[1:]):
-                return first
     for f in files[1:]:
         if set(schemas[f]) != set(first):
             missing = sorted(set(first) - set(schemas[f]))
@@ -215,15 +204,18 @@ def common_schema(schemas: dict[Path, pl.Schema], what: str,
             raise CorruptPartitionError(
                 f"{what}: {f} has other columns than {files[0]} (missing {missing}, extra "
                 f"{extra}); every part file of a table has the same columns")
-    together = reconcile_types
+    empty = set(empty)
+    typed = [f for f in files if f not in empty] or files  # the types are the files with rows'
     common = {}
     for c in first:
-        common[c] = together(*(schemas[f][c] for f in files))
-        if common[c] is None:
-            f = next(f for f in files[1:] if together(first[c], schemas[f][c]) is None)
-            raise CorruptPartitionError(
-                f"{what}: column {c!r} is {schemas[f][c]} in {f} but {first[c]} in "
-                f"{files[0]}, types that cannot be read together")
+        common[c] = schemas[typed[0]][c]
+        for f in typed[1:]:  # widened file by file: the first that does not fit is named
+            wider = reconcile_types(common[c], schemas[f][c])
+            if wider is None:
+                raise CorruptPartitionError(
+                    f"{what}: column {c!r} is {schemas[f][c]} in {f} but "
+                    f"{schemas[typed[0]][c]} in {typed[0]}, types that cannot be read together")
+            common[c] = wider
     return pl.Schema(common)
 
 
