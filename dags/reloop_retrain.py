@@ -24,6 +24,9 @@ the stages return.
 * After ``promote``, ``archive`` commits every artefact of the period to the DVC archive
   repository (``archive.root``), so any past period can be listed and restored, and ``publish``
   emits an event on the Asset ``reloop://production`` when production moved.
+* Retries: a task is retried once after 30 s (a busy lock, a full disk), except on bad input
+  (a failed validation, a quarantined or missing partition, a config error), which fails at
+  once: a retry on the same logs would fail the same way.
 * ``RELOOP_PARAMS`` points at the params file (default: the repository's ``params.yaml``).
 """
 
@@ -36,7 +39,7 @@ from pathlib import Path
 from airflow.sdk import dag, get_current_context, task
 
 from reloop.config import load_params  # pydantic and PyYAML only: no torch
-from reloop.ops.airflow import dag_schedule
+from reloop.ops.airflow import dag_schedule, run_stage_task
 from reloop.ops.sensor import PRODUCTION, SealedLogsSensor, publish_production
 from reloop.stages import STAGE_GRAPH  # the declared graph only: no heavy imports
 
@@ -51,12 +54,10 @@ PIPELINE = PARAMS.pipeline
 
 
 def _run(stage: str) -> dict:
-    """Run ``stage`` for this DAG run's period (``data_interval_start``)."""
-    from reloop.config import load_params
-    from reloop.stages import run_stage
-
+    """Run ``stage`` for this DAG run's period (``data_interval_start``); bad input fails the
+    task without a retry (:func:`reloop.ops.airflow.run_stage_task`)."""
     period = get_current_context()["data_interval_start"].date().isoformat()
-    return run_stage(stage, load_params(PARAMS_FILE), period)
+    return run_stage_task(stage, PARAMS_FILE, period)
 
 
 @task(task_id="publish", outlets=[PRODUCTION], retries=0)

@@ -228,3 +228,32 @@ def test_invalid_date_is_named(tmp_path, bad):
     done = subprocess.run([sys.executable, "-m", "reloop.cli", "stage", "train", "--date", bad,
                            "--params", str(cfg)], capture_output=True, text=True)
     assert done.returncode == 2 and "not a valid ISO date" in done.stderr
+
+
+def test_bad_input_fails_the_task_without_a_retry_and_a_busy_lock_is_retried(tmp_path):
+    # a deterministic error (here: a weekly period that does not start on a Monday) fails at
+    # once: a retry 30 s later on the same input would fail the same way
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from reloop.lock import WorkspaceBusyError, workspace_lock
+    from reloop.ops.airflow import run_stage_task
+
+    params = loop_params(tmp_path, logs={"period_days": 7}, pipeline={"lock_timeout_s": 0.2})
+    cfg = write_params(params, tmp_path / "params.yaml")
+    with pytest.raises(AirflowFailException, match=r"ValueError: .*2026-01-06.*Monday") as err:
+        run_stage_task("ingest", cfg, "2026-01-06")  # a Tuesday
+    assert isinstance(err.value.__cause__, ValueError)
+    # a transient error keeps its own type, so the DAG's retry applies
+    script = ("import sys, time; from reloop.lock import workspace_lock\n"
+              f"with workspace_lock({str(params.pipeline.lock_file)!r}, 5, what='holder'):\n"
+              "    print('held', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkspaceBusyError, match="pipeline.lock_timeout_s"):
+            run_stage_task("ingest", cfg, "2026-01-05")
+    finally:
+        holder.kill()
+        holder.wait()
+    with workspace_lock(params.pipeline.lock_file, 1, what="after"):  # released by the kernel
+        pass

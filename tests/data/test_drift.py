@@ -8,7 +8,7 @@ import pytest
 
 from reloop.data.drift import drift_report, parse_snapshot, reference_periods
 from reloop.data.join import join_period
-from tests.support.params import DAY1, DAY2
+from tests.support.params import DAY1, DAY2, tiny_params
 from tests.support.tables import copy_world
 
 
@@ -37,6 +37,25 @@ def test_parse_snapshot_hand_made():
                                        "threshold": 0.1, "drifted": True}}
     assert out["score_drift_pvalue"] == 0.01 and out["score_drift"]["drifted"] is True
     assert out["label_drift_pvalue"] == 0.4 and out["label_drift"]["drifted"] is False
+    assert out["score_drift"]["statistic"] == out["label_drift"]["statistic"] == "p_value"
+    # a distance method's value is a distance: the p-value key says it has none
+    for m in snap["metrics"]:
+        if m["config"].get("column") == "score":
+            m["config"]["method"] = "psi"
+    out = parse_snapshot(snap, "psi", "z")
+    assert out["score_drift_pvalue"] is None
+    assert out["score_drift"] == {"method": "psi", "value": 0.01, "threshold": 0.05,
+                                  "drifted": True, "statistic": "distance"}
+
+
+def test_drift_methods_are_checked_when_the_params_load(tmp_path):
+    from reloop.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"drift.score_method.*'ks'"):
+        tiny_params(tmp_path, drift={"score_method": "kstest"})
+    with pytest.raises(ConfigError, match=r"drift.label_method"):
+        tiny_params(tmp_path, drift={"label_method": "ks"})  # a 0/1 label takes no K-S test
+    assert tiny_params(tmp_path, drift={"score_method": "psi"}).drift.score_method == "psi"
 
 
 def test_first_period_has_no_reference_then_the_next_is_compared(world_root, tmp_path):

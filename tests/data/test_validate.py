@@ -86,7 +86,9 @@ CASES = {
     "empty day": ("expect_table_row_count_to_be_between", "observed 0"),
     "missing column": ("expect_table_columns_to_match_set", "'missing': ['score_base']"),
     "extra column": ("expect_table_columns_to_match_set", "'unexpected': ['debug']"),
-    "wrong type": ("expect_column_values_to_be_in_type_list 'score'", "observed"),
+    # one line: the GX checks of 'score' that fail with its type are folded into it
+    "wrong type": ("schema (polars dtypes)", "column 'score' has type String, expected a "
+                   "float probability in [0, 1]\", \"2 more check(s) of ['score']"),
     "nan score": ("expect_column_values_to_not_be_null 'score'", "3 unexpected rows"),
     "out-of-range score": ("expect_column_values_to_be_between 'score_base'",
                            "3 unexpected rows"),
@@ -208,3 +210,55 @@ def test_joined_table_passes_then_fails_on_a_ctr_far_from_recent_periods(world_r
     assert has_joined(params, DAY1) and read_joined(params, DAY1).height > 0
     assert recent_ctrs(params, after) == [read_stats(params, DAY1)["ctr"]]
     assert reference_periods(params, after) == [dt.date.fromisoformat(DAY1)]
+
+
+def test_a_part_file_written_twice_is_named_as_the_cause_of_the_duplicates(world_root, tmp_path):
+    # a producer that retried a write it thought had failed, and sealed both copies
+    params = copy_world(world_root, tmp_path)
+    (part,) = partition_dir(params.logs.root, "impressions", DAY1).glob("part-*.parquet")
+    copy = part.with_name("part-retry.parquet")
+    shutil.copyfile(part, copy)
+    seal_day(params.logs.root, DAY1, params.join.window_minutes,
+             oracle_root=params.logs.oracle_root, reseal=True)
+    rows = pl.read_parquet(part).height
+    before = tree_digest(tmp_path / "logs")
+    with pytest.raises(ValidationFailed) as err:
+        validate_period(params, DAY1, ("impressions",))
+    line = next(x for x in str(err.value).splitlines()
+                if "expect_column_values_to_be_unique 'request_id'" in x)
+    assert f"{2 * rows} unexpected rows (100%" in line  # every row has its twin
+    # the later file by name is the one reported (which of the two is the copy, only the
+    # producer knows)
+    assert f"every request_id of {part.name} is also in part-retry.parquet" in line
+    assert "the same part written twice?" in line
+    assert tree_digest(tmp_path / "logs") == before  # reported, not repaired
+
+
+def test_repeated_parts_hand_worked(tmp_path):
+    from reloop.data.logs.store import repeated_parts
+
+    files = {}
+    for name, ids in {"a": ["1", "2", "3"], "b": ["4"], "c": ["2", "3"], "d": [],
+                      "e": ["4", "5"]}.items():
+        files[name] = tmp_path / f"part-{name}.parquet"
+        pl.DataFrame({"request_id": ids}, schema={"request_id": pl.String}).write_parquet(
+            files[name])
+    # c's ids are all in a; d is empty (repeats nothing); e has one new id
+    assert repeated_parts([files[k] for k in "abcde"]) == [(files["c"], files["a"])]
+
+
+def test_a_naive_event_time_is_one_line_not_three(world_root, tmp_path):
+    params = copy_world(world_root, tmp_path)
+    _rewrite(params, "impressions",
+             lambda df: df.with_columns(pl.col("event_time").dt.replace_time_zone(None)))
+    with pytest.raises(ValidationFailed) as err:
+        validate_period(params, DAY1, ("impressions",))
+    lines = [x.strip() for x in str(err.value).splitlines() if x.strip().startswith("- ")]
+    assert len(lines) == 1, lines  # GX's range and type checks of event_time fail with it
+    assert "column 'event_time' has type Datetime(time_unit='us', time_zone=None)" in lines[0]
+    assert "tz_localize" in lines[0]
+    assert "2 more check(s) of ['event_time'] fail because of the type" in lines[0]
+    assert "1 failed checks" in str(err.value)
+    result = json.loads((tmp_path / "reports" / "validation" / f"date={DAY1}" /
+                         "impressions.json").read_text())
+    assert result["success"] is False  # the result file keeps GX's own results

@@ -177,6 +177,15 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_logs_nothing(server):
                                       "event_time": at(t + window + 1)}]},
          422, "clicks[0].event_time"),
         ("/v1/impressions", {"impression_ids": ["r0-1-2-3-4"]}, 404, "impression_ids[0]"),
+        # a time far ahead would move the client clock for good (it never moves back) and
+        # make every later request "too old": refused past serve.max_clock_jump_s (7 days)
+        ("/v1/score", score(event_time=at(t + 8 * 86_400)), 422, "event_time"),
+        ("/v1/impressions", {"impression_ids": [], "event_time": at(t + 8 * 86_400)}, 422,
+         "event_time"),
+        ("/v1/feedback", {"clicks": [{"impression_id": clicked, "event_time": at(t + 11)},
+                                     {"impression_id": good[1]["impression_id"],
+                                      "event_time": at(t + 8 * 86_400)}]},
+         422, "clicks[1].event_time"),
     ]
     for path, body, status, field in cases:
         if isinstance(body, bytes):
@@ -204,6 +213,8 @@ def test_every_bad_input_gets_a_4xx_naming_the_field_and_logs_nothing(server):
     # still serving, and no bad row was logged
     assert server.get("/readyz")[0] == 200
     assert server.post("/v1/score", score_body(t + window + 61))[0] == 200
+    _, err = server.post("/v1/score", score_body(t + 8 * 86_400))
+    assert "serve.max_clock_jump_s=604800" in err["error"]  # the clock stayed where it was
     assert server.metric("reloop_serve_impressions_total") - logged_before == 2
     assert server.metric("reloop_serve_clicks_total") - clicks_before == 1
     assert server.metric("reloop_serve_requests_total", 'code="422",endpoint="score"') >= 6
@@ -407,3 +418,25 @@ def test_sigkill_loses_at_most_the_unflushed_buffer_and_keeps_the_memory(tmp_pat
     status, err = s.post("/v1/feedback", {"clicks": [
         {"impression_id": shown[0]["impression_id"], "event_time": at(11)}]})
     assert status == 409 and err["field"] == "clicks[0].impression_id"
+
+
+def test_drive_starts_its_server_on_a_port_the_server_chose(tmp_path):
+    # `reloop drive` starts `reloop serve --port 0` and reads the bound URL from its log: no
+    # probe-then-bind race with another process taking the port in between
+    from reloop.ops.drive import ServeClient, start_server, stop_server
+    from tests.support.params import write_params
+
+    params = serve_params(tmp_path)
+    register_version(params, seed=5)
+    log_file = tmp_path / "serve.log"
+    log_file.write_text("reloop serve: listening on http://127.0.0.1:1\n")  # an earlier run's
+    proc, url = start_server(write_params(params, tmp_path / "params.yaml"), log_file)
+    try:
+        assert url.startswith("http://127.0.0.1:") and url != "http://127.0.0.1:1"
+        ServeClient(url).wait_ready(timeout=120)
+    finally:
+        assert stop_server(proc) in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
+    assert "listening on " + url in log_file.read_text()
+    # a server that cannot start says so, naming its log, instead of waiting for a URL
+    with pytest.raises(RuntimeError, match=r"exited with status 2 .*serve\.log"):
+        start_server(tmp_path / "missing.yaml", log_file)

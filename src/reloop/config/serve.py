@@ -22,7 +22,9 @@ class ServeConfig(Section):
     * ``state_dir``: live memory snapshots, ``<state_dir>/<replica>/live-memory.safetensors``.
     * ``clock``: ``wall`` (the server's UTC clock stamps every event) or ``client`` (requests
       carry ``event_time`` and the clock is the latest one seen: the built-in world drives a
-      server through simulated days this way).
+      server through simulated days this way). ``max_clock_jump_s``: how far ahead of the
+      client clock a request may be (a clock never moves back: one far-future time would
+      otherwise make every later request "too old").
     * ``max_candidates`` / ``max_events`` / ``max_body_bytes``: request limits (``max_events``:
       impression ids per ``/v1/impressions``, clicks per ``/v1/feedback``).
     * ``show_timeout_s`` / ``max_unconfirmed``: scored candidates wait this long (server clock)
@@ -45,6 +47,7 @@ class ServeConfig(Section):
     replica: str = Field(default="r0", pattern=r"^[A-Za-z0-9]{1,32}$")
     state_dir: str = "data/serve"
     clock: Literal["wall", "client"] = "wall"
+    max_clock_jump_s: float = Field(default=604_800.0, gt=0.0)
     max_candidates: int = Field(default=100, ge=1, le=10_000)
     max_events: int = Field(default=1000, ge=1, le=100_000)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -17,7 +17,11 @@ Written to ``<drift.out_root>/date=D/``: ``report.html`` (self-contained), ``rep
 (Evidently's snapshot) and ``summary.json``, the small dict later stages and the DAG read::
 
     {"share_drifted_columns", "drifted_columns", "dataset_drift", "score_drift_pvalue",
-     "label_drift_pvalue", "ctr_current", "ctr_reference", "columns": {...}, ...}
+     "label_drift_pvalue", "score_drift", "label_drift", "ctr_current", "ctr_reference",
+     "columns": {...}, ...}
+
+``score_drift`` / ``label_drift`` hold the method, its value, threshold and verdict, and whether
+the value is a ``p_value`` or a ``distance``; the ``*_pvalue`` keys are null for a distance.
 
 Without a reference (the first period) only ``summary.json`` is written, with
 ``"reference": null`` and null drift figures.
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from reloop.atomic import json_ready, replace_dir
+from reloop.config.drift import P_VALUE_TESTS
 from reloop.periods import DRIFT_SUMMARY_FILE, as_date, dated_dirs, drift_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -168,6 +173,8 @@ def parse_snapshot(snapshot_dict: dict[str, Any], score_method: str,
             col, method = cfg.get("column"), cfg.get("method")
             entry = {"method": method, "value": float(m["value"]),
                      "threshold": cfg.get("threshold"), "drifted": verdict.get(m.get("id"))}
+            if col in ("score", "y"):  # the p-value key holds p-values only
+                entry["statistic"] = "p_value" if method in P_VALUE_TESTS else "distance"
             if col == "score" and method == score_method:
                 out["score_drift"] = entry
             elif col == "y" and method == label_method:
@@ -175,8 +182,10 @@ def parse_snapshot(snapshot_dict: dict[str, Any], score_method: str,
             else:
                 columns[col] = entry
     out["columns"] = columns
-    out["score_drift_pvalue"] = out.get("score_drift", {}).get("value")
-    out["label_drift_pvalue"] = out.get("label_drift", {}).get("value")
+    for what in ("score", "label"):
+        entry = out.get(f"{what}_drift", {})
+        out[f"{what}_drift_pvalue"] = (entry.get("value") if entry.get("statistic") == "p_value"
+                                       else None)
     return out
 
 
@@ -246,8 +255,10 @@ def drift_report(params: Params, start: str | dt.date) -> dict[str, Any]:
 
     replace_dir(out, build)
     summary["summary"] = str(out / DRIFT_SUMMARY_FILE)
-    log.info("drift %s vs %s: %s of %d columns drifted, score p=%.3g, label p=%.3g",
+    log.info("drift %s vs %s: %s of %d columns drifted, score %s %.3g, label %s %.3g",
              start, summary["reference"], figures.get("drifted_columns"),
-             len(categorical) + len(numerical), summary["score_drift_pvalue"] or float("nan"),
-             summary["label_drift_pvalue"] or float("nan"))
+             len(categorical) + len(numerical),
+             *(x for what in ("score", "label") for x in (
+                 (summary.get(f"{what}_drift") or {}).get("method"),
+                 (summary.get(f"{what}_drift") or {}).get("value", float("nan")))))
     return summary

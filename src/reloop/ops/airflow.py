@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
 __all__ = ["EXECUTOR", "airflow_env", "airflow_settings", "backfill", "configure_home",
-           "dag_schedule", "machine_parallelism", "period_starts", "recorded_as_backfill"]
+           "dag_schedule", "machine_parallelism", "period_starts", "recorded_as_backfill",
+           "run_stage_task"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,29 @@ def dag_schedule(params: Params) -> tuple[Any, dt.datetime]:
 
 #: ``[core] executor`` of the project-local home: :class:`LocalExecutor` below
 EXECUTOR = "reloop.ops.airflow.LocalExecutor"
+
+
+def run_stage_task(stage: str, params_file: str | Path, period: str) -> dict[str, Any]:
+    """A DAG task's body: :func:`reloop.stages.run_stage` for ``stage`` and ``period``, with the
+    params re-read from ``params_file`` (an edit applies to the next task, not only to the next
+    DAG parse).
+
+    Bad input fails the task at once, without the DAG's retry: reloop's data, config and
+    validation errors are ``ValueError`` subclasses (a quarantined partition, a failed check, a
+    missing partition, a mismatched seal, an unknown parameter), and a rerun 30 s later on the
+    same logs fails the same way. They are re-raised as Airflow's ``AirflowFailException``,
+    chained to the original and carrying its message. Anything else (a busy workspace lock, a
+    full disk, a killed worker) is left to the retry.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from reloop.config import load_params
+    from reloop.stages import run_stage
+
+    try:
+        return run_stage(stage, load_params(params_file), period)
+    except ValueError as err:  # deterministic: the same input fails the same way on a retry
+        raise AirflowFailException(f"{type(err).__name__}: {err}") from err
 
 
 def __getattr__(name: str) -> Any:

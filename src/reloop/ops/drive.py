@@ -154,13 +154,38 @@ def wait_sealed(root: str | Path, day: dt.date, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def start_server(params_file: Path, port: int, log_file: Path) -> subprocess.Popen:
-    """``reloop serve`` in a subprocess on 127.0.0.1:``port`` (output to ``log_file``)."""
+#: the line ``reloop serve`` logs once its socket is bound (:func:`reloop.serving.server.run`)
+LISTENING = re.compile(rb"reloop serve: listening on (http://[0-9.]+:[0-9]+)")
+
+
+def start_server(params_file: Path, log_file: Path,
+                 timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """``reloop serve`` in a subprocess on a free loopback port (output appended to
+    ``log_file``); returns the process and its URL once it has bound its socket.
+
+    The server picks the port itself (``--port 0``) and the URL is read from its log, so no
+    other process can take a port between a probe and the bind.
+    """
+    offset = log_file.stat().st_size if log_file.is_file() else 0
     with open(log_file, "ab") as out:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "reloop.cli", "serve", "--params", str(params_file),
-             "--host", "127.0.0.1", "--port", str(port)],
+             "--host", "127.0.0.1", "--port", "0"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            found = LISTENING.search(f.read())
+        if found:
+            return proc, found.group(1).decode()
+        if proc.poll() is not None:
+            raise RuntimeError(f"reloop serve exited with status {proc.returncode} before it "
+                               f"listened; see {log_file}")
+        if time.monotonic() > deadline:
+            stop_server(proc)
+            raise TimeoutError(f"reloop serve did not listen within {timeout:g}s; see {log_file}")
+        time.sleep(0.1)
 
 
 def stop_server(proc: subprocess.Popen) -> int:
@@ -366,8 +391,6 @@ def run_live(params_file: str | Path, start: str | dt.date, days: int, *,
     ``serve.log``), ``days`` days driven through it, each
     retrained by ``retrain``: ``dag`` (the Airflow DAG in-process, as ``reloop backfill``),
     ``stages`` (``reloop run``) or ``none``."""
-    import socket
-
     import yaml
 
     from reloop.config import load_params
@@ -395,11 +418,7 @@ def run_live(params_file: str | Path, start: str | dt.date, days: int, *,
 
     proc = None
     if url is None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        proc = start_server(live_file, port, workdir / "serve.log")
-        url = f"http://127.0.0.1:{port}"
+        proc, url = start_server(live_file, workdir / "serve.log")
     client = ServeClient(url)
     try:
         client.wait_ready(timeout=180)

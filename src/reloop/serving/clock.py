@@ -2,7 +2,9 @@
 
 ``serve.clock: wall`` reads the machine's UTC clock. ``serve.clock: client`` is the latest
 ``event_time`` a request carried (never moving backwards): the built-in world drives a live
-server through simulated days this way, and tests control time exactly. Times are integer
+server through simulated days this way, and tests control time exactly. A client clock moves at
+most ``serve.max_clock_jump_s`` at once: a request dated further ahead is refused, since a clock
+once moved never comes back and every later request would be refused as too old. Times are integer
 microseconds since the epoch, the resolution of the logs' ``event_time``.
 """
 
@@ -27,10 +29,13 @@ MAX_TIME = dt.datetime.combine(END_DATE, dt.time(), tzinfo=dt.UTC)  # the dates 
 class Clock:
     """The server's notion of now, in microseconds since the epoch (UTC)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, max_jump_s: float = float("inf")) -> None:
         if mode not in ("wall", "client"):
             raise ValueError(f"serve.clock={mode!r}: expected 'wall' or 'client'")
+        if not max_jump_s > 0:
+            raise ValueError(f"serve.max_clock_jump_s={max_jump_s!r}: expected > 0")
         self.mode = mode
+        self.max_jump_s = max_jump_s
         self._latest = 0
         self._lock = threading.Lock()
 
@@ -39,9 +44,21 @@ class Clock:
             return time.time_ns() // 1000
         return self._latest
 
+    def check(self, t_us: int) -> None:
+        """Refuse (``ValueError``) a time further ahead of a client clock than
+        ``serve.max_clock_jump_s``; any time is accepted while the clock has seen none."""
+        latest = self._latest
+        if latest and (t_us - latest) / 1e6 > self.max_jump_s:
+            raise ValueError(
+                f"{format_time(t_us)} is {(t_us - latest) / 86_400e6:.1f} days ahead of the "
+                f"client clock ({format_time(latest)}); serve.max_clock_jump_s="
+                f"{self.max_jump_s:g} bounds a jump, since the clock never moves back")
+
     def observe(self, t_us: int) -> None:
-        """A request's ``event_time`` (client clock only): the clock moves forward to it."""
+        """A request's ``event_time`` (client clock only): the clock moves forward to it, if
+        :meth:`check` accepts it (else ``ValueError``, and the clock does not move)."""
         with self._lock:
+            self.check(t_us)
             self._latest = max(self._latest, t_us)
 
 

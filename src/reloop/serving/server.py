@@ -165,7 +165,7 @@ def score(p: Parts, raw: bytes) -> dict[str, Any]:
         if req.event_us < p.clock.now_us() - CLOCK_SKEW_US:
             raise BadRequest(422, "event_time", "earlier than the client clock (requests must "
                              "arrive in time order)")
-        p.clock.observe(req.event_us)
+        _observe(p, req.event_us, "event_time")
     served = p.clock.now_us() if req.event_us is None else req.event_us
     batch, encoded = live.score(req.columns, req.n)
     key = p.ids.request_key(served)
@@ -196,7 +196,7 @@ def _parse_id(p: Parts) -> Callable[[Any, str], Any]:
 def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
     ids, event_us = p.payloads.impressions(parse_body(raw))
     if event_us is not None:
-        p.clock.observe(event_us)
+        _observe(p, event_us, "event_time")
     for scored, rows in p.scored.take(ids, _parse_id(p), p.clock.now_us()):
         take = rows.tolist()
         columns = p.payloads.score(parse_body(scored.body)).columns
@@ -206,6 +206,15 @@ def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
                    {name: [values[j] for j in take] for name, values in columns.items()},
                    scored.score[rows], scored.score_base[rows], scored.live.hidden(encoded))
     return {"shown": len(ids)}
+
+
+def _observe(p: Parts, t_us: int, field: str) -> None:
+    """Move a client clock to a request's time; a jump past ``serve.max_clock_jump_s`` is a 422
+    naming ``field``."""
+    try:
+        p.clock.observe(t_us)
+    except ValueError as err:
+        raise BadRequest(422, field, str(err)) from None
 
 
 def _torch_rows(rows: np.ndarray) -> Any:
@@ -223,6 +232,11 @@ def feedback(p: Parts, raw: bytes) -> dict[str, Any]:
         parsed = parse(c.impression_id, f"clicks[{i}].impression_id")
         accepted.append((c.impression_id, now if c.event_us is None else c.event_us, parsed))
     if p.clock.mode == "client":  # the clicks' own times move a client clock
+        for i, (_, t, _) in enumerate(accepted):  # before anything is recorded
+            try:
+                p.clock.check(t)
+            except ValueError as err:
+                raise BadRequest(422, f"clicks[{i}].event_time", str(err)) from None
         now = max(now, max(t for _, t, _ in accepted))
     # a click is late if its window had closed when it arrived, not by a later click's time
     p.book.click(accepted, now, arrived)
@@ -324,7 +338,7 @@ def build_parts(params: Params) -> Parts:
                        flush_rows=serve.flush_rows, flush_seconds=serve.flush_seconds)
     return Parts(
         params=params,
-        clock=Clock(serve.clock),
+        clock=Clock(serve.clock, serve.max_clock_jump_s),
         ids=ImpressionIds(serve.replica),
         payloads=Payloads(params),
         production=Production(params, Registry(params.pipeline.registry_root),

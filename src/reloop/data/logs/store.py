@@ -65,6 +65,7 @@ __all__ = [
     "part_files",
     "partition_dir",
     "read_partition",
+    "repeated_parts",
     "scan_files",
     "scan_partitions",
     "write_day_parts",
@@ -143,6 +144,21 @@ def part_files(root: str | Path, table: str, day: str | dt.date) -> list[Path]:
             f"partition {_name(table, day)} under {root} holds no part-*.parquet files"
         )
     return files
+
+
+def repeated_parts(files: Sequence[Path], column: str = "request_id") -> list[tuple[Path, Path]]:
+    """``(copy, original)`` for every part file whose ``column`` values all appear in an
+    earlier file of ``files`` (by name): the same part written twice, say by a producer that
+    retried a write it thought had failed. Empty files repeat nothing."""
+    seen: list[tuple[Path, set]] = []
+    out = []
+    for f in files:
+        values = set(pl.read_parquet(f, columns=[column])[column].to_list())
+        original = next((g for g, earlier in seen if values and values <= earlier), None)
+        if original is not None:
+            out.append((f, original))
+        seen.append((f, values))
+    return out
 
 
 def check_readable(files: Iterable[Path]) -> dict[Path, pl.Schema]:

@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +40,15 @@ import polars as pl
 
 from reloop.atomic import write_json
 from reloop.data.logs.quarantine import clear_quarantine, record_quarantine
-from reloop.data.logs.schema import FEEDBACK, check_schema, impression_columns
+from reloop.data.logs.schema import FEEDBACK, check_schema, dtype_ok, impression_columns
 from reloop.data.logs.seal import check_partition_sealed
-from reloop.data.logs.store import RAW_TABLES, CorruptPartitionError, read_partition
+from reloop.data.logs.store import (
+    RAW_TABLES,
+    CorruptPartitionError,
+    part_files,
+    read_partition,
+    repeated_parts,
+)
 from reloop.data.validate.suites import (
     Expectation,
     feedback_suite,
@@ -304,16 +311,29 @@ def _validate_frame(
     expectations: list[Expectation],
     *,
     quarantine_table: str | None,
+    explain: Callable[[dict[str, Any]], dict[str, Any]] = lambda failure: failure,
 ) -> dict[str, Any]:
+    """Run the schema check and ``expectations`` on ``df``; ``explain`` may add to a failure's
+    description what only the caller knows (the partition's files)."""
     failures = []
     problems = check_schema(df.schema, specs, allow_extra=params.validate_.allow_extra_columns)
+    name = f"{table}-{day.isoformat()}"
+    gx_result = run_expectations(df, name, expectations, run_time=_utc(day))
+    gx_failed = [explain(describe_failure(r, df)) for r in gx_result.get("results", [])
+                 if not r.get("success")]
+    # a column of the wrong type fails GX's checks of it too (a naive time cannot be compared
+    # with the period's bounds): one line names the cause; the result file keeps every check
+    mistyped = {c.name for c in specs
+                if c.name in df.schema and not dtype_ok(c.kind, df.schema[c.name])}
+    following = [f for f in gx_failed if f["column"] in mistyped]
+    if following:
+        columns = sorted({f["column"] for f in following})
+        problems.append(f"{len(following)} more check(s) of {columns} fail because of the type "
+                        "(left out here; the result file has them)")
     if problems:
         failures.append({"expectation": "schema (polars dtypes)", "column": None,
                          "expected": {}, "observed": problems})
-    name = f"{table}-{day.isoformat()}"
-    gx_result = run_expectations(df, name, expectations, run_time=_utc(day))
-    failures += [describe_failure(r, df) for r in gx_result.get("results", [])
-                 if not r.get("success")]
+    failures += [f for f in gx_failed if f["column"] not in mistyped]
     return _record(
         params, table, day, rows=df.height, failures=failures,
         evaluated=len(expectations) + 1, gx_result=gx_result,
@@ -347,7 +367,25 @@ def validate_partition(params: Params, table: str, day: str | dt.date) -> dict[s
         suite = impressions_suite(params, day, empty_day=empty_day)
     else:
         specs, suite = FEEDBACK, feedback_suite(params, day)
-    return _validate_frame(params, table, day, df, specs, suite, quarantine_table=table)
+    return _validate_frame(params, table, day, df, specs, suite, quarantine_table=table,
+                           explain=lambda failure: _explain_duplicates(params, table, day,
+                                                                       failure))
+
+
+def _explain_duplicates(params: Params, table: str, day: dt.date,
+                        failure: dict[str, Any]) -> dict[str, Any]:
+    """A failed ``request_id`` uniqueness check, with the part files that repeat another one
+    named: duplicates from a part written twice are a producer's retry, not duplicate traffic."""
+    if (failure["expectation"], failure["column"]) != ("expect_column_values_to_be_unique",
+                                                       "request_id"):
+        return failure
+    pairs = repeated_parts(part_files(params.logs.root, table, day))
+    if not pairs:
+        return failure
+    named = "; ".join(f"every request_id of {copy.name} is also in {original.name}"
+                      for copy, original in pairs)
+    return {**failure, "observed": f"{failure['observed']}; {named}: the same part written "
+                                   "twice? Remove the copy from the producer's output"}
 
 
 def _raise_if_failed(summaries: list[dict[str, Any]], what: str) -> None:
