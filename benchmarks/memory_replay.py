@@ -56,6 +56,14 @@ SHAPES: dict[str, dict[str, Any]] = {
     "fine-k32-lambda-0.5": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 32, "lambda": 0.5},
     "fine-k64-lambda-0.25": {"leaf_share": 0.0003, "min_leaf_rows": 16, "K": 64,
                              "lambda": 0.25},
+    # finer still: the first batch (the previous period's held-out tail, ~40k rows at 200k
+    # requests a day) is cut down to 8 or 4 rows a bucket, which needs more bits per array
+    "finer-k32-leaf-8": {"leaf_share": 0.0001, "min_leaf_rows": 8, "L": 13, "K": 32,
+                         "lambda": 1.0},
+    "finer-k32-leaf-4": {"leaf_share": 0.00005, "min_leaf_rows": 4, "L": 14, "K": 32,
+                         "lambda": 1.0},
+    "finer-k64-leaf-8": {"leaf_share": 0.0001, "min_leaf_rows": 8, "L": 13, "K": 64,
+                         "lambda": 1.0},
 }
 #: rows per optimizer step of the online fine-tuning screen (a 15-minute slot of the built-in
 #: world at 200k requests a day holds about 2,000)
