@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -323,6 +324,46 @@ def test_a_failed_write_keeps_the_rows(tmp_path, monkeypatch):
     assert writer.flush() == 1 and not writer.failing and writer.errors == 1
     assert read_partition(params.logs.root, "impressions", "2026-01-05")["request_id"].to_list() \
         == ["a"]
+
+
+def test_a_real_failed_write_keeps_the_rows(tmp_path):
+    # not a stand-in OSError: the process's file-size limit makes the parquet write itself fail,
+    # as a full disk does. polars raises its own ComputeError for it ("(os error 27)", or
+    # "Invalid thrift: transport error" when the footer fails), which the writer used to take
+    # for unwritable rows and drop. Run in a child: the limit is per process.
+    import subprocess
+    import sys
+    import textwrap
+
+    params = tiny_params(tmp_path)
+    t0 = int(dt.datetime(2026, 1, 5, 12, tzinfo=dt.UTC).timestamp()) * US
+    script = textwrap.dedent(f"""
+        import resource, signal
+        from pathlib import Path
+        from reloop.serving.log_writer import LogWriter
+        from tests.support.serving import log_rows
+        from tests.support.params import tiny_params
+        params = tiny_params(Path({str(tmp_path)!r}))
+        writer = LogWriter(params.logs.root, params.features, "r0", flush_rows=10**9,
+                           flush_seconds=3600)
+        n = 5000
+        writer.append("impressions", log_rows([f"r{{i}}" for i in range(n)],
+                                              [{t0} + i for i in range(n)]), n)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+        print(writer.flush(), writer.buffered("impressions"), writer.dropped, writer.failing)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        print(writer.flush(), writer.buffered("impressions"), writer.dropped, writer.failing)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr[-2000:]
+    # the failed write: nothing written, all 5000 rows kept, the writer failing (/readyz 503)
+    # then the same rows written once the disk takes them
+    assert out.stdout.split("\n")[:2] == ["0 5000 0 True", "5000 0 0 False"], out.stderr[-3000:]
+    assert "could not write 5000 impressions rows" in out.stderr and "they stay buffered" in \
+        out.stderr
+    assert read_partition(params.logs.root, "impressions", "2026-01-05").height == 5000
 
 
 def test_rows_that_cannot_be_written_are_counted_as_dropped_once(tmp_path, monkeypatch):

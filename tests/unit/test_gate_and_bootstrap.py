@@ -85,3 +85,32 @@ def test_paired_logloss_bootstrap_hand_case():
     assert out["low"] == pytest.approx(expected) and out["high"] == pytest.approx(expected)
     with pytest.raises(ValueError, match="shapes differ"):
         paired_bootstrap_logloss_diff(y, a[:3], b)
+
+
+def test_the_gate_reads_nan_figures_back_from_json():
+    # evaluation.json stores a NaN as null (strict JSON): a single-class holdout's AUC, a CI
+    # without two usable replicates. The gate used to crash on None ("must be real number").
+    import math
+
+    from reloop.atomic import json_ready
+    from reloop.evaluation.gate import decide
+
+    nan = math.nan
+    stored = json_ready({"cand": {"auc": nan, "logloss": 0.01},
+                         "inc": {"auc": nan, "logloss": 0.02},
+                         "ci": {"diff": nan, "low": nan, "high": nan}})
+    assert stored["cand"]["auc"] is None
+    d = decide(stored["cand"], stored["inc"], stored["ci"], min_auc_gain=-0.001,
+               max_logloss_regression=0.005, require_ci_excludes_zero=False, rule="ci")
+    assert (d.promote, d.reasons) == (False, ["candidate AUC is not finite (single-class or "
+                                              "empty holdout)"])
+    # finite AUCs, no CI: the point estimate decides (0.7 - 0.6 = +0.1), and a required CI
+    # above zero is missing, so the candidate is refused on that rule alone
+    stored = json_ready({"ci": {"diff": 0.1, "low": nan, "high": nan}})["ci"]
+    d = decide({"auc": 0.7, "logloss": 0.1}, {"auc": 0.6, "logloss": 0.1}, stored,
+               min_auc_gain=-0.001, max_logloss_regression=0.005, require_ci_excludes_zero=True,
+               rule="ci", logloss_diff_ci={"low": None, "high": None})
+    assert d.promote is False
+    assert d.reasons == ["AUC gain +0.10000 >= min_auc_gain -0.001",
+                         "logloss change +0.00000 <= max_logloss_regression 0.005",
+                         "AUC-difference CI does not exclude zero (low +nan)"]

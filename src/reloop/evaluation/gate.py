@@ -20,6 +20,11 @@ class Decision:
         return {"promote": self.promote, "reasons": list(self.reasons)}
 
 
+def _number(value: Any) -> float:
+    """A figure as a float; ``None`` (a NaN read back from JSON) as NaN."""
+    return math.nan if value is None else float(value)
+
+
 def decide(
     candidate: dict[str, float],
     incumbent: dict[str, float] | None,
@@ -44,9 +49,15 @@ def decide(
       lies below ``min_auc_gain``, or the whole CI of its logloss change lies above
       ``max_logloss_regression``. On a small holdout the CIs are wide, so noise cannot refuse a
       fresher model. Where a CI is missing (NaN), the point estimate decides.
+
+    A figure that is missing or ``None`` counts as NaN: that is how ``evaluation.json`` stores a
+    NaN (strict JSON has none), e.g. the AUC of a holdout with one class only.
     """
     if rule not in ("point", "ci"):
         raise ValueError(f"rule={rule!r} is not supported; expected one of ['ci', 'point']")
+    candidate, incumbent, auc_diff_ci, logloss_diff_ci = (
+        None if d is None else {k: _number(v) for k, v in d.items()}
+        for d in (candidate, incumbent, auc_diff_ci, logloss_diff_ci))
     if not math.isfinite(candidate.get("auc", math.nan)):
         return Decision(False, ["candidate AUC is not finite (single-class or empty holdout)"])
     if incumbent is None:

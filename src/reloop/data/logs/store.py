@@ -40,7 +40,9 @@ Layout (``table`` is ``impressions``, ``feedback`` or ``oracle``)::
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -69,6 +71,7 @@ __all__ = [
     "scan_files",
     "scan_partitions",
     "write_day_parts",
+    "write_parquet",
     "write_part",
 ]
 
@@ -284,6 +287,27 @@ def scan_files(files: Sequence[Path], what: str) -> pl.LazyFrame:
                       .cast(dict(common)) for f in files], how="vertical")
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
+    """``df.write_parquet(path)`` (zstd, with statistics), a failed write raised as ``OSError``.
+
+    polars reports the operating system's errors (a full disk, a file-size limit) as its own
+    ``ComputeError``: ``(os error N)`` when the data failed, ``Invalid thrift: transport error``
+    when the footer did. A frame polars holds in memory always encodes, so a failure here is
+    the file's; callers that keep rows for a retry on ``OSError`` (the server's log writer) need
+    it as what it is. The errno is polars' when it gives one, else ``EIO``.
+    """
+    try:
+        df.write_parquet(path, compression="zstd", statistics=True)
+    except pl.exceptions.PolarsError as err:
+        found = _OS_ERROR.search(str(err))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, f"{os.strerror(code)}: writing {path} failed: "
+                            f"{type(err).__name__}: {err}") from err
+
+
 def write_part(
     root: str | Path,
     table: str,
@@ -329,8 +353,7 @@ def write_part(
         log.warning("removing %s, left by a killed writer", stale)
         stale.unlink(missing_ok=True)
     try:
-        write_new(final, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True),
-                  tmp_dir=tmp_dir, prefix=prefix)
+        write_new(final, lambda tmp: write_parquet(df, tmp), tmp_dir=tmp_dir, prefix=prefix)
     except FileExistsError:
         try:
             same = pl.read_parquet(final).equals(df)
