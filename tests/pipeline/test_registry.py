@@ -49,6 +49,38 @@ def test_register_promote_and_rollback(tmp_path):
     ]
 
 
+def test_a_period_that_kept_its_incumbent_is_rerun_against_it_after_a_rollback(tmp_path):
+    # A promoted on day 1, B on day 2; day 3's candidate C was refused (production stays B);
+    # then production is rolled back to A. A rerun of day 3 must see B, as its first run did,
+    # and must not move production off the rollback even if its candidate passes this time.
+    C = "c" * 16
+    reg = Registry(tmp_path / "registry")
+    for version, period in ((A, "2026-01-01"), (B, "2026-01-02"), (C, "2026-01-03")):
+        reg.register(version, _fake_checkpoint(tmp_path, version), {"period": period})
+    assert reg.production_before("2026-01-01") is None
+    reg.keep("2026-01-01", reason="first candidate refused")  # nothing in production yet
+    assert reg.production() is None and reg.production_before("2026-01-02") is None
+    reg.promote(A, period="2026-01-01")  # its rerun passed: a keep does not hold the period
+    reg.promote(B, period="2026-01-02")
+    reg.keep("2026-01-03", reason="AUC gain -0.01 < min_auc_gain -0.001")
+    reg.keep("2026-01-03", reason="a rerun")  # once per period
+    assert reg.production().model_id == B
+    reg.rollback(A, reason="bad day")
+    assert [(e["action"], e["model_id"], e["previous"], e["period"]) for e in reg.history()] == [
+        ("keep", None, None, "2026-01-01"),
+        ("promote", A, None, "2026-01-01"),
+        ("promote", B, A, "2026-01-02"),
+        ("keep", B, B, "2026-01-03"),
+        ("rollback", A, B, None),
+    ]
+    assert reg.production_before("2026-01-03").model_id == B  # not the rollback's A
+    assert reg.pointer_held("2026-01-03") == (
+        "production was moved back to " + A + " (rollback: bad day) after period 2026-01-03 was "
+        "decided")
+    assert reg.production_before("2026-01-04").model_id == A  # the next period starts from A
+    assert reg.pointer_held("2026-01-04") is None
+
+
 def test_register_is_idempotent_and_unknown_versions_are_refused(tmp_path):
     reg = Registry(tmp_path / "registry")
     first = reg.register(A, _fake_checkpoint(tmp_path, A), {"period": "p1"})

@@ -28,7 +28,9 @@ it back is :meth:`Registry.rollback`'s job. :meth:`Registry.production_before` r
 history up to the first event made by that period or a later one, so a rerun of a period sees
 the incumbent its first run saw, whatever happened since; :meth:`Registry.pointer_held` says
 why a (re)run of a period may not move the pointer any more: a later period has moved it, or it
-was rolled back after this period's own promotion.
+was rolled back after this period's own decision. Every decided period has an event: a
+``promote``, or a ``keep`` (:meth:`Registry.keep`) when its candidate was refused or its pointer
+held, so a rerun of a period that kept its incumbent stops at that event too.
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ class Registry:
             elif own:
                 return (f"production was moved back to {event.get('model_id')} "
                         f"({event.get('action')}: {event.get('reason') or 'no reason given'}) "
-                        f"after period {period} promoted")
+                        f"after period {period} was decided")
         return None
 
     def history(self) -> list[dict[str, Any]]:
@@ -289,15 +291,38 @@ class Registry:
         pointer = self._pointer()
         history = pointer.get("history", [])
         history.append({"model_id": model_id, "previous": pointer.get("current"), **event})
+        self._write_pointer(model_id, history)
+
+    def _write_pointer(self, current: str | None, history: list[dict[str, Any]]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(f".{POINTER}.*"):  # a new pointer a killed writer left
             stale.unlink(missing_ok=True)  # (writers hold the registry lock: none is live)
-        _atomic_write_json(self.root / POINTER, {"current": model_id, "history": history})
+        _atomic_write_json(self.root / POINTER, {"current": current, "history": history})
 
     def promote(self, model_id: str, period: str | None = None, reason: str = "") -> None:
         """Make ``model_id`` the production version (atomic)."""
         self._move_pointer(model_id, {"action": "promote", "period": period, "reason": reason})
         log.info("promoted %s (period %s)", model_id, period)
+
+    def keep(self, period: str, reason: str = "") -> None:
+        """Record that ``period`` was decided without moving production (its candidate was
+        refused, or its pointer held): a ``keep`` event naming the version in production, the
+        pointer unchanged. Once per period (a rerun adds nothing).
+
+        The event marks where the period sits in the history: a rerun of the period replays the
+        history up to it (:meth:`production_before`: the incumbent its first run saw, not a
+        version rolled back to since) and a later rollback holds its pointer
+        (:meth:`pointer_held`), as a promotion's event does.
+        """
+        pointer = self._pointer()
+        history = pointer.get("history", [])
+        if any(e.get("period") == period for e in history):
+            return
+        current = pointer.get("current")
+        history.append({"model_id": current, "previous": current, "action": "keep",
+                        "period": period, "reason": reason})
+        self._write_pointer(current, history)
+        log.info("period %s kept production at %s", period, current)
 
     def rollback(self, to: str, reason: str = "manual rollback",
                  verify: Callable[[VersionRecord], Any] | None = None) -> VersionRecord:

@@ -203,6 +203,8 @@ def run(params: Params, start: str | dt.date) -> dict[str, Any]:
                             "%s (moving production back is `reloop registry rollback`'s job)",
                             period, ckpt.model_id, None if current is None else current.model_id,
                             held)
+        if not moved:  # where the period sits in the history, for its reruns
+            registry.keep(period, reason=held or "; ".join(decision.reasons))
         production_moved = any(
             e.get("action") == "promote" and e.get("period") == period
             and e.get("model_id") == ckpt.model_id for e in registry.history())
