@@ -257,3 +257,28 @@ def test_bad_input_fails_the_task_without_a_retry_and_a_busy_lock_is_retried(tmp
         holder.wait()
     with workspace_lock(params.pipeline.lock_file, 1, what="after"):  # released by the kernel
         pass
+
+
+def test_a_failed_backfill_run_says_whether_its_promote_moved_production(tmp_path):
+    # archive runs after promote: a run that failed there has moved production already
+    import time
+
+    from reloop.atomic import write_json
+    from reloop.ops.airflow import _production_after_failure
+    from reloop.periods import decision_path
+
+    params = loop_params(tmp_path)
+    day = dt.date(2026, 1, 5)
+    began = time.time()
+    assert _production_after_failure(params, day, began) == (
+        "production is unchanged by the failed period")
+    path = decision_path(params, day)
+    write_json(path, {"candidate": "ab" * 8, "production_moved": True})
+    assert _production_after_failure(params, day, began).startswith(
+        f"its promote task had finished and moved production to {'ab' * 8}")
+    write_json(path, {"candidate": "ab" * 8, "production_moved": False})
+    assert _production_after_failure(params, day, began).startswith(
+        "production is unchanged: its promote task kept the incumbent")
+    # a decision an earlier run wrote says nothing of this run
+    assert _production_after_failure(params, day, time.time() + 10) == (
+        "production is unchanged by the failed period")

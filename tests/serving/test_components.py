@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from reloop.config import params_from_dict
-from reloop.data.logs.store import part_files, read_partition
+from reloop.data.logs.store import list_dates, part_files, read_partition
 from reloop.learn.features import CachedEncoder, FeatureEncoder
 from reloop.serving.errors import BadRequest
 from reloop.serving.impressions import ImpressionIds, Scored, ScoredCache
@@ -484,3 +484,66 @@ def test_a_swap_keeps_the_collector_on_and_frees_the_replaced_version(tmp_path):
     assert production.check() and production.current.version == second_id
     assert gc.isenabled()
     assert first() is None
+
+
+def _client_server(tmp_path):
+    """The parts of a client-clock server (no model: the bootstrap policy), nothing started."""
+    from reloop.serving.server import Upkeep, build_parts
+    from tests.support.params import serve_params
+
+    parts = build_parts(serve_params(tmp_path))
+    parts.production.check()
+    return parts, Upkeep(parts)
+
+
+def _shown(t: str) -> bytes:
+    import orjson
+
+    return orjson.dumps({"request_id": "q", "event_time": t, "shown": True, "context": CONTEXT,
+                         "candidates": [candidate(0)]})
+
+
+def _heartbeat(t: str) -> bytes:
+    import orjson
+
+    return orjson.dumps({"impression_ids": [], "event_time": t})
+
+
+def test_a_day_is_sealed_even_when_the_clock_skipped_the_next_one(tmp_path):
+    # traffic at 23:00 on the 5th, then none until the 7th: no tick ever fell on the 6th, whose
+    # (empty) feedback partition a seal of the 5th needs. It used to fail once and never retry.
+    from reloop.data.logs.seal import check_partition_sealed
+    from reloop.serving.server import impressions, score
+
+    parts, upkeep = _client_server(tmp_path)
+    score(parts, _shown("2026-01-05T23:00:00Z"))
+    upkeep.tick(final=True)
+    impressions(parts, _heartbeat("2026-01-07T02:00:00Z"))
+    upkeep.tick(final=True)
+    assert parts.writer.sealed == [dt.date(2026, 1, 5)] and parts.writer.errors == 0
+    root = parts.params.logs.root
+    assert list_dates(root, "feedback") == [dt.date(2026, 1, d) for d in (5, 6, 7)]
+    assert read_partition(root, "feedback", "2026-01-06").height == 0  # no click came that day
+    check_partition_sealed(root, "impressions", dt.date(2026, 1, 5),
+                           parts.params.join.window_minutes)
+
+
+def test_a_restarted_client_clock_resumes_past_the_last_sealed_day(tmp_path):
+    # the heartbeat that sealed the 5th is not logged: a restart resumed at the last logged
+    # impression (23:30), behind the seal's watermark (6th 01:00), and every tick then tried to
+    # open the sealed day's feedback partition (an error each time)
+    from reloop.serving.server import _restore, impressions, score
+
+    parts, upkeep = _client_server(tmp_path)
+    score(parts, _shown("2026-01-05T23:30:00Z"))
+    upkeep.tick(final=True)
+    impressions(parts, _heartbeat("2026-01-06T01:00:01Z"))
+    upkeep.tick(final=True)
+    assert parts.writer.sealed == [dt.date(2026, 1, 5)]
+    parts, upkeep = _client_server(tmp_path)  # a restart on the same directories
+    _restore(parts)
+    watermark = dt.datetime(2026, 1, 6, 1, tzinfo=dt.UTC)  # the 6th 00:00 + a 60-minute window
+    assert parts.clock.now_us() == int(watermark.timestamp()) * US
+    for _ in range(3):
+        upkeep.tick()
+    assert (parts.writer.errors, parts.writer.dropped) == (0, 0)

@@ -77,6 +77,12 @@ def test_fields_default_to_categorical_and_numeric_needs_its_parameters():
         ("evaluate", {"seed": -3}, r"evaluate\.seed=-3"),
         ("memory", {"seed": 2**32}, r"memory\.seed=4294967296"),
         ("drift", {"seed": -1}, r"drift\.seed=-1"),
+        ("serve", {"max_clock_jump_s": 0}, r"serve\.max_clock_jump_s=0"),
+        ("drift", {"score_method": "kstest"}, r"drift\.score_method='kstest'"),
+        # two sections: a candidate confirmed after the window could belong to a sealed day
+        ("serve", {"show_timeout_s": 3601}, r"serve\.show_timeout_s=3601 is longer than the "
+                                            r"attribution window join\.window_minutes=60 "
+                                            r"\(3600 s\)"),
     ],
 )
 def test_bad_values_name_the_parameter(section, values, message):

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from reloop.config.archive import ArchiveConfig
 from reloop.config.base import ConfigError, Section, format_errors
@@ -90,6 +90,19 @@ class Params(Section):
     promote: PromoteConfig = PromoteConfig()
     archive: ArchiveConfig = ArchiveConfig()
     serve: ServeConfig = ServeConfig()
+
+    @model_validator(mode="after")
+    def _show_within_the_window(self) -> Params:
+        # an impression confirmed after its day is sealed (served near midnight, confirmed past
+        # the day's watermark: midnight + the window) could not be logged any more
+        window_s = self.join.window_minutes * 60
+        if self.serve.show_timeout_s > window_s:
+            raise ValueError(
+                f"serve.show_timeout_s={self.serve.show_timeout_s:g} is longer than the "
+                f"attribution window join.window_minutes={self.join.window_minutes:g} "
+                f"({window_s:g} s): a candidate confirmed that late could belong to a day already "
+                "sealed")
+        return self
 
 
 #: Sections that were renamed: the old name gets an error that gives the new one.

@@ -291,7 +291,7 @@ def _backfill(params: Params, starts: list[dt.date], env: dict, out: TextIO | No
     results = []
     with stage_listener(shown) if shown is not None else contextlib.nullcontext():
         for day in starts:
-            t0 = time.perf_counter()
+            t0, began = time.perf_counter(), time.time()
             first = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
             with recorded_as_backfill(first, first + step):
                 # a backfill never waits for input: the stages refuse an unsealed period
@@ -306,9 +306,26 @@ def _backfill(params: Params, starts: list[dt.date], env: dict, out: TextIO | No
             if state != "success":
                 raise RuntimeError(
                     f"the DAG run for period {day} ended {state}; later periods were not run "
-                    "(production is unchanged by the failed period)"
+                    f"({_production_after_failure(params, day, began)})"
                     + (f"; Airflow's log: {log_file}" if log_file else ""))
     return results
+
+
+def _production_after_failure(params: Params, day: dt.date, began: float) -> str:
+    """What a failed DAG run (started at ``began``, epoch seconds) did to production: nothing,
+    unless its ``promote`` task had finished (a later task, ``archive``, failed) and moved it,
+    which the decision it wrote records."""
+    from reloop.jsonio import read_json
+    from reloop.periods import decision_path
+
+    path = decision_path(params, day)
+    if not path.is_file() or path.stat().st_mtime < began:  # none, or an earlier run's
+        return "production is unchanged by the failed period"
+    decision = read_json(path)
+    if decision.get("production_moved"):
+        return (f"its promote task had finished and moved production to "
+                f"{decision.get('candidate')} ({path}); a task after it failed")
+    return f"production is unchanged: its promote task kept the incumbent ({path})"
 
 
 @contextlib.contextmanager

@@ -54,7 +54,7 @@ from reloop.data.logs.store import (
     partition_dir,
     write_part,
 )
-from reloop.periods import seal_path
+from reloop.periods import SEALS_DIR, seal_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import FeaturesConfig
@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 _US_PER_DAY = 86_400 * 1_000_000
 #: what became of a part :meth:`LogWriter._write` was given
 WRITTEN, RETRY, DROPPED = "written", "retry", "dropped"
+#: seconds between two tries of a day's seal that failed (a seal reads every part of the day)
+SEAL_RETRY_S = 60.0
 
 
 @dataclass
@@ -110,6 +112,7 @@ class LogWriter:
         #                   be made a part (both bugs if > 0; each is logged)
         self.sealed: list[dt.date] = []  # days this process sealed, in order
         self._to_seal: set[dt.date] | None = None  # unsealed days of this replica (lazy)
+        self._seal_retry: dict[dt.date, float] = {}  # a failed seal's next try (monotonic s)
 
     @staticmethod
     def _dtype(kind: str) -> pl.DataType:
@@ -175,10 +178,25 @@ class LogWriter:
             return sum(self._flush_table(table) for table in self._buffers)
 
     def open_day(self, day: dt.date) -> None:
-        """Create ``day``'s feedback partition (an empty part) unless this process wrote one."""
+        """Create ``day``'s feedback partition (an empty part) unless this process wrote one or
+        the day is sealed (complete: it takes no new part)."""
         with self._flush_lock:
-            if day not in self.feedback_days:
-                self._write("feedback", day, self._frame("feedback", []))
+            if day in self.feedback_days:
+                return
+            if seal_path(self.root, day).is_file():
+                self.feedback_days.add(day)
+                return
+            self._write("feedback", day, self._frame("feedback", []))
+
+    def sealed_until(self, window_us: int) -> int:
+        """The watermark of the latest sealed day under the logs root (``D+1 00:00 UTC +
+        window``, epoch microseconds), 0 without a seal: a serving clock that sealed D had
+        passed it, and no event before it can be logged any more."""
+        days = [dt.date.fromisoformat(f.name[len("date="):-len(".json")])
+                for f in (self.root / SEALS_DIR).glob("date=*.json")]
+        if not days:
+            return 0
+        return ((max(days) - dt.date(1970, 1, 1)).days + 1) * _US_PER_DAY + window_us
 
     def _flush_table(self, table: str) -> int:
         with self._lock:
@@ -263,9 +281,12 @@ class LogWriter:
     def seal_due(self, now_us: int, window_us: int) -> list[dt.date]:
         """Seal every day of this replica whose watermark (``D+1 00:00 UTC + window``) is at or
         before ``now_us`` (the serving clock): flush every buffer first, then
-        :func:`~reloop.data.logs.seal.seal_day`. Returns the days sealed. A day whose seal fails
-        (e.g. another producer's seal disagrees) is logged, counted in ``errors`` and not
-        retried."""
+        :func:`~reloop.data.logs.seal.seal_day`. Returns the days sealed.
+
+        A seal of D needs D+1's feedback partition (the clicks of D's last window): when the
+        clock skipped D+1 (a quiet day, a server down for a day) no tick opened it, so it is
+        opened here, empty. A day whose seal fails (e.g. another producer's seal disagrees) is
+        logged and counted in ``errors`` once, and retried every :data:`SEAL_RETRY_S`."""
         if now_us <= 0:
             return []
         with self._flush_lock:
@@ -286,13 +307,23 @@ class LogWriter:
                 return []  # a write failed (its rows stay buffered): seal at a later tick
             done = []
             for day in due:
-                self._to_seal.discard(day)
+                if time.monotonic() < self._seal_retry.get(day, 0.0):
+                    continue
+                after = day + dt.timedelta(days=1)
+                if after not in self.feedback_days and not partition_dir(
+                        self.root, "feedback", after).is_dir():
+                    self._write("feedback", after, self._frame("feedback", []))
                 try:
                     seal_day(self.root, day, dt.timedelta(microseconds=window_us))
                 except LogError:
-                    self.errors += 1
-                    log.exception("could not seal %s under %s", day, self.root)
+                    if day not in self._seal_retry:
+                        self.errors += 1
+                        log.exception("could not seal %s under %s; retrying every %g s", day,
+                                      self.root, SEAL_RETRY_S)
+                    self._seal_retry[day] = time.monotonic() + SEAL_RETRY_S
                     continue
+                self._to_seal.discard(day)
+                self._seal_retry.pop(day, None)
                 self.sealed.append(day)
                 done.append(day)
             return done

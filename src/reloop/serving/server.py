@@ -195,9 +195,13 @@ def _parse_id(p: Parts) -> Callable[[Any, str], Any]:
 
 def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
     ids, event_us = p.payloads.impressions(parse_body(raw))
+    now = p.clock.now_us()
     if event_us is not None:
-        _observe(p, event_us, "event_time")
-    for scored, rows in p.scored.take(ids, _parse_id(p), p.clock.now_us()):
+        _check_time(p, event_us, "event_time")
+        now = max(now, event_us)
+    # the rows are buffered before the clock moves: the upkeep seals a day only after flushing
+    # what was buffered, so a row of the day being sealed cannot arrive after its seal
+    for scored, rows in p.scored.take(ids, _parse_id(p), now):
         take = rows.tolist()
         columns = p.payloads.score(parse_body(scored.body)).columns
         encoded = None if scored.encoded is None else scored.encoded.take(_torch_rows(rows))
@@ -205,7 +209,18 @@ def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
                    p.ids.ids(scored.key, scored.shown.shape[0], take),
                    {name: [values[j] for j in take] for name, values in columns.items()},
                    scored.score[rows], scored.score_base[rows], scored.live.hidden(encoded))
+    if event_us is not None:
+        _observe(p, event_us, "event_time")
     return {"shown": len(ids)}
+
+
+def _check_time(p: Parts, t_us: int, field: str) -> None:
+    """A 422 naming ``field`` when ``t_us`` is further ahead of a client clock than
+    ``serve.max_clock_jump_s``."""
+    try:
+        p.clock.check(t_us)
+    except ValueError as err:
+        raise BadRequest(422, field, str(err)) from None
 
 
 def _observe(p: Parts, t_us: int, field: str) -> None:
@@ -233,18 +248,16 @@ def feedback(p: Parts, raw: bytes) -> dict[str, Any]:
         accepted.append((c.impression_id, now if c.event_us is None else c.event_us, parsed))
     if p.clock.mode == "client":  # the clicks' own times move a client clock
         for i, (_, t, _) in enumerate(accepted):  # before anything is recorded
-            try:
-                p.clock.check(t)
-            except ValueError as err:
-                raise BadRequest(422, f"clicks[{i}].event_time", str(err)) from None
+            _check_time(p, t, f"clicks[{i}].event_time")
         now = max(now, max(t for _, t, _ in accepted))
     # a click is late if its window had closed when it arrived, not by a later click's time
     p.book.click(accepted, now, arrived)
-    if p.clock.mode == "client":
-        p.clock.observe(now)
     n = len(accepted)
+    # buffered before the clock moves (see impressions): no click lands after its day's seal
     p.writer.append("feedback", {"request_id": [a[0] for a in accepted],
                                  "event_time": [a[1] for a in accepted], "click": [1] * n}, n)
+    if p.clock.mode == "client":
+        p.clock.observe(now)
     p.metrics.clicks.inc(n)
     p.metrics.record(p.book.release_clicked(p.production.current, p.clock.now_us()))
     return {"accepted": n}
@@ -354,8 +367,12 @@ def _restore(p: Parts) -> None:
     """After a restart: the shown impressions of the last window, from this replica's logs."""
     ids, served, clicked, latest = p.writer.recent_shown(p.book.window_us, p.clock.now_us())
     p.book.restore(ids, served, clicked)
-    if ids and p.clock.mode == "client":
-        p.clock.observe(latest)  # a client clock resumes where the logs end
+    if p.clock.mode == "client":
+        # a client clock resumes where the logs end, and past the last sealed day's watermark
+        # (the heartbeat that sealed it is not logged): events of a sealed day are refused
+        resume = max(latest if ids else 0, p.writer.sealed_until(p.book.window_us))
+        if resume:
+            p.clock.observe(resume)
     if ids:
         log.info("restart: %d impressions of the last attribution window re-read from the logs "
                  "(%d clicked); their clicks are accepted, their labels skip the memory",
