@@ -503,23 +503,27 @@ def _shown(t: str) -> bytes:
                          "candidates": [candidate(0)]})
 
 
-def _heartbeat(t: str) -> bytes:
+def _shown_then_quiet(tmp_path, shown: str, heartbeat: str):
+    """A client-clock server that showed one impression at ``shown``, then heard nothing but a
+    heartbeat at ``heartbeat`` (``POST /v1/impressions`` with no ids), with a tick after each."""
     import orjson
 
-    return orjson.dumps({"impression_ids": [], "event_time": t})
+    from reloop.serving.server import impressions, score
+
+    parts, upkeep = _client_server(tmp_path)
+    score(parts, _shown(shown))
+    upkeep.tick(final=True)
+    impressions(parts, orjson.dumps({"impression_ids": [], "event_time": heartbeat}))
+    upkeep.tick(final=True)
+    return parts
 
 
 def test_a_day_is_sealed_even_when_the_clock_skipped_the_next_one(tmp_path):
     # traffic at 23:00 on the 5th, then none until the 7th: no tick ever fell on the 6th, whose
     # (empty) feedback partition a seal of the 5th needs. It used to fail once and never retry.
     from reloop.data.logs.seal import check_partition_sealed
-    from reloop.serving.server import impressions, score
 
-    parts, upkeep = _client_server(tmp_path)
-    score(parts, _shown("2026-01-05T23:00:00Z"))
-    upkeep.tick(final=True)
-    impressions(parts, _heartbeat("2026-01-07T02:00:00Z"))
-    upkeep.tick(final=True)
+    parts = _shown_then_quiet(tmp_path, "2026-01-05T23:00:00Z", "2026-01-07T02:00:00Z")
     assert parts.writer.sealed == [dt.date(2026, 1, 5)] and parts.writer.errors == 0
     root = parts.params.logs.root
     assert list_dates(root, "feedback") == [dt.date(2026, 1, d) for d in (5, 6, 7)]
@@ -532,13 +536,9 @@ def test_a_restarted_client_clock_resumes_past_the_last_sealed_day(tmp_path):
     # the heartbeat that sealed the 5th is not logged: a restart resumed at the last logged
     # impression (23:30), behind the seal's watermark (6th 01:00), and every tick then tried to
     # open the sealed day's feedback partition (an error each time)
-    from reloop.serving.server import _restore, impressions, score
+    from reloop.serving.server import _restore
 
-    parts, upkeep = _client_server(tmp_path)
-    score(parts, _shown("2026-01-05T23:30:00Z"))
-    upkeep.tick(final=True)
-    impressions(parts, _heartbeat("2026-01-06T01:00:01Z"))
-    upkeep.tick(final=True)
+    parts = _shown_then_quiet(tmp_path, "2026-01-05T23:30:00Z", "2026-01-06T01:00:01Z")
     assert parts.writer.sealed == [dt.date(2026, 1, 5)]
     parts, upkeep = _client_server(tmp_path)  # a restart on the same directories
     _restore(parts)
