@@ -214,3 +214,26 @@ def test_a_loop_without_user_id_as_a_field_still_groups_gauc_by_the_logged_user(
     # the served scores, grouped by the logged user, give the study's gAUC
     served = gauc(joined["y"].to_numpy(), joined["score"].to_numpy(), joined["user_id"].to_numpy())
     assert math.isfinite(served)
+
+
+def test_a_period_out_of_step_with_the_decided_ones_is_refused(tmp_path):
+    # 3-day periods have no fixed phase: after 01-01 .. 01-03, a period from 01-02 would train on
+    # two days twice; sequential or not, it is refused, naming the start in step
+    import datetime as dt
+
+    from reloop.atomic import write_json
+    from reloop.periods import decision_path
+    from reloop.stages import check_previous_decided
+
+    for sequential in (True, False):
+        params = loop_params(tmp_path / str(sequential), logs={"period_days": 3},
+                             pipeline={"sequential": sequential})
+        write_json(decision_path(params, dt.date(2026, 1, 1)), {"promote": True})
+        with pytest.raises(ValueError, match=r"period 2026-01-02 overlaps period 2026-01-01, "
+                                             r"which is decided: .*logs.period_days=3.* \(the "
+                                             r"nearest start is 2026-01-01"):
+            check_previous_decided(params, dt.date(2026, 1, 2))
+        with pytest.raises(ValueError, match=r"nearest start is 2026-01-04"):
+            check_previous_decided(params, dt.date(2026, 1, 3))
+        check_previous_decided(params, dt.date(2026, 1, 4))  # the next period: in step
+        check_previous_decided(params, dt.date(2026, 1, 1))  # a rerun of the decided one

@@ -70,14 +70,24 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
     decided ("started": its joined table exists or, for the built-in world and replays, ingest
     wrote its impressions), or it never ran although an earlier period is decided (a skipped
     period could not be run later: the days after it are sealed). The first period of a
-    workspace may start on any period start.
+    workspace may start on any period start. Whatever ``pipeline.sequential`` says, a period
+    that overlaps a decided one (periods of 3 or 14 days have no fixed phase; a run out of step
+    would train on days twice) is a ``ValueError`` naming the nearest start in step.
     """
     from reloop.data.logs.store import partition_dir
     from reloop.periods import DECISION_FILE, dated_dirs, decision_path, joined_dir
 
+    days = params.logs.period_days
+    for other, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE):
+        if other != start and abs((other - start).days) < days:  # sequential or not
+            aligned = other + dt.timedelta(days=round((start - other).days / days) * days)
+            raise ValueError(
+                f"period {start} overlaps period {other}, which is decided: periods of "
+                f"logs.period_days={days} follow each other without overlap, from {other} on "
+                f"(the nearest start is {aligned})")
     if not params.pipeline.sequential:
         return
-    prev = start - dt.timedelta(days=params.logs.period_days)
+    prev = start - dt.timedelta(days=days)
     if decision_path(params, prev).is_file():
         return
     started = joined_dir(params, prev).exists() or (
