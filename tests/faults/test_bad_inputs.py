@@ -171,6 +171,7 @@ def rollback_to(which: int) -> Callable[[Workspace], tuple[str, ...]]:
 
 WEEKLY = params_copy("weekly.yaml", "period_days: 1", "period_days: 7")
 OTHER_FEATURES = params_copy("other.yaml", "buckets: 1024", "buckets: 2048")
+NO_WARM_START = params_copy("cold.yaml", "warm_start: true", "warm_start: false")
 PROMOTE = ("stage", "promote", "--date", DAY2)
 INGEST3 = ("stage", "ingest", "--date", DAY3)
 TRAIN_OK = ("train", "--data", JOINED1, "--out", "cli-models/day1", "--overwrite")
@@ -384,6 +385,13 @@ CASES = [
          f"models/date={DAY2}", "--params", "{case}/other.yaml"),
         rf"the checkpoint models/date={DAY2}'s feature encoding does not match",
         OTHER_FEATURES, rerun=TRAIN_OK, absent=("cli-models/x",)),
+    # it used to train from scratch without a word (parent_id null)
+    Bad("train-init-from-without-warm-start",
+        ("train", "--data", JOINED1, "--out", "cli-models/x", "--init-from",
+         f"models/date={DAY2}", "--params", "{case}/cold.yaml"),
+        r"--init-from models/date=2026-01-06: train\.warm_start is false in .*cold\.yaml, so the "
+        r"model would train from scratch", NO_WARM_START, rerun=TRAIN_OK,
+        absent=("cli-models/x",)),
     # ---- replay
     Bad("replay-source-missing", ("replay", "convert", "movielens-100k", "--source", "raw/nope",
                                   "--params", "replay.yaml"),

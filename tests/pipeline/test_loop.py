@@ -56,11 +56,15 @@ def test_two_periods_chain_through_the_registry(two_periods):
 def test_stage_results_are_strict_json_for_airflow_xcoms(two_periods):
     # the DAG's tasks return these as XComs, which Airflow refuses with NaN in them: a warm
     # start trains train.warm_epochs epochs with no validation split, so it has no val AUC
-    _, _, day1, day2 = two_periods
+    _, params, day1, day2 = two_periods
     assert day2["train"]["best_val_auc"] is None
     assert isinstance(day1["train"]["best_val_auc"], float)
     for result in (*day1.values(), *day2.values()):
         json.dumps(result, allow_nan=False)
+    # so is the warm-started checkpoint's metadata (it used to hold a bare NaN token)
+    meta = (candidate_dir(params, DAY2) / "checkpoint.json").read_text()
+    json.loads(meta, parse_constant=lambda token: pytest.fail(f"{token} in checkpoint.json"))
+    assert json.loads(meta)["info"]["best_val_auc"] is None
 
 
 def test_evaluation_reports_both_models_with_and_without_memory(two_periods):
@@ -237,3 +241,21 @@ def test_a_period_out_of_step_with_the_decided_ones_is_refused(tmp_path):
             check_previous_decided(params, dt.date(2026, 1, 3))
         check_previous_decided(params, dt.date(2026, 1, 4))  # the next period: in step
         check_previous_decided(params, dt.date(2026, 1, 1))  # a rerun of the decided one
+
+
+@pytest.mark.parametrize(("features", "message"), [
+    ({"label": "clicked"}, r"features\.label='clicked': the loop's joined tables name this "
+                           r"column 'y'"),
+    ({"y_last": "prev"}, r"features\.y_last='prev': .* Leave it at 'y_last'"),
+    # a typo used to make gAUC vanish from evaluate and the study without a word
+    ({"user_field": "userid"}, r"features\.user_field='userid' is not a logged column; "
+                               r"expected one of \['request_id', 'event_time', 'user_id'"),
+])
+def test_column_names_the_loop_cannot_honour_are_refused_before_a_stage(tmp_path, features,
+                                                                      message):
+    from reloop.stages import run_stage
+
+    params = loop_params(tmp_path, features={"fields": FIELDS, **features})
+    with pytest.raises(ValueError, match=message):
+        run_stage("ingest", params, DAY1)
+    assert not (tmp_path / "logs").exists()  # refused before anything was written

@@ -49,7 +49,11 @@ def train_cmd(
     df = read_table(data)
     train_df, val_df = split_tail(df, cfg.train.val_fraction)
     incumbent = None
-    if init_from is not None and cfg.train.warm_start:
+    if init_from is not None:
+        if not cfg.train.warm_start:
+            raise ValueError(
+                f"--init-from {init_from}: train.warm_start is false in {params}, so the model "
+                "would train from scratch; set it to true, or leave --init-from out")
         incumbent = load_checkpoint(init_from, cfg.features)
     window = TrainingWindow(train_df, val_df, None, [str(data)])
     trained, fit_df, stop_df = fit_candidate(cfg, window, incumbent)

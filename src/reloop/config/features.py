@@ -71,7 +71,10 @@ FeatureSpec = Annotated[
 
 
 class FeaturesConfig(Section):
-    """The model's input fields, in order. ``user_field`` groups rows for gAUC."""
+    """The model's input fields, in order. ``user_field`` groups rows for gAUC (a logged
+    column). ``label`` and ``y_last`` name the click and previous-score columns of a table given
+    to ``reloop train --data``; the loop's joined tables always call them ``y`` and ``y_last``,
+    and its stages refuse other names (:func:`reloop.stages.runner.check_loop_columns`)."""
 
     fields: tuple[FeatureSpec, ...] = Field(min_length=1)
     user_field: str = "user_id"

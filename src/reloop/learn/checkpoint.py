@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from reloop.atomic import replace_dir
+from reloop.atomic import json_ready, replace_dir
 from reloop.config import FeaturesConfig, ModelConfig
 from reloop.learn.features import EncodingMismatchError, FeatureEncoder
 from reloop.learn.models import build_model
@@ -110,7 +110,9 @@ def save_checkpoint(
             "encoding_fingerprint": encoder.fingerprint,
             "info": info or {},
         }
-        (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        # strict JSON: a warm start's best_val_auc is NaN (no validation split), written null
+        (tmp / META).write_text(json.dumps(json_ready(meta), indent=2, sort_keys=True,
+                                           allow_nan=False))
 
     replace_dir(path, build)
     model_id = ids[0]

@@ -158,22 +158,25 @@ def check_validation_split(val: TrainingData, fraction: float) -> None:
 
 
 def split_tail(
-    df: pl.DataFrame, fraction: float, time_column: str | None = "event_time"
+    df: pl.DataFrame, fraction: float, time_column: str | None = "event_time",
+    parameter: str = "train.val_fraction",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split off the last ``fraction`` of rows as a validation set.
+    """Split off the last ``fraction`` of rows (``parameter`` names the setting, for errors),
+    e.g. the validation tail (``train.val_fraction``) or evaluate's holdout
+    (``pipeline.holdout_fraction``).
 
     Rows are ordered by ``time_column`` when the frame has it (a stable sort, so ties keep their
-    order), else kept in their given order. Validating on the most recent rows matches how the
+    order), else kept in their given order. Holding out the most recent rows matches how the
     model is used: trained on the past, serving the future.
     """
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"fraction={fraction!r} must be in (0, 1)")
+        raise ValueError(f"{parameter}={fraction!r} must be in (0, 1)")
     if time_column is not None and time_column in df.columns:
         df = df.sort(time_column, maintain_order=True)
     n_val = max(1, int(round(df.height * fraction)))
     if n_val >= df.height:
         raise TrainingDataError(
-            f"cannot hold out {fraction:.0%} of {df.height} rows for validation and keep any to "
-            "train on"
+            f"cannot hold out {parameter}={fraction:g} of {df.height} rows and keep any to fit "
+            "on: the table is too small"
         )
     return df.head(df.height - n_val), df.tail(n_val)

@@ -172,6 +172,26 @@ def period_workspace(params: Params, start: str | dt.date, what: str) -> Iterato
         yield start
 
 
+def check_loop_columns(params: Params) -> None:
+    """Refuse (``ValueError``, naming the setting) ``features`` column names the loop cannot
+    honour. Its joined tables name the label ``y`` and the previous score ``y_last``
+    (``features.label`` / ``features.y_last`` are for ``reloop train --data`` on a table of your
+    own), and ``features.user_field`` must be a logged column, or gAUC would silently vanish."""
+    from reloop.data.logs.schema import impression_columns
+
+    f = params.features
+    for key, value, fixed in (("label", f.label, "y"), ("y_last", f.y_last, "y_last")):
+        if value != fixed:
+            raise ValueError(
+                f"features.{key}={value!r}: the loop's joined tables name this column "
+                f"{fixed!r}; the setting is for `reloop train --data` on a table of your own. "
+                f"Leave it at {fixed!r}")
+    logged = [c.name for c in impression_columns(f)]
+    if f.user_field not in logged:
+        raise ValueError(f"features.user_field={f.user_field!r} is not a logged column; expected "
+                         f"one of {logged} (it groups rows for gAUC)")
+
+
 def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]:
     """Run one stage by name for the period ``start``, inside :func:`period_workspace`.
 
@@ -190,6 +210,7 @@ def run_stage(name: str, params: Params, start: str | dt.date) -> dict[str, Any]
         fn = STAGES[name]
     except KeyError:
         raise ValueError(f"stage={name!r} is not a stage; expected one of {list(STAGES)}") from None
+    check_loop_columns(params)
     with period_workspace(params, start, f"stage {name}") as start:
         log.info("stage %s, period %s", name, start)
         t0 = time.perf_counter()

@@ -34,7 +34,8 @@ def period_splits(params: Params, start: str | dt.date) -> tuple[pl.DataFrame, p
     from reloop.learn.data import split_tail
 
     table = read_joined(params, start)
-    return split_tail(table, params.pipeline.holdout_fraction, time_column="event_time")
+    return split_tail(table, params.pipeline.holdout_fraction, time_column="event_time",
+                      parameter="pipeline.holdout_fraction")
 
 
 def _file_sha256(path: Path) -> str:

@@ -85,8 +85,9 @@ class StudySpec(_Spec):
     arms: tuple[Arm, ...] = Field(min_length=2)
     compare_from: int | None = Field(
         default=None, ge=2,
-        description="first period (1-based) the comparison counts; default: the period after "
-        "the longest static prefix, or period 2 (period 1 is served by the bootstrap policy)",
+        description="first period (1-based) the comparison counts; default: period 2 (period 1 "
+        "is served by the bootstrap policy). A static arm is compared from the period after its "
+        "prefix, whichever is later",
     )
     bootstrap: int = Field(default=10_000, ge=100)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
@@ -122,14 +123,6 @@ class StudySpec(_Spec):
             raise ValueError(f"compare_from={self.compare_from} is after the last period "
                              f"({self.periods})")
         return self
-
-    @property
-    def first_compared(self) -> int:
-        """1-based index of the first period the comparison counts."""
-        if self.compare_from is not None:
-            return self.compare_from
-        prefix = max((a.static_periods or 0) for a in self.arms)
-        return max(2, prefix + 1)
 
     def period_starts(self, period_days: int) -> list[dt.date]:
         last = self.start.toordinal() + (self.periods - 1) * period_days
