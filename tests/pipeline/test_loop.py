@@ -259,3 +259,43 @@ def test_column_names_the_loop_cannot_honour_are_refused_before_a_stage(tmp_path
     with pytest.raises(ValueError, match=message):
         run_stage("ingest", params, DAY1)
     assert not (tmp_path / "logs").exists()  # refused before anything was written
+
+
+def test_an_external_study_arm_serves_from_the_stored_snapshot_and_decays_each_day(
+        two_periods, monkeypatch):
+    # logs.source external: a study rescoring a period starts from the memory stored with the
+    # production version (what `reloop serve` starts from), not an empty one, and decays it as
+    # serving's clock enters each new day
+    import datetime as dt
+
+    import numpy as np
+    import polars as pl
+
+    from reloop.learn.train import load_checkpoint, predict
+    from reloop.memory.sketch import ErrorMemory
+    from reloop.ops.study.metrics import _served_scores
+
+    _, params, day1, _ = two_periods
+    table = read_joined(params, DAY2)
+    record = Registry(params.pipeline.registry_root).production_before(DAY2)
+    assert record.model_id == day1["train"]["model_id"]
+    decays = []
+    real_decay = ErrorMemory.decay
+    monkeypatch.setattr(ErrorMemory, "decay",
+                        lambda self, factor=None: decays.append(factor) or real_decay(self))
+    score, base = _served_scores(params, dt.date(2026, 1, 6), table)
+    assert decays == []  # one day: no day boundary
+    ckpt = load_checkpoint(record.checkpoint_dir, params.features)
+    expected_base, _ = predict(ckpt.model, ckpt.encoder.encode(table))
+    np.testing.assert_allclose(base, expected_base.double().numpy().clip(0, 1), rtol=1e-6)
+    order = table.with_row_index("_row").sort("event_time", maintain_order=True)["_row"]
+    first_slot = order.to_numpy()[: table.height // params.evaluate.slots]
+    # an empty memory would serve the base score on the first slot; the stored one compensates
+    assert np.abs(score[first_slot] - base[first_slot]).max() > 1e-4
+    # the same rows over two days (and one row alone on a third): one decay per new day, and a
+    # day with fewer rows than evaluate.slots is scored too
+    later = [table.with_columns(pl.col("event_time") + dt.timedelta(days=1)),
+             table.head(1).with_columns(pl.col("event_time") + dt.timedelta(days=2))]
+    score, base = _served_scores(params, dt.date(2026, 1, 6), pl.concat([table, *later]))
+    assert decays == [None, None] and score.shape == (2 * table.height + 1,)
+    assert np.isfinite(score).all()

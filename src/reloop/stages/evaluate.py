@@ -23,8 +23,7 @@ from reloop.config import Params
 from reloop.jsonio import read_json
 from reloop.periods import evaluation_path
 
-__all__ = ["load_evaluate_memory", "read_evaluation", "run", "score_model",
-           "served_scores"]
+__all__ = ["load_evaluate_memory", "read_evaluation", "run", "served_scores"]
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,6 @@ def read_evaluation(params: Params, start: str | dt.date) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no evaluation for this period at {path}; run evaluate first")
     return read_json(path)
-
-
-def score_model(params: Params, checkpoint: Any, window: Any, holdout: Any) -> dict[str, Any]:
-    """:func:`served_scores` with a fresh memory holding ``window`` (for logs with no snapshot)."""
-    from reloop.stages.memory import build_memory
-
-    return served_scores(params, checkpoint, build_memory(params, checkpoint, window), holdout)
 
 
 def load_evaluate_memory(params: Params, start: dt.date, role: str, checkpoint: Any,
@@ -76,7 +68,7 @@ def served_scores(params: Params, checkpoint: Any, memory: Any, holdout: Any) ->
     """Base and served (memory-compensated) probabilities of ``checkpoint`` on ``holdout``.
 
     ``memory`` (``checkpoint``'s :class:`~reloop.memory.ErrorMemory`) compensates each of
-    ``evaluate.slots`` slots, then learns its labels.
+    ``evaluate.slots`` slots (fewer when ``holdout`` has fewer rows), then learns its labels.
     """
     import torch
 
@@ -87,7 +79,8 @@ def served_scores(params: Params, checkpoint: Any, memory: Any, holdout: Any) ->
                            return_hidden=True)
     y = torch.from_numpy(holdout[params.features.label].cast(float).to_numpy(writable=True))
     served = torch.empty_like(base, dtype=torch.float64)
-    for lo, hi in slot_bounds(holdout.height, params.evaluate.slots):
+    slots = min(params.evaluate.slots, holdout.height)
+    for lo, hi in (slot_bounds(holdout.height, slots) if slots >= 2 else [(0, holdout.height)]):
         served[lo:hi] = memory.compensate(hidden[lo:hi], base[lo:hi])
         memory.write(hidden[lo:hi], y[lo:hi], base[lo:hi])
     return {"base": base.double().numpy(), "memory": served.numpy()}

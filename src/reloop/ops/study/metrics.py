@@ -8,9 +8,11 @@ the ReLoop paper), beside the CTR a random pick and the oracle policy would have
 requests, and the oracle AUC (the best any scorer could rank the shown items).
 
 For ``logs.source: external`` the logged scores are your production's, the same in every arm, so
-an arm is measured by what it *would* have served: the period's impressions are rescored by the
-arm's production model at the period's start, its memory snapshot written slot by slot as the
-labels arrive (the evaluate stage's protocol).
+an arm is measured by what it *would* have served: the period's impressions are rescored, in
+time order, by the arm's production version at the period's start, starting from the memory
+snapshot stored with it (what ``reloop serve`` starts from), which learns each slot's labels
+after scoring it (``evaluate.slots`` slots a day, the evaluate stage's protocol) and decays by
+``memory.decay`` at each new day, as serving does.
 """
 
 from __future__ import annotations
@@ -43,18 +45,38 @@ METRICS: dict[str, str] = {
 
 def _served_scores(params: Params, start: dt.date, table: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(score, score_base)`` the arm would have served on ``table`` (external logs)."""
+    import polars as pl
+
     from reloop.learn.train import load_checkpoint
+    from reloop.memory.sketch import ErrorMemory
+    from reloop.periods import SNAPSHOT_FILE
     from reloop.registry import Registry
-    from reloop.stages.evaluate import score_model
+    from reloop.stages.evaluate import served_scores
+    from reloop.stages.memory import build_memory
 
     record = Registry(params.pipeline.registry_root).production_before(start.isoformat())
     if record is None:
         p = np.full(table.height, params.serving.bootstrap_score)
         return p, p.copy()
     ckpt = load_checkpoint(record.checkpoint_dir, params.features)
-    scores = score_model(params, ckpt, table.head(0), table)
-    served = scores["memory"] if params.serving.use_memory else scores["base"]
-    return np.clip(served, 0.0, 1.0), np.clip(scores["base"], 0.0, 1.0)
+    snapshot = None if record.memory_dir is None else record.memory_dir / SNAPSHOT_FILE
+    if snapshot is not None and snapshot.is_file():
+        memory = ErrorMemory.load(snapshot, model_id=ckpt.model_id, config=params.memory)
+    else:  # a version registered without one: serving starts from an empty memory too
+        memory = build_memory(params, ckpt, table.head(0))
+    rows = table.with_row_index("_row").sort("event_time", maintain_order=True)
+    days = rows["event_time"].dt.date()
+    score = np.empty(table.height)
+    base = np.empty(table.height)
+    for i, day in enumerate(days.unique(maintain_order=True).to_list()):
+        if i:
+            memory.decay()  # serving decays the memory as its clock enters a new day
+        part = rows.filter(days == day)
+        scores = served_scores(params, ckpt, memory, part.drop("_row"))
+        index = part["_row"].cast(pl.Int64).to_numpy()
+        score[index] = scores["memory"] if params.serving.use_memory else scores["base"]
+        base[index] = scores["base"]
+    return np.clip(score, 0.0, 1.0), np.clip(base, 0.0, 1.0)
 
 
 def period_metrics(params: Params, start: str | dt.date) -> dict[str, Any]:
