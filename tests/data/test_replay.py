@@ -225,6 +225,23 @@ def test_days_outside_the_range_and_a_missing_conversion_are_named(tmp_path):
         read_events(fresh, "2013-03-06")
 
 
+def test_a_replay_setting_changed_since_the_conversion_is_refused(tmp_path):
+    # the labels depend on replay.movietweetings_min_rating: a study arm (replay.root is shared)
+    # or an edited params.yaml with another value used to replay the old labels without a word
+    params, _ = _movietweetings(tmp_path)
+    assert read_manifest(params)["settings"] == {"replay.movietweetings_min_rating": 8}
+    other = replay_params(tmp_path, "movietweetings", logs={"source": "replay"},
+                          replay={"movietweetings_min_rating": 7})
+    with pytest.raises(LogError, match=r"replay\.movietweetings_min_rating=7, but the "
+                                       r"movietweetings events under .* were converted with "
+                                       r"replay\.movietweetings_min_rating=8 .*convert again"):
+        read_events(other, "2013-03-06")
+    # a setting the converter does not read changes nothing
+    same = replay_params(tmp_path, "movietweetings", logs={"source": "replay"},
+                         replay={"min_rating": 5})
+    assert read_events(same, "2013-03-06").height == read_events(params, "2013-03-06").height
+
+
 def test_a_period_that_fails_on_a_later_day_writes_nothing(tmp_path):
     # 3-day periods have no weekday rule: Saturday 03-16, Sunday 03-17, then 03-18, outside
     params, _ = _movietweetings(tmp_path, logs={"period_days": 3})

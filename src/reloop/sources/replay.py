@@ -7,8 +7,10 @@ label) to ``<replay.root>/<dataset>/events/date=YYYY-MM-DD/``, and beside them:
 * ``manifest.json`` (written last: a conversion without it is unfinished): the events' first and
   last dates, the **replay range** ``replay_start .. replay_end`` (those dates widened to whole
   Monday-to-Sunday weeks, so weekly periods, which start on Mondays, are whole), and the rows and
-  clicks of each day. A day of the range without events is an *empty day*: it is replayed as
-  empty partitions. A day outside it is an error naming the range.
+  clicks of each day, and the ``replay`` settings the converter read (:data:`CONVERSION_KEYS`:
+  the click threshold, Criteo's pseudo-days): a run with other values is refused until the
+  dataset is converted again. A day of the range without events is an *empty day*: it is
+  replayed as empty partitions. A day outside it is an error naming the range.
 * ``features.yaml``: a ``features`` section for ``params.yaml`` that fits the converted columns;
 * ``suggested_params.yaml``: that ``features`` section, a ``validation`` section fitted to the
   converted data (:func:`suggested_validation`) and the ``memory`` section measured on real logs
@@ -316,6 +318,17 @@ CONVERTERS: dict[str, Callable[[Path, Any], pl.LazyFrame]] = {
 }
 
 
+#: the ``replay`` settings each converter reads: the events depend on them, so the manifest
+#: records them and a later run with other values is refused (:func:`read_manifest`)
+CONVERSION_KEYS: dict[str, tuple[str, ...]] = {
+    "movielens-100k": ("min_rating",),
+    "movielens-1m": ("min_rating",),
+    "movietweetings": ("movietweetings_min_rating",),
+    "avazu": (),
+    "criteo": ("criteo_rows_per_day", "start"),
+}
+
+
 def suggested_features(dataset: str) -> dict[str, Any]:
     """A ``features`` section for ``params.yaml`` matching the converted columns of ``dataset``.
 
@@ -405,14 +418,27 @@ def read_manifest(params: Params, dataset: str | None = None) -> dict[str, Any]:
     was never converted, or its conversion did not finish.
     """
     path = manifest_path(params, dataset)
+    name = dataset or params.replay.dataset
     if not path.is_file():
-        name = dataset or params.replay.dataset
         raise MissingPartitionError(
             f"the replay events of {name} are missing under {path.parent} (no {MANIFEST_FILE}: "
             f"not converted, or the conversion did not finish); run `reloop replay convert "
             f"{name} --source DIR` first"
         )
-    return read_json(path)
+    manifest = read_json(path)
+    for key, converted in (manifest.get("settings") or {}).items():  # older manifests: none
+        now = _plain(getattr(params.replay, key.removeprefix("replay.")))
+        if now != converted:
+            raise LogError(
+                f"{key}={now!r}, but the {name} events under {path.parent} were converted with "
+                f"{key}={converted!r} (their labels or days depend on it): set it back, or "
+                f"convert again (`reloop replay convert {name} --source DIR`)")
+    return manifest
+
+
+def _plain(value: Any) -> Any:
+    """A setting as JSON keeps it (a date as its ISO string)."""
+    return value.isoformat() if isinstance(value, dt.date) else value
 
 
 def replay_range(params: Params) -> tuple[dt.date, dt.date]:
@@ -536,7 +562,8 @@ def convert(params: Params, dataset: str, source: str | Path) -> dict[str, Any]:
         manifest_path(params, dataset).unlink(missing_ok=True)
 
     replace_dir(out, build)
-    m = _manifest(out, dataset)
+    m = _manifest(out, dataset) | {"settings": {
+        f"replay.{key}": _plain(getattr(params.replay, key)) for key in CONVERSION_KEYS[dataset]}}
     features = suggested_features(dataset)
     validation = suggested_validation(params, m)
     memory = suggested_memory(params)
