@@ -103,6 +103,26 @@ def test_warm_start_refuses_another_architecture(tmp_path, small_table):
         train_model(other, small_table.head(2000), init_from=load_checkpoint(tmp_path / "v1"))
 
 
+def test_warm_start_ignores_keys_the_backbone_does_not_use(tmp_path, small_table):
+    # an lr backbone has no MLP and no cross layers: changing them used to refuse the warm start
+    params = small_params(model={"backbone": "lr", "mlp_hidden": [8]}, train={"max_epochs": 1})
+    first = train_model(params, small_table.head(2000), progress=False)
+    save_checkpoint(tmp_path / "v1", first.model, params.model, first.encoder)
+    other = small_params(model={"backbone": "lr", "mlp_hidden": [16], "cross_layers": 5},
+                         train={"max_epochs": 1})
+    incumbent = load_checkpoint(tmp_path / "v1")
+    warm = train_model(other, small_table.head(2000), init_from=incumbent, progress=False)
+    assert warm.parent_id == incumbent.model_id
+    # a DeepFM's MLP is its weights: a change there is still refused, naming the key
+    deep = small_params(model={"mlp_hidden": [8]}, train={"max_epochs": 1})
+    save_checkpoint(tmp_path / "v2", train_model(deep, small_table.head(2000),
+                                                 progress=False).model, deep.model, first.encoder)
+    wider = small_params(model={"mlp_hidden": [16]}, train={"max_epochs": 1})
+    with pytest.raises(CheckpointError, match=r"model\.mlp_hidden: checkpoint \(8,\) vs config "
+                                              r"\(16,\)"):
+        train_model(wider, small_table.head(2000), init_from=load_checkpoint(tmp_path / "v2"))
+
+
 def test_bad_training_tables_are_named(small_table):
     params = small_params()
     base = small_table.head(100)

@@ -185,7 +185,8 @@ def load_checkpoint(path: str | Path, features: FeaturesConfig | None = None) ->
     )
 
 
-#: Model-config keys that change the shape of the weights; the others (dropout, init) do not.
+#: Model-config keys that can change the shape of the weights (the others, dropout, init, never
+#: do); named when a warm start's weights do not fit.
 ARCHITECTURE_KEYS = (
     "backbone",
     "embedding_dim",
@@ -197,14 +198,19 @@ ARCHITECTURE_KEYS = (
 
 
 def copy_weights(dst: Backbone, src: Checkpoint, dst_cfg: ModelConfig) -> None:
-    """Warm-start ``dst`` from ``src``; the architectures must match, any difference is named."""
-    theirs, mine = src.model_cfg.model_dump(), dst_cfg.model_dump()
-    diffs = [
-        f"model.{k}: checkpoint {theirs[k]!r} vs config {mine[k]!r}"
-        for k in ARCHITECTURE_KEYS
-        if theirs[k] != mine[k]
-    ]
-    if diffs:
-        raise CheckpointError(f"cannot warm-start from checkpoint {src.path}: " + "; ".join(diffs))
+    """Warm-start ``dst`` from ``src``: their weights must have the same names and shapes.
+
+    A key of :data:`ARCHITECTURE_KEYS` that the backbone does not use (``mlp_hidden`` of an
+    ``lr``, ``cross_layers`` outside DCN) may differ; when the weights do not fit, the keys that
+    differ are named.
+    """
+    theirs_w, mine_w = src.model.state_dict(), dst.state_dict()
+    if {k: tuple(v.shape) for k, v in theirs_w.items()} != {
+            k: tuple(v.shape) for k, v in mine_w.items()}:
+        theirs, mine = src.model_cfg.model_dump(), dst_cfg.model_dump()
+        diffs = [f"model.{k}: checkpoint {theirs[k]!r} vs config {mine[k]!r}"
+                 for k in ARCHITECTURE_KEYS if theirs[k] != mine[k]]
+        raise CheckpointError(f"cannot warm-start from checkpoint {src.path}: " + (
+            "; ".join(diffs) if diffs else "its weights' names or shapes differ from the model's"))
     with torch.no_grad():
         dst.load_state_dict(src.model.state_dict(), strict=True)
