@@ -50,6 +50,22 @@ def test_fields_default_to_categorical_and_numeric_needs_its_parameters():
         )
 
 
+def test_a_numeric_field_refuses_settings_its_transform_does_not_read():
+    # they were ignored by the encoding but changed its fingerprint, refusing warm starts
+    def field(**kw):
+        return {"features": {"fields": [{"name": "age", "kind": "numeric", **kw}]}}
+
+    with pytest.raises(ConfigError, match=r"field 'age': \['mean', 'clip'\] do not apply to "
+                                          r"transform='bucketize'; remove them"):
+        params_from_dict(field(transform="bucketize", boundaries=[1, 2], mean=3.0, clip=2.0))
+    with pytest.raises(ConfigError, match=r"\['boundaries'\] do not apply to "
+                                          r"transform='normalize'"):
+        params_from_dict(field(transform="normalize", mean=0.0, std=1.0, boundaries=[1]))
+    # what a params dump writes back (every key, at its default) loads
+    p = params_from_dict(field(transform="bucketize", boundaries=[1, 2]))
+    assert params_from_dict(p.model_dump(mode="json", by_alias=True)) == p
+
+
 @pytest.mark.parametrize(
     ("section", "values", "message"),
     [

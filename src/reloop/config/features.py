@@ -41,6 +41,14 @@ class NumericField(Section):
 
     @model_validator(mode="after")
     def _check_transform(self) -> NumericField:
+        # a setting the transform does not read would still change the encoding's fingerprint
+        # (and refuse warm starts): it is an error here, not silently ignored
+        unused = (("mean", "std", "clip") if self.transform == "bucketize" else ("boundaries",))
+        defaults = type(self).model_fields
+        given = [k for k in unused if getattr(self, k) != defaults[k].default]
+        if given:
+            raise ValueError(f"field {self.name!r}: {given} do not apply to "
+                             f"transform={self.transform!r}; remove them")
         if self.transform == "bucketize":
             if not self.boundaries:
                 raise ValueError(f"field {self.name!r}: transform='bucketize' needs 'boundaries'")
