@@ -135,3 +135,24 @@ def test_plots_json_holds_the_per_period_curves(repo):
                                             "candidate_base", "oracle"}
     rows = json.loads((repo / "reports/plots/periods.json").read_text())
     assert [r["period"] for r in rows] == [DATE] and rows[0]["promoted"] is True
+
+
+def test_the_next_period_is_pipeline_date_moved_on_and_dvc_repro(repo):
+    # README "DVC": the next period is params.yaml's pipeline.date moved on, then `dvc repro`;
+    # the first period's artefacts stay in the workspace (the next ingest checks its decision)
+    nxt = "2026-01-02"
+    text = (repo / "params.yaml").read_text()
+    assert f"date: '{DATE}'" in text
+    (repo / "params.yaml").write_text(text.replace(f"date: '{DATE}'", f"date: '{nxt}'", 1))
+    out = dvc(repo, "repro")
+    assert "Running stage 'ingest'" in out and "Running stage 'promote'" in out
+    for day in (DATE, nxt):
+        assert (repo / f"reports/decisions/date={day}/decision.json").is_file(), day
+        assert (repo / f"data/models/date={day}/model.safetensors").is_file(), day
+    decision = json.loads((repo / f"reports/decisions/date={nxt}/decision.json").read_text())
+    first = json.loads((repo / f"reports/decisions/date={DATE}/decision.json").read_text())
+    assert decision["incumbent"] == Registry(repo / "data/registry").production_before(
+        nxt).model_id
+    assert first["promote"] and decision["incumbent"] is not None
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    assert {o["path"] for o in lock["stages"]["train"]["outs"]} == {f"data/models/date={nxt}"}

@@ -299,3 +299,19 @@ def test_an_external_study_arm_serves_from_the_stored_snapshot_and_decays_each_d
     score, base = _served_scores(params, dt.date(2026, 1, 6), pl.concat([table, *later]))
     assert decays == [None, None] and score.shape == (2 * table.height + 1,)
     assert np.isfinite(score).all()
+
+
+def test_a_logged_period_is_not_served_again_when_the_memory_changes(two_periods):
+    # `dvc exp run -S memory.lambda=0.5` reruns ingest (the simulator serves with the memory):
+    # serving DAY2 again with another lambda logged other scores, which the append-only logs
+    # refused. Its days are sealed: the logs are what was served, and are kept.
+    from reloop.stages import run_stage
+    from tests.support.files import tree_digest
+
+    root, params, _, day2 = two_periods
+    before = tree_digest(root / "logs")
+    other = params.model_copy(update={"memory": params.memory.model_copy(update={"lam": 0.5})})
+    out = run_stage("ingest", other, DAY2)
+    assert out["impressions"] == day2["ingest"]["impressions"] > 0
+    assert out["served_by"] == day2["ingest"]["served_by"]
+    assert tree_digest(root / "logs") == before

@@ -15,7 +15,10 @@ A period's ingest is all or nothing: everything that can be checked is checked f
 the period before anything is written (the start is a period start, i.e. a Monday for weekly
 periods; the simulator's days are not before ``simulator.start``; the replay's days lie in the
 converted range). Raw logs are append-only and a rerun rewrites identical content as a no-op, so
-a period that still fails part-way (e.g. a full disk) completes on a rerun.
+a period that still fails part-way (e.g. a full disk) completes on a rerun. A period whose every
+day is already sealed is not served again: its logs are what was served, and are kept (a rerun
+after a change to ``memory`` or ``simulator`` settings, e.g. a ``dvc exp run``, used to serve
+the days again and then refuse the different logs).
 """
 
 from __future__ import annotations
@@ -76,30 +79,23 @@ def ingest_period(
                         params.logs.period_days)
     source = params.logs.source
     if source == "external":
-        import pyarrow.parquet as pq
-
         if checkpoint is not None or memory is not None:
             log.info("logs.source is external: the checkpoint and memory are not used by ingest")
-        sealed = None
-        if params.logs.require_seal:  # refuses an unsealed day or one that disagrees with its seal
-            sealed = check_period_sealed(params.logs.root, days, params.join.window_minutes)
-        out = []
-        for day in days:
-            if sealed is not None:
-                shown = [f for f in sealed.impressions if f.parent.name == date_part(day)]
-                clicks = [f for f in sealed.feedback if f.parent.name == date_part(day)]
-            else:
-                shown = part_files(params.logs.root, "impressions", day)
-                clicks = part_files(params.logs.root, "feedback", day)
-            check_readable(shown + clicks)
-            out.append({"date": day.isoformat(),
-                        "impressions": sum(pq.ParquetFile(f).metadata.num_rows for f in shown),
-                        "files": [str(f) for f in shown + clicks]})
-        return {"source": source, "period_start": days[0].isoformat(), "days": out}
+        return {"source": source, "period_start": days[0].isoformat(),
+                "days": _logged_days(params, days)}
 
+    from reloop.periods import seal_path
     from reloop.serving.scorer import load_scorer
 
     _check_days(params, days)  # before anything is written
+    if (memory_out is None and params.logs.require_seal
+            and all(seal_path(params.logs.root, day).is_file() for day in days)):
+        # every day was served and sealed: the logs are facts, not re-served (a changed
+        # memory.* or simulator.* setting applies from the next day not yet logged)
+        log.info("period %s: every day is logged and sealed; its logs are kept as they are",
+                 days[0])
+        return {"source": source, "period_start": days[0].isoformat(), "kept": True,
+                "days": _logged_days(params, days)}
     scorer = load_scorer(params, checkpoint, memory)
     if source == "simulator":
         from reloop.sources.simulator import simulate_day
@@ -115,6 +111,29 @@ def ingest_period(
         saved = scorer.save_memory(memory_out)
         summary["memory_out"] = None if saved is None else str(saved)
     return summary
+
+
+def _logged_days(params: Params, days: list[dt.date]) -> list[dict[str, Any]]:
+    """Each day's impressions and files, as logged. With ``logs.require_seal`` every day must
+    be sealed and agree with its seal (else an error naming it)."""
+    import pyarrow.parquet as pq
+
+    sealed = None
+    if params.logs.require_seal:  # refuses an unsealed day or one that disagrees with its seal
+        sealed = check_period_sealed(params.logs.root, days, params.join.window_minutes)
+    out = []
+    for day in days:
+        if sealed is not None:
+            shown = [f for f in sealed.impressions if f.parent.name == date_part(day)]
+            clicks = [f for f in sealed.feedback if f.parent.name == date_part(day)]
+        else:
+            shown = part_files(params.logs.root, "impressions", day)
+            clicks = part_files(params.logs.root, "feedback", day)
+        check_readable(shown + clicks)
+        out.append({"date": day.isoformat(),
+                    "impressions": sum(pq.ParquetFile(f).metadata.num_rows for f in shown),
+                    "files": [str(f) for f in shown + clicks]})
+    return out
 
 
 def _check_days(params: Params, days: list[dt.date]) -> None:
