@@ -71,14 +71,32 @@ def _fsync_tree(root: Path) -> None:
         _fsync(Path(dirpath))
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` sets it, a race for the
+    server's threads): Linux reports it in ``/proc/self/status``; elsewhere the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0666 less the umask (``mkstemp`` gives 0600)."""
+    return 0o666 & ~_umask()
+
+
 def write_file(path: str | Path, write: Callable[[Path], None], *, mode: int | None = None
                ) -> Path:
     """Create or replace ``path`` with what ``write(tmp)`` writes to a temporary file beside it.
 
     The temporary file (``.<name>.<random>.tmp``, what :func:`sweep_leftovers` removes) is
     fsynced, renamed over ``path`` and the directory fsynced. If ``write`` raises, ``path`` is
-    untouched and the temporary file removed. ``mode`` sets the file's permissions (default:
-    0600, :func:`tempfile.mkstemp`'s) before it is moved into place.
+    untouched and the temporary file removed. ``mode`` sets the file's permissions before it is
+    moved into place (default: a plain new file's, 0666 less the umask, not
+    :func:`tempfile.mkstemp`'s private 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,8 +105,7 @@ def write_file(path: str | Path, write: Callable[[Path], None], *, mode: int | N
     tmp = Path(name)
     try:
         write(tmp)
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, _file_mode() if mode is None else mode)
         _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
@@ -116,6 +133,7 @@ def write_new(path: str | Path, write: Callable[[Path], None], *, tmp_dir: str |
     tmp = Path(name)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # a plain new file's permissions, not mkstemp's 0600
         _fsync(tmp)
         os.link(tmp, path)
     finally:
@@ -158,6 +176,7 @@ def replace_dir(path: str | Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     aside = None
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # a plain new directory's, not mkdtemp's 0700
         build(tmp)
         _fsync_tree(tmp)
         if path.exists():

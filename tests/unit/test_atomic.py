@@ -119,3 +119,26 @@ def test_a_writer_killed_between_its_moves_is_undone_by_the_sweep(tmp_path):
     assert (target / "f.bin").read_bytes() == b"old"
     assert sorted(p.name for p in removed) == [".d.old.x1", ".d.tmp2"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_and_directories_get_plain_permissions(tmp_path, umask):
+    # mkstemp / mkdtemp make 0600 / 0700: reports, logs and registry versions written through
+    # them were private to their writer (a report site unreadable when served by another user)
+    from reloop.atomic import replace_dir, write_json, write_new, write_text
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    old = os.umask(umask)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        write_new(tmp_path / "b.bin", lambda p: p.write_bytes(b"x"), tmp_dir=tmp_path)
+        replace_dir(tmp_path / "d", lambda d: (d / "f.txt").write_text("x"))
+        write_text(tmp_path / "secret", "x", mode=0o600)
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "a.json") == mode(tmp_path / "b.bin") == 0o666 & ~umask
+    assert mode(tmp_path / "d") == 0o777 & ~umask
+    assert mode(tmp_path / "d" / "f.txt") == 0o666 & ~umask  # what build wrote, as it wrote it
+    assert mode(tmp_path / "secret") == 0o600  # an explicit mode wins
