@@ -25,7 +25,8 @@ the stages return.
   repository (``archive.root``), so any past period can be listed and restored, and ``publish``
   emits an event on the Asset ``reloop://production`` when production moved.
 * Retries: a task is retried once after 30 s (a busy lock, a full disk), except on bad input
-  (a failed validation, a quarantined or missing partition, a config error), which fails at
+  (a failed validation, a quarantined or missing partition, a period out of order, a config
+  error), which fails at
   once: a retry on the same logs would fail the same way.
 * ``RELOOP_PARAMS`` points at the params file (default: the repository's ``params.yaml``).
 """

@@ -16,6 +16,7 @@ import pytest
 
 from reloop.data.logs import store
 from reloop.data.logs.store import MissingPartitionError, part_files, partition_dir, read_partition
+from reloop.stages import PeriodOrderError
 from tests.support.params import DAY1, DAY2, DAY3, tiny_params
 from tests.support.tables import copy_world
 
@@ -111,7 +112,7 @@ def test_a_day_is_readable_only_once_all_of_its_parts_are_written(world_root, tm
             write_day(params, logs)
         monkeypatch.setattr(store, "write_part", real_write)
         # the day has started, so the next one may not; and no reader sees half of it
-        with pytest.raises(RuntimeError, match=f"previous period {DAY3} has started"):
+        with pytest.raises(PeriodOrderError, match=f"previous period {DAY3} has started"):
             check_previous_decided(params, dt.date(2026, 1, 8))
         with pytest.raises(MissingPartitionError, match=r"impressions/date=2026-01-07 under .* "
                                                         r"holds no part-\*.parquet files"):

@@ -19,7 +19,7 @@ from reloop.memory.sketch import ErrorMemory
 from reloop.memory.snapshot import ModelMismatchError
 from reloop.periods import candidate_dir
 from reloop.registry import Registry
-from reloop.stages import run_period
+from reloop.stages import PeriodOrderError, run_period
 from tests.support.files import period_digest
 from tests.support.params import DAY1, DAY2, DAY3, FIELDS, loop_params
 
@@ -146,7 +146,7 @@ def test_a_period_does_not_start_before_the_previous_one_is_decided(tmp_path):
     params = loop_params(tmp_path)
     for stage in ("ingest", "validate", "join"):  # DAY1 started, not decided
         run_stage(stage, params, DAY1)
-    with pytest.raises(RuntimeError, match=f"previous period {DAY1} has started but has no "
+    with pytest.raises(PeriodOrderError, match=f"previous period {DAY1} has started but has no "
                                            "decision"):
         run_stage("ingest", params, DAY2)
     assert not (tmp_path / "logs" / "impressions" / f"date={DAY2}").exists()  # nothing written
@@ -163,8 +163,8 @@ def test_a_period_is_not_skipped_once_the_loop_is_under_way(tmp_path):
     params = loop_params(tmp_path)
     for stage in ("ingest", "validate", "join", "train", "memory", "evaluate", "promote"):
         run_stage(stage, params, DAY1)
-    with pytest.raises(RuntimeError, match=f"the previous period {DAY2} was never run, and period "
-                                           f"{DAY1} is decided"):
+    with pytest.raises(PeriodOrderError, match=f"the previous period {DAY2} was never run, and "
+                                               f"period {DAY1} is decided"):
         run_stage("ingest", params, DAY3)
     assert not (tmp_path / "logs" / "impressions" / f"date={DAY3}").exists()
     # external logs: a period that failed validation never got a joined table; it is named as
@@ -172,13 +172,13 @@ def test_a_period_is_not_skipped_once_the_loop_is_under_way(tmp_path):
     from reloop.data.logs.quarantine import record_quarantine
 
     record = record_quarantine(params.logs.quarantine_root, "impressions", DAY2, {"failed": []})
-    with pytest.raises(RuntimeError, match=rf"the previous period {DAY2} failed validation "
+    with pytest.raises(PeriodOrderError, match=rf"the previous period {DAY2} failed validation "
                                            rf"\(quarantined: {record}\) and has no decision"):
         run_stage("ingest", params, DAY3)
     # ... or its join refused the next day's feedback, which its attribution window reads
     record.unlink()
     record = record_quarantine(params.logs.quarantine_root, "feedback", DAY3, {"failed": []})
-    with pytest.raises(RuntimeError, match=rf"the previous period {DAY2} failed validation "
+    with pytest.raises(PeriodOrderError, match=rf"the previous period {DAY2} failed validation "
                                            rf"\(quarantined: {record}\)"):
         run_stage("ingest", params, DAY3)
 

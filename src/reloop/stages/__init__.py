@@ -13,6 +13,7 @@ a stage runs.
 from reloop.stages.graph import STAGE_GRAPH, STAGE_NAMES, upstream
 from reloop.stages.runner import (
     STAGES,
+    PeriodOrderError,
     StageEvent,
     check_previous_decided,
     period_workspace,
@@ -21,5 +22,6 @@ from reloop.stages.runner import (
     stage_listener,
 )
 
-__all__ = ["STAGES", "STAGE_GRAPH", "STAGE_NAMES", "StageEvent", "check_previous_decided",
-           "period_workspace", "run_period", "run_stage", "stage_listener", "upstream"]
+__all__ = ["STAGES", "STAGE_GRAPH", "STAGE_NAMES", "PeriodOrderError", "StageEvent",
+           "check_previous_decided", "period_workspace", "run_period", "run_stage",
+           "stage_listener", "upstream"]

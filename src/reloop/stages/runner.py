@@ -22,8 +22,8 @@ from reloop.stages.graph import STAGE_NAMES
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
-__all__ = ["STAGES", "StageEvent", "check_previous_decided", "period_workspace", "run_period",
-           "run_stage", "stage_listener"]
+__all__ = ["STAGES", "PeriodOrderError", "StageEvent", "check_previous_decided",
+           "period_workspace", "run_period", "run_stage", "stage_listener"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,14 @@ def _notify(event: StageEvent) -> None:
             log.exception("stage listener %r failed", callback)
 
 
+class PeriodOrderError(ValueError):
+    """A period asked for out of order: its previous period is undecided, skipped or failed.
+
+    A ``ValueError``: the same request fails the same way until the previous period is run, so
+    the DAG fails the task at once rather than retrying it
+    (:func:`reloop.ops.airflow.run_stage_task`)."""
+
+
 def check_previous_decided(params: Params, start: dt.date) -> None:
     """Refuse to start period ``start`` unless the previous period is decided.
 
@@ -94,7 +102,7 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
         params.logs.source != "external"
         and partition_dir(params.logs.root, "impressions", prev).exists())
     if started:
-        raise RuntimeError(
+        raise PeriodOrderError(
             f"the previous period {prev} has started but has no decision yet "
             f"({decision_path(params, prev)}); periods run in order, each from the model the one "
             f"before promoted. Finish (or rerun) period {prev} first; with `airflow backfill "
@@ -104,7 +112,7 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
     decided = [d for d, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE) if d < prev]
     quarantined = _quarantine_records(params, prev)
     if decided and quarantined:
-        raise RuntimeError(
+        raise PeriodOrderError(
             f"the previous period {prev} failed validation (quarantined: "
             f"{', '.join(quarantined)}) and has no decision; periods run in order, each from the "
             f"model the one before promoted. Fix its logs (or validate.* thresholds) and rerun "
@@ -112,7 +120,7 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
             "period on purpose"
         )
     if decided:
-        raise RuntimeError(
+        raise PeriodOrderError(
             f"the previous period {prev} was never run, and period {decided[-1]} is decided: "
             f"periods run in order, each from the model the one before promoted. Run {prev} "
             f"first (`reloop run --date {prev}`, or `reloop backfill` over the gap); set "
