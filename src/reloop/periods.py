@@ -124,16 +124,23 @@ def period_start(day: str | dt.date, period_days: int) -> dt.date:
     return day - dt.timedelta(days=day.weekday())
 
 
-def check_period_start(day: str | dt.date, period_days: int, what: str = "period start") -> dt.date:
+def check_period_start(day: str | dt.date, period_days: int, what: str = "period start",
+                       earliest: dt.date | None = None) -> dt.date:
     """``day`` as a date; a :class:`ValueError` naming it, its weekday and the Monday to use when
-    it is not a period start (:func:`period_start`)."""
+    it is not a period start (:func:`period_start`): the Monday on or before it, or, when that
+    is before ``earliest`` (the built-in world's first day), the first Monday on or after
+    ``earliest``."""
     day = as_date(day, what)
     start = period_start(day, period_days)
     if start != day:
+        use = f"{start.isoformat()}, the Monday on or before it"
+        if earliest is not None and start < earliest:
+            first = earliest + dt.timedelta(days=-earliest.weekday() % 7)
+            use = (f"{first.isoformat()}, the first Monday on or after the first day "
+                   f"{earliest.isoformat()} (simulator.start)")
         raise ValueError(
             f"{what} {day.isoformat()} is a {day:%A}; periods of logs.period_days={period_days} "
-            f"start on Mondays (as the DAG schedules them): use {start.isoformat()}, the Monday "
-            "on or before it"
+            f"start on Mondays (as the DAG schedules them): use {use}"
         )
     return day
 

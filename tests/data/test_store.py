@@ -137,9 +137,15 @@ def test_weekly_periods_start_on_mondays(tmp_path):
     assert check_period_start(saturday, 1) == saturday
     # one rule for every entry point: the stage runner (DAG, `reloop stage|run`) and backfills
     weekly = tiny_params(tmp_path, logs={"period_days": 7})
-    with pytest.raises(ValueError, match=msg):
-        run_stage("ingest", weekly, "2013-03-02")
+    with pytest.raises(ValueError, match=msg.replace("2013-02-25", "2026-01-05")):
+        run_stage("ingest", weekly, "2013-03-02")  # the world's first Monday: 2013 is before it
     assert not Path(weekly.pipeline.lock_file).exists() and not (tmp_path / "logs").exists()
+    # the built-in world has no day before simulator.start: the Monday after is the one to use
+    with pytest.raises(ValueError, match=r"2026-01-03 is a Saturday; .*: use 2026-01-05, the "
+                                         r"first Monday on or after the first day 2026-01-01 "
+                                         r"\(simulator\.start\)"):
+        run_stage("ingest", tiny_params(tmp_path, logs={"period_days": 7},
+                                        simulator={"start": "2026-01-01"}), "2026-01-03")
     with pytest.raises(ValueError, match=f"--start {msg}"):
         period_starts("2013-03-02", "2013-03-30", 7)
     assert period_starts("2013-02-25", "2013-03-11", 7) == [

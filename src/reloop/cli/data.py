@@ -56,7 +56,8 @@ def _params(path: Path):
 def _periods(params, date: str, end: str | None) -> list[dt.date]:
     from reloop.periods import as_date, check_period_start
 
-    first = check_period_start(date, params.logs.period_days, "--date")
+    first = check_period_start(date, params.logs.period_days, "--date", earliest=(
+        params.simulator.start if params.logs.source == "simulator" else None))
     last = as_date(end, "--end") if end is not None else first
     if last < first:
         raise ValueError(f"--end {last} is before --date {first}")

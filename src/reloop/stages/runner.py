@@ -170,7 +170,8 @@ def period_workspace(params: Params, start: str | dt.date, what: str) -> Iterato
     from reloop.lock import workspace_lock
     from reloop.periods import check_period_start
 
-    start = check_period_start(start, params.logs.period_days)
+    start = check_period_start(start, params.logs.period_days, earliest=(
+        params.simulator.start if params.logs.source == "simulator" else None))
     if params.logs.source == "simulator":  # refused before the lock is taken
         from reloop.sources.world import check_horizon
 
