@@ -222,6 +222,12 @@ CASES = [
     Bad("range-reversed-report", ("report", "--start", DAY2, "--end", DAY1),
         rf"--end {DAY1} is before --start {DAY2}", rerun=("report", "--start", DAY1, "--end",
                                                          DAY2), rerun_writes=REPORT_OUTPUTS),
+    # a range that never ran (another workspace's params, a typo in a date) used to print a
+    # table of dashes and succeed
+    Bad("report-range-never-run", ("report", "--start", "2026-01-20", "--end", "2026-01-21"),
+        r"no period from 2026-01-20 to 2026-01-21 has run in this workspace \(nothing under "
+        r".*evaluation or .*decisions\)", rerun=("report", "--start", DAY1, "--end", DAY2),
+        rerun_writes=REPORT_OUTPUTS),
     Bad("weekly-not-a-monday", ("report", "--start", DAY3, "--end", DAY3, "--params",
                                 "{case}/weekly.yaml"),
         rf"--start {DAY3} is a Wednesday; periods of logs\.period_days=7 start on Mondays .*use "

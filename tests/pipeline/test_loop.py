@@ -61,6 +61,10 @@ def test_stage_results_are_strict_json_for_airflow_xcoms(two_periods):
     assert isinstance(day1["train"]["best_val_auc"], float)
     for result in (*day1.values(), *day2.values()):
         json.dumps(result, allow_nan=False)
+    # small: the drift stage returns its headline; per-column figures stay in summary.json
+    assert "share_drifted_columns" in day2["drift"] and "category_codes" not in day2["drift"]
+    assert len(json.dumps(day2["drift"])) < 2000
+    assert "category_codes" in json.loads(Path(day2["drift"]["summary"]).read_text())
     # so is the warm-started checkpoint's metadata (it used to hold a bare NaN token)
     meta = (candidate_dir(params, DAY2) / "checkpoint.json").read_text()
     json.loads(meta, parse_constant=lambda token: pytest.fail(f"{token} in checkpoint.json"))

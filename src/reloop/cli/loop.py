@@ -131,6 +131,11 @@ def report_cmd(
     cfg = load_params(params)
     rows = period_table(cfg, period_starts(start, end, cfg.logs.period_days))
     evaluated = [r for r in rows if r.get("candidate_base") is not None]
+    if not evaluated and not any(r.get("promoted") is not None for r in rows):
+        raise ValueError(
+            f"no period from {start} to {end} has run in this workspace (nothing under "
+            f"{cfg.pipeline.evaluation_root} or {cfg.pipeline.decisions_root}): run them first "
+            "(`reloop run`, `reloop backfill`), or point --params at the workspace's params.yaml")
     pictures = plot_periods(evaluated, Path(cfg.pipeline.plots_file).parent) if evaluated else []
     from reloop.ops.site import build_site
 

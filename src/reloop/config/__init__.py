@@ -128,5 +128,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml`` (a repeated key is an error, see :func:`parse_yaml`)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"params file {str(path)!r} does not exist")
+        raise ConfigError(
+            f"params file {str(path)!r} does not exist (in {Path.cwd()}): run the command where "
+            "the workspace's params.yaml is, or name it with --params PATH (in `make demo`'s "
+            "build/demo: --params ../../params.yaml)")
     return params_from_dict(load_yaml(path) or {}, source=str(path))

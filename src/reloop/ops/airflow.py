@@ -345,7 +345,7 @@ def recorded_as_backfill(interval_start: dt.datetime, interval_end: dt.datetime)
     imports when called) for the duration of the block.
     """
     from airflow.models import dagrun
-    from airflow.utils import timezone
+    from airflow.sdk import timezone
     from airflow.utils.state import DagRunState
     from airflow.utils.types import DagRunTriggeredByType, DagRunType
     from sqlalchemy import select
