@@ -88,6 +88,7 @@ def ingest_period(
     from reloop.serving.scorer import load_scorer
 
     _check_days(params, days)  # before anything is written
+    scorer = load_scorer(params, checkpoint, memory)  # verified even when not needed below
     if (memory_out is None and params.logs.require_seal
             and all(seal_path(params.logs.root, day).is_file() for day in days)):
         # every day was served and sealed: the logs are facts, not re-served (a changed
@@ -95,8 +96,7 @@ def ingest_period(
         log.info("period %s: every day is logged and sealed; its logs are kept as they are",
                  days[0])
         return {"source": source, "period_start": days[0].isoformat(), "kept": True,
-                "days": _logged_days(params, days)}
-    scorer = load_scorer(params, checkpoint, memory)
+                "model_version": scorer.model_version, "days": _logged_days(params, days)}
     if source == "simulator":
         from reloop.sources.simulator import simulate_day
 
