@@ -54,10 +54,10 @@ def _params(path: Path):
 
 
 def _periods(params, date: str, end: str | None) -> list[dt.date]:
-    from reloop.periods import as_date, check_period_start
+    from reloop.periods import as_date
+    from reloop.stages.runner import check_start
 
-    first = check_period_start(date, params.logs.period_days, "--date", earliest=(
-        params.simulator.start if params.logs.source == "simulator" else None))
+    first = check_start(params, date, "--date")
     last = as_date(end, "--end") if end is not None else first
     if last < first:
         raise ValueError(f"--end {last} is before --date {first}")

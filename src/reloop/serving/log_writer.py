@@ -54,7 +54,7 @@ from reloop.data.logs.store import (
     partition_dir,
     write_part,
 )
-from reloop.periods import SEALS_DIR, seal_path
+from reloop.periods import SEALS_DIR, parse_date_part, seal_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import FeaturesConfig
@@ -68,6 +68,11 @@ _US_PER_DAY = 86_400 * 1_000_000
 WRITTEN, RETRY, DROPPED = "written", "retry", "dropped"
 #: seconds between two tries of a day's seal that failed (a seal reads every part of the day)
 SEAL_RETRY_S = 60.0
+
+
+def _watermark(day: dt.date, window_us: int) -> int:
+    """When ``day`` can be sealed: ``D+1 00:00 UTC`` plus the attribution window (epoch us)."""
+    return ((day - dt.date(1970, 1, 1)).days + 1) * _US_PER_DAY + window_us
 
 
 @dataclass
@@ -192,11 +197,9 @@ class LogWriter:
         """The watermark of the latest sealed day under the logs root (``D+1 00:00 UTC +
         window``, epoch microseconds), 0 without a seal: a serving clock that sealed D had
         passed it, and no event before it can be logged any more."""
-        days = [dt.date.fromisoformat(f.name[len("date="):-len(".json")])
-                for f in (self.root / SEALS_DIR).glob("date=*.json")]
-        if not days:
-            return 0
-        return ((max(days) - dt.date(1970, 1, 1)).days + 1) * _US_PER_DAY + window_us
+        days = [d for f in (self.root / SEALS_DIR).glob("*.json")
+                if (d := parse_date_part(f.stem)) is not None]
+        return _watermark(max(days), window_us) if days else 0
 
     def _flush_table(self, table: str) -> int:
         with self._lock:
@@ -296,9 +299,7 @@ class LogWriter:
                     if not seal_path(self.root, d).is_file()
                     and any(partition_dir(self.root, "impressions", d).glob(
                         f"part-serve-{self.replica}-*.parquet"))}
-            due = sorted(d for d in self._to_seal
-                         if (d - dt.date(1970, 1, 1)).days * _US_PER_DAY + _US_PER_DAY
-                         + window_us <= now_us)
+            due = sorted(d for d in self._to_seal if _watermark(d, window_us) <= now_us)
             if not due:
                 return []
             for table in self._buffers:  # every row before the watermark is written first

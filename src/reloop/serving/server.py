@@ -197,7 +197,7 @@ def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
     ids, event_us = p.payloads.impressions(parse_body(raw))
     now = p.clock.now_us()
     if event_us is not None:
-        _check_time(p, event_us, "event_time")
+        _observe(p, event_us, "event_time", move=False)
         now = max(now, event_us)
     # the rows are buffered before the clock moves: the upkeep seals a day only after flushing
     # what was buffered, so a row of the day being sealed cannot arrive after its seal
@@ -214,20 +214,11 @@ def impressions(p: Parts, raw: bytes) -> dict[str, Any]:
     return {"shown": len(ids)}
 
 
-def _check_time(p: Parts, t_us: int, field: str) -> None:
-    """A 422 naming ``field`` when ``t_us`` is further ahead of a client clock than
-    ``serve.max_clock_jump_s``."""
+def _observe(p: Parts, t_us: int, field: str, *, move: bool = True) -> None:
+    """Move a client clock to a request's time (``move=False``: only check that it may); a jump
+    past ``serve.max_clock_jump_s`` is a 422 naming ``field``."""
     try:
-        p.clock.check(t_us)
-    except ValueError as err:
-        raise BadRequest(422, field, str(err)) from None
-
-
-def _observe(p: Parts, t_us: int, field: str) -> None:
-    """Move a client clock to a request's time; a jump past ``serve.max_clock_jump_s`` is a 422
-    naming ``field``."""
-    try:
-        p.clock.observe(t_us)
+        (p.clock.observe if move else p.clock.check)(t_us)
     except ValueError as err:
         raise BadRequest(422, field, str(err)) from None
 
@@ -248,7 +239,7 @@ def feedback(p: Parts, raw: bytes) -> dict[str, Any]:
         accepted.append((c.impression_id, now if c.event_us is None else c.event_us, parsed))
     if p.clock.mode == "client":  # the clicks' own times move a client clock
         for i, (_, t, _) in enumerate(accepted):  # before anything is recorded
-            _check_time(p, t, f"clicks[{i}].event_time")
+            _observe(p, t, f"clicks[{i}].event_time", move=False)
         now = max(now, max(t for _, t, _ in accepted))
     # a click is late if its window had closed when it arrived, not by a later click's time
     p.book.click(accepted, now, arrived)

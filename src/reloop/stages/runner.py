@@ -22,7 +22,7 @@ from reloop.stages.graph import STAGE_NAMES
 if TYPE_CHECKING:  # pragma: no cover
     from reloop.config import Params
 
-__all__ = ["STAGES", "PeriodOrderError", "StageEvent", "check_previous_decided",
+__all__ = ["STAGES", "PeriodOrderError", "StageEvent", "check_previous_decided", "check_start",
            "period_workspace", "run_period", "run_stage", "stage_listener"]
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
     period could not be run later: the days after it are sealed). The first period of a
     workspace may start on any period start. Whatever ``pipeline.sequential`` says, a period
     that overlaps a decided one (periods of 3 or 14 days have no fixed phase; a run out of step
-    would train on days twice) is a ``ValueError`` naming the nearest start in step.
+    would train on days twice) is refused, naming the nearest start in step. Every refusal is a
+    :class:`PeriodOrderError`.
     """
     from reloop.data.logs.store import partition_dir
     from reloop.periods import DECISION_FILE, dated_dirs, decision_path, joined_dir
@@ -89,7 +90,7 @@ def check_previous_decided(params: Params, start: dt.date) -> None:
     for other, _ in dated_dirs(params.pipeline.decisions_root, DECISION_FILE):
         if other != start and abs((other - start).days) < days:  # sequential or not
             aligned = other + dt.timedelta(days=round((start - other).days / days) * days)
-            raise ValueError(
+            raise PeriodOrderError(
                 f"period {start} overlaps period {other}, which is decided: periods of "
                 f"logs.period_days={days} follow each other without overlap, from {other} on "
                 f"(the nearest start is {aligned})")
@@ -158,6 +159,15 @@ def _stage(name: str) -> Callable[[Params, str | dt.date], dict[str, Any]]:
 STAGES: dict[str, Callable[[Params, str | dt.date], dict[str, Any]]] = {
     name: _stage(name) for name in STAGE_NAMES
 }
+def check_start(params: Params, start: str | dt.date, what: str = "period start") -> dt.date:
+    """:func:`reloop.periods.check_period_start` for the workspace's ``logs.period_days``; for
+    the built-in world a bad Monday's suggestion is never before ``simulator.start``."""
+    from reloop.periods import check_period_start
+
+    return check_period_start(start, params.logs.period_days, what, earliest=(
+        params.simulator.start if params.logs.source == "simulator" else None))
+
+
 @contextlib.contextmanager
 def period_workspace(params: Params, start: str | dt.date, what: str) -> Iterator[dt.date]:
     """Check that ``start`` is a period start (and, for the built-in world, inside its horizon),
@@ -168,10 +178,8 @@ def period_workspace(params: Params, start: str | dt.date, what: str) -> Iterato
     ``reloop simulate``) run inside it too, so no front end writes beside a running stage.
     """
     from reloop.lock import workspace_lock
-    from reloop.periods import check_period_start
 
-    start = check_period_start(start, params.logs.period_days, earliest=(
-        params.simulator.start if params.logs.source == "simulator" else None))
+    start = check_start(params, start)
     if params.logs.source == "simulator":  # refused before the lock is taken
         from reloop.sources.world import check_horizon
 
